@@ -1,0 +1,3 @@
+from sleepstream.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,30 @@
+"""``sleepstream`` command line: argument parsing and exit codes only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sleepstream.clikit import dispatch
+
+COMMANDS = {
+    "run": "sleepstream.commands.run",
+    "replay": "sleepstream.commands.replay",
+    "watch": "sleepstream.commands.watch",
+    "inspect": "sleepstream.commands.inspect",
+    "profiles": "sleepstream.commands.profiles",
+    "report": "sleepstream.commands.report",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return dispatch(
+        "sleepstream",
+        "Real-time sleep staging from one EEG channel.",
+        COMMANDS,
+        argv,
+        env_prefix="SLEEPSTREAM",
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""A small lazy sub-command dispatcher shared by ``sleepstream`` and ``distill``.
+
+Each sub-command lives in its own module that defines::
+
+    HELP = "one line"
+    def add_arguments(parser: argparse.ArgumentParser) -> None: ...
+    def run(args: argparse.Namespace) -> int: ...
+
+Only the chosen module is imported, so ``sleepstream inspect`` never pays for MQTT or
+ONNX Runtime. Every option also reads ``<PREFIX>_<DEST>`` from the environment
+(e.g. ``SLEEPSTREAM_MQTT``), which is how systemd ``EnvironmentFile=`` reaches it.
+Errors derived from :class:`~sleepstream.errors.SleepstreamError` become one line on
+stderr and their exit code; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from sleepstream.errors import SleepstreamError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse would exit(2) with usage; keep it short
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _apply_env_defaults(parser: argparse.ArgumentParser, env_prefix: str) -> None:
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help",):
+            continue
+        key = f"{env_prefix}_{action.dest.upper()}"
+        if key not in os.environ:
+            continue
+        raw = os.environ[key]
+        if isinstance(action, argparse._StoreTrueAction):
+            value: object = raw.strip().lower() in ("1", "true", "yes", "on")
+        elif action.type is not None:
+            try:
+                value = action.type(raw)
+            except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
+                raise UsageError(f"environment {key}={raw!r}: {exc}") from None
+        else:
+            value = raw
+        parser.set_defaults(**{action.dest: value})
+
+
+def dispatch(
+    prog: str,
+    description: str,
+    commands: Mapping[str, str],
+    argv: Sequence[str] | None,
+    env_prefix: str,
+) -> int:
+    """Parse ``argv``, import the chosen command module and run it; return the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"usage: {prog} COMMAND [options]\n\n{description}\n\ncommands:")
+        for name, target in commands.items():
+            try:
+                help_line = importlib.import_module(target).HELP
+            except Exception:  # a broken optional command must not hide the others
+                help_line = "(unavailable)"
+            print(f"  {name:<10} {help_line}")
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    try:
+        if name not in commands:
+            raise UsageError(
+                f"{prog}: unknown command {name!r}; valid commands: {', '.join(commands)}"
+            )
+        module = importlib.import_module(commands[name])
+        parser = _Parser(prog=f"{prog} {name}", description=module.HELP)
+        module.add_arguments(parser)
+        _apply_env_defaults(parser, env_prefix)
+        args = parser.parse_args(rest)
+        return int(module.run(args) or 0)
+    except SleepstreamError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,67 @@
+"""Typed domain errors. Each carries the exit code the CLI returns for it.
+
+Library code raises these; only :mod:`sleepstream.cli` turns them into a one-line
+message and an exit code (never a traceback).
+"""
+
+from __future__ import annotations
+
+
+class SleepstreamError(Exception):
+    """Base class; ``exit_code`` is what the CLI exits with."""
+
+    exit_code: int = 1
+
+
+class UsageError(SleepstreamError):
+    """Invalid command-line value or combination."""
+
+    exit_code = 2
+
+
+class DataFileError(SleepstreamError):
+    """A recording or hypnogram cannot be read (missing, empty, not EDF, truncated)."""
+
+    exit_code = 3
+
+
+class ChannelNotFoundError(DataFileError):
+    """The requested channel is not in the file; the message lists the available ones."""
+
+    exit_code = 4
+
+
+class HypnogramError(DataFileError):
+    """A hypnogram does not fit its recording or holds an unknown stage label."""
+
+    exit_code = 5
+
+
+class ConfigError(SleepstreamError):
+    """A profile or config file is malformed; the message names file, key and value."""
+
+    exit_code = 6
+
+
+class ModelError(SleepstreamError):
+    """A model file is unreadable or does not match its card (sha256, input contract)."""
+
+    exit_code = 7
+
+
+class SourceError(SleepstreamError):
+    """A signal source cannot be opened (no board, unknown board, stream not found)."""
+
+    exit_code = 8
+
+
+class BrokerError(SleepstreamError):
+    """The MQTT broker cannot be used at start-up (bad URL, TLS files, auth)."""
+
+    exit_code = 9
+
+
+class StorageError(SleepstreamError):
+    """The state directory cannot be written (permissions, disk full)."""
+
+    exit_code = 10
