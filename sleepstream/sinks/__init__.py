@@ -1,0 +1,1 @@
+"""Where stage events go: MQTT (through a durable outbox), stdout, the night recorder."""

@@ -1,0 +1,367 @@
+"""MQTT sink: stage events through a durable outbox to a broker (aiomqtt 2.x, QoS 1).
+
+Topics (``<prefix>`` defaults to ``sleepstream``):
+
+- ``<prefix>/<device>/stage``: one JSON stage event per epoch (QoS 1);
+- ``<prefix>/<device>/status``: retained ``online`` / ``offline``; ``offline`` is also
+  the last will, so a crashed daemon or a lost network shows as offline.
+
+:meth:`MqttSink.publish` appends the event to the :class:`~sleepstream.sinks.outbox.Outbox`
+and returns; a background task delivers the outbox in order, one event at a time, and
+deletes each event once the broker has acknowledged it (PUBACK). On any connection
+error it reconnects with jittered exponential back-off and resumes from the oldest
+undelivered event, so subscribers get every event at least once, in order, with its
+original ``event_id`` (deduplicate on it for exactly-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from sleepstream.errors import BrokerError, UsageError
+from sleepstream.sinks.base import EventContext, build_event
+from sleepstream.sinks.outbox import Outbox
+from sleepstream.types import Epoch, StagePrediction
+
+log = logging.getLogger(__name__)
+
+#: Environment variable holding the MQTT password (never pass secrets on argv).
+PASSWORD_ENV = "SLEEPSTREAM_MQTT_PASSWORD"
+NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    """Where and how to connect. Validated by :func:`mqtt_settings` before any I/O.
+
+    Attributes
+    ----------
+    host, port : str, int
+    username, password : str or None
+        The password comes from ``$SLEEPSTREAM_MQTT_PASSWORD`` or a file, never argv.
+    tls : bool
+        ``mqtts://`` URLs or a CA file turn TLS on.
+    ca_file, cert_file, key_file : Path or None
+        CA bundle to verify the broker, and the client certificate and key.
+    tls_insecure : bool
+        Skip the broker host name check (certificate still verified against the CA).
+    client_id : str or None
+        MQTT client id (default: ``sleepstream-<device>-<pid>``).
+    topic_prefix : str
+    keepalive : float
+        Seconds; a hung broker is detected after about 1.5 x this.
+    publish_timeout : float
+        Seconds to wait for one PUBACK before the connection is treated as broken.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    tls_insecure: bool = False
+    client_id: str | None = None
+    topic_prefix: str = "sleepstream"
+    keepalive: int = 10
+    publish_timeout: float = 5.0
+
+    def url(self) -> str:
+        user = f"{self.username}@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+
+    def stage_topic(self, device: str) -> str:
+        return f"{self.topic_prefix}/{device}/stage"
+
+    def status_topic(self, device: str) -> str:
+        return f"{self.topic_prefix}/{device}/status"
+
+
+def read_password(password_file: str | os.PathLike[str] | None) -> str | None:
+    """The MQTT password from ``--mqtt-password-file`` or ``$SLEEPSTREAM_MQTT_PASSWORD``."""
+    if password_file:
+        try:
+            return Path(password_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise UsageError(f"--mqtt-password-file {password_file}: {exc.strerror}") from None
+    return os.environ.get(PASSWORD_ENV) or None
+
+
+def mqtt_settings(
+    url: str,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    ca_file: str | os.PathLike[str] | None = None,
+    cert_file: str | os.PathLike[str] | None = None,
+    key_file: str | os.PathLike[str] | None = None,
+    tls_insecure: bool = False,
+    client_id: str | None = None,
+    topic_prefix: str = "sleepstream",
+) -> MqttSettings:
+    """Parse ``mqtt://[user@]host[:port]`` or ``mqtts://...`` and check the TLS files.
+
+    Raises :class:`UsageError` for a malformed URL or a password in the URL and
+    :class:`BrokerError` for missing TLS files.
+    """
+    parts = urlsplit(url if "://" in url else f"mqtt://{url}")
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise UsageError(f"--mqtt {url!r}: scheme must be mqtt:// or mqtts://")
+    if parts.password is not None:
+        raise UsageError(
+            f"--mqtt {parts.scheme}://...: do not put the password in the URL "
+            f"(it would show in the process list); use ${PASSWORD_ENV} or --mqtt-password-file"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise UsageError(f"--mqtt {url!r}: bad port") from None
+    if not parts.hostname:
+        raise UsageError(f"--mqtt {url!r}: no host name")
+    tls = parts.scheme in ("mqtts", "ssl") or bool(ca_file) or bool(cert_file)
+    files: dict[str, Path | None] = {}
+    for name, value in (("ca", ca_file), ("cert", cert_file), ("key", key_file)):
+        path = Path(value) if value else None
+        if path is not None and not path.is_file():
+            raise BrokerError(f"--mqtt-{name}-file {path}: no such file")
+        files[name] = path
+    if files["key"] and not files["cert"]:
+        raise UsageError("--mqtt-key-file needs --mqtt-cert-file")
+    prefix = topic_prefix.strip("/")
+    if not prefix or any(c in prefix for c in "#+"):
+        raise UsageError(f"--topic-prefix {topic_prefix!r}: must be non-empty, without # or +")
+    return MqttSettings(
+        host=parts.hostname,
+        port=port or (8883 if tls else 1883),
+        username=username or (unquote(parts.username) if parts.username else None),
+        password=password,
+        tls=tls,
+        ca_file=files["ca"],
+        cert_file=files["cert"],
+        key_file=files["key"],
+        tls_insecure=tls_insecure,
+        client_id=client_id,
+        topic_prefix=prefix,
+    )
+
+
+def tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
+    """An SSL context for the broker, or None without TLS."""
+    if not settings.tls:
+        return None
+    try:
+        ctx = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
+        if settings.cert_file:
+            ctx.load_cert_chain(
+                str(settings.cert_file), str(settings.key_file) if settings.key_file else None
+            )
+    except (ssl.SSLError, OSError) as exc:
+        raise BrokerError(f"MQTT TLS files: {exc}") from None
+    if settings.tls_insecure:
+        ctx.check_hostname = False
+    return ctx
+
+
+def make_client(settings: MqttSettings, *, client_id: str | None = None, will: Any = None):
+    """An ``aiomqtt.Client`` with TCP_NODELAY, auth and TLS from ``settings``."""
+    import aiomqtt
+
+    return aiomqtt.Client(
+        settings.host,
+        settings.port,
+        username=settings.username,
+        password=settings.password,
+        identifier=client_id or settings.client_id,
+        will=will,
+        keepalive=settings.keepalive,
+        tls_context=tls_context(settings),
+        socket_options=NODELAY,
+        timeout=settings.publish_timeout,
+    )
+
+
+def jittered_backoff(attempt: int, *, base: float = 0.25, cap: float = 10.0) -> float:
+    """Seconds to wait before reconnect attempt ``attempt`` (0-based): full jitter."""
+    return random.uniform(base / 2, min(cap, base * 2**attempt))
+
+
+class MqttSink:
+    """Publishes stage events of one device through its outbox.
+
+    Parameters
+    ----------
+    settings : MqttSettings
+    device : str
+    session : str
+        Session id used in ``event_id`` (see :func:`~sleepstream.sinks.base.event_id`).
+    outbox : Outbox
+        Opened and closed by the sink.
+    metrics : Metrics, optional
+    flush_timeout : float
+        Seconds :meth:`__aexit__` waits for the outbox to drain before giving up (the
+        rest is delivered on the next start).
+    """
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        *,
+        device: str,
+        session: str,
+        outbox: Outbox,
+        metrics: Any = None,
+        flush_timeout: float = 10.0,
+    ) -> None:
+        self.settings = settings
+        self.device = device
+        self.session = session
+        self.outbox = outbox
+        self.metrics = metrics
+        self.flush_timeout = flush_timeout
+        self.stage_topic = settings.stage_topic(device)
+        self.status_topic = settings.status_topic(device)
+        self.connected = asyncio.Event()
+        self.delivered = 0
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._arrival: dict[str, float] = {}
+
+    # -- lifecycle ---------------------------------------------------------------
+    async def __aenter__(self) -> MqttSink:
+        self.outbox.open()
+        self._update_depth()
+        self._task = asyncio.create_task(self._deliver_forever(), name=f"{self.device}:mqtt")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), self.flush_timeout)
+            except (TimeoutError, asyncio.CancelledError):
+                log.warning(
+                    "%s: broker unreachable at shutdown; %d event(s) stay in the outbox",
+                    self.device,
+                    len(self.outbox),
+                )
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._task
+        self.outbox.close()
+
+    # -- producer side -------------------------------------------------------------
+    async def publish(self, epoch: Epoch, prediction: StagePrediction, lookahead: int = 0) -> None:
+        """Append the event to the outbox (durable) and wake the delivery task."""
+        event = build_event(EventContext(self.device, self.session, lookahead), epoch, prediction)
+        self.enqueue(event, arrival=epoch.last_sample_at if not lookahead else None)
+
+    def enqueue(self, event: dict[str, Any], *, arrival: float | None = None) -> None:
+        """Store an already built event; ``arrival`` (perf_counter) feeds the histogram."""
+        payload = json.dumps(event, separators=(",", ":")).encode()
+        dropped = self.outbox.append(event["event_id"], self.stage_topic, payload)
+        if arrival:
+            self._arrival[event["event_id"]] = arrival
+        if dropped and self.metrics is not None:
+            self.metrics.outbox_dropped.labels(self.device).inc(dropped)
+        self._update_depth()
+        self._wakeup.set()
+
+    # -- delivery side -------------------------------------------------------------
+    async def _deliver_forever(self) -> None:
+        import aiomqtt
+
+        attempt = 0
+        client_id = self.settings.client_id or f"sleepstream-{self.device}-{os.getpid()}"
+        will = aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True)
+        while True:
+            try:
+                async with make_client(self.settings, client_id=client_id, will=will) as client:
+                    self._set_connected(True)
+                    if attempt:
+                        log.info("%s: reconnected to %s", self.device, self.settings.url())
+                    attempt = 0
+                    await client.publish(self.status_topic, b"online", qos=1, retain=True)
+                    await self._drain(client)
+                    await client.publish(self.status_topic, b"offline", qos=1, retain=True)
+                    self._set_connected(False)
+                    return
+            except aiomqtt.MqttError as exc:
+                self._set_connected(False)
+                delay = jittered_backoff(attempt)
+                log.warning(
+                    "%s: MQTT %s: %s; %d event(s) queued, retrying in %.2f s",
+                    self.device,
+                    self.settings.url(),
+                    exc,
+                    len(self.outbox),
+                    delay,
+                )
+                attempt += 1
+                if self._closing and attempt > 3:
+                    raise TimeoutError("broker unreachable at shutdown") from None
+                await asyncio.sleep(delay)
+
+    async def _drain(self, client: Any) -> None:
+        """Deliver the outbox in order until closing and empty; raise on connection loss."""
+        disconnected = getattr(client, "_disconnected", None)
+        while True:
+            items = self.outbox.peek(64)
+            if not items:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                if len(self.outbox):
+                    continue
+                waiter = asyncio.ensure_future(self._wakeup.wait())
+                waits = [waiter] + ([disconnected] if disconnected is not None else [])
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if disconnected is not None and disconnected.done():
+                    import aiomqtt
+
+                    raise aiomqtt.MqttError("connection lost")
+                continue
+            for item in items:
+                await client.publish(
+                    item.topic, item.payload, qos=1, timeout=self.settings.publish_timeout
+                )
+                self.outbox.ack(item.seq)
+                self.delivered += 1
+                self._acknowledged(item.event_id)
+
+    def _acknowledged(self, event_id: str) -> None:
+        arrival = self._arrival.pop(event_id, None)
+        if self.metrics is None:
+            return
+        self.metrics.published.labels(self.device).inc()
+        if arrival:
+            self.metrics.epoch_latency.labels(self.device).observe(time.perf_counter() - arrival)
+        self._update_depth()
+
+    def _set_connected(self, up: bool) -> None:
+        if up:
+            self.connected.set()
+        else:
+            self.connected.clear()
+        if self.metrics is not None:
+            self.metrics.broker_connected.labels(self.device).set(1 if up else 0)
+
+    def _update_depth(self) -> None:
+        if self.metrics is not None:
+            self.metrics.queue_depth.labels(self.device, "outbox").set(len(self.outbox))
