@@ -1,0 +1,1 @@
+"""Writers behind the night recorder: EDF segments, the stages EDF+ file, CSVs, manifest."""
