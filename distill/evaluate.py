@@ -1,0 +1,205 @@
+"""Evaluation: predictions per scored epoch, protocols, metrics as JSON and Markdown.
+
+Modes
+-----
+- ``causal``: the scored epoch is the last of its window (zero-padded history at the night
+  start); the only mode the daemon can use.
+- ``offline``: the window is centred on the scored epoch.
+
+Protocols
+---------
+- ``within-night-blocks``: contiguous blocks of one night (SC4001), each held out once, with
+  guard gaps. Optimistic (same night): every output carries :data:`PROTOCOL_LABELS`.
+- ``cross-dataset``: trained on SC4001 only, tested on the 8 DREAMS excerpts (30 min each;
+  windows do not cross excerpts, so the first causal windows of each excerpt are padded).
+- ``nightwise-kfold``: folds by night.
+
+Metrics come from :func:`sleepstream.scoring.agreement` (accuracy, macro-F1, kappa, per-stage
+F1, confusion). An exported ONNX model is evaluated through :mod:`sleepstream.inference`, the
+same code the daemon runs.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from distill.data import MODES, Fold, Recording, gather_windows, score_position
+from sleepstream.errors import UsageError
+from sleepstream.scoring import agreement, agreement_markdown
+from sleepstream.types import N_STAGES
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+
+PROTOCOLS = ("within-night-blocks", "cross-dataset", "nightwise-kfold")
+PROTOCOL_LABELS = {
+    "within-night-blocks": "within-night-blocks (optimistic: same night)",
+    "cross-dataset": "cross-dataset (trained on SC4001, tested on the 8 DREAMS excerpts)",
+    "nightwise-kfold": "nightwise-kfold (folds by night)",
+}
+
+
+def torch_predictor(model, key: str = "logits") -> Predictor:
+    """``windows (B, seq, 1, 3000)`` µV → ``outputs[key]`` ``(B, seq, 5)`` in eval mode."""
+    import torch
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        model.eval()
+        with torch.no_grad():
+            return model(torch.from_numpy(np.ascontiguousarray(x)))[key].numpy()
+
+    return predict
+
+
+def onnx_predictor(path: Path | str) -> tuple[Predictor, int, dict[str, Any]]:
+    """The daemon's own loader: ``(Stager.logits, Stager.seq_len, Stager.card)``."""
+    from sleepstream.inference import load_stager
+
+    stager = load_stager(Path(path))
+    return stager.logits, int(stager.seq_len), dict(stager.card)
+
+
+def predict_targets(
+    predict: Predictor,
+    rec: Recording,
+    targets: np.ndarray,
+    seq: int,
+    mode: str,
+    *,
+    batch_size: int = 64,
+    channel: str | None = None,
+) -> np.ndarray:
+    """Logits ``(len(targets), 5)`` of each target epoch at its :func:`score_position`."""
+    targets = np.asarray(targets, dtype=np.int64)
+    pos = score_position(seq, mode)
+    signal = rec.signals[channel] if channel else rec.primary
+    out = np.zeros((len(targets), N_STAGES), np.float32)
+    for a in range(0, len(targets), batch_size):
+        t = targets[a : a + batch_size]
+        x, _ = gather_windows(signal, rec.labels, t - pos, seq)
+        out[a : a + len(t)] = predict(x)[:, pos, :]
+    return out
+
+
+def make_validator(
+    recs: Sequence[Recording], masks: Sequence[np.ndarray], seq: int, mode: str, key: str
+) -> Callable:
+    """``validate(model) -> agreement`` on the masked epochs (for early stopping)."""
+
+    def validate(model) -> dict[str, Any]:
+        pred = torch_predictor(model, key)
+        yt, yp = [], []
+        for rec, m in zip(recs, masks, strict=True):
+            tg = np.flatnonzero(np.asarray(m, bool) & (rec.labels >= 0))
+            if tg.size:
+                yt.append(rec.labels[tg])
+                yp.append(predict_targets(pred, rec, tg, seq, mode).argmax(-1))
+        return agreement(np.concatenate(yt), np.concatenate(yp))
+
+    return validate
+
+
+def score_fold(
+    predict: Predictor,
+    recs: Sequence[Recording],
+    test: dict[str, np.ndarray] | None,
+    seq: int,
+    modes: Sequence[str],
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Reference and predicted stages of the test epochs per mode (all epochs if no mask)."""
+    res: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for mode in modes:
+        yt, yp = [], []
+        for rec in recs:
+            m = np.ones(rec.n_epochs, bool) if test is None else test.get(rec.name)
+            if m is None:
+                continue
+            tg = np.flatnonzero(np.asarray(m, bool) & (rec.labels >= 0))
+            yt.append(rec.labels[tg])
+            yp.append(predict_targets(predict, rec, tg, seq, mode).argmax(-1))
+        res[mode] = (np.concatenate(yt), np.concatenate(yp))
+    return res
+
+
+def summarise(
+    per_fold: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], protocol: str
+) -> dict[str, Any]:
+    """Pooled and per-fold agreement per mode, labelled with the protocol."""
+    modes: dict[str, Any] = {}
+    for mode in next(iter(per_fold.values())):
+        yt = np.concatenate([f[mode][0] for f in per_fold.values()])
+        yp = np.concatenate([f[mode][1] for f in per_fold.values()])
+        modes[mode] = {
+            "pooled": agreement(yt, yp),
+            "folds": {name: agreement(*f[mode]) for name, f in per_fold.items()},
+        }
+    return {"protocol": protocol, "protocol_label": PROTOCOL_LABELS[protocol], "modes": modes}
+
+
+def machine() -> dict[str, Any]:
+    import os
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    """Markdown report: protocol label first, then per mode the pooled and per-fold figures."""
+    lines = [f"## {result['protocol_label']}", ""]
+    for key in ("model", "source", "command", "wall_s"):
+        if key in result:
+            val = f"{result[key]:.0f} s" if key == "wall_s" else f"`{result[key]}`"
+            lines.append(f"- {key}: {val}")
+    if "machine" in result:
+        m = result["machine"]
+        lines.append(f"- machine: {m['processor']}, {m['cpu_count']} CPU cores, {m['platform']}")
+    lines.append("")
+    for mode, r in result["modes"].items():
+        lines.append(agreement_markdown(r["pooled"], f"{result['protocol_label']} — {mode}"))
+        lines += ["", "| fold | n | accuracy | macro-F1 | kappa |", "|---|---|---|---|---|"]
+        for name, f in r["folds"].items():
+            lines.append(
+                f"| {name} | {f['n_epochs']} | {100 * f['accuracy']:.2f} | "
+                f"{100 * f['macro_f1']:.2f} | {f['kappa']:.3f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_outputs(result: dict[str, Any], out: Path | str, stem: str) -> tuple[Path, Path]:
+    """Write ``<stem>.json`` and ``<stem>.md`` under ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    js, md = out / f"{stem}.json", out / f"{stem}.md"
+    js.write_text(json.dumps(result, indent=2) + "\n")
+    md.write_text(to_markdown(result) + "\n")
+    return js, md
+
+
+def check_modes(mode: str) -> tuple[str, ...]:
+    if mode == "both":
+        return MODES
+    if mode not in MODES:
+        raise UsageError(f"--mode {mode!r}: valid: causal, offline, both")
+    return (mode,)
+
+
+def fold_of(meta: dict[str, Any], source: str) -> Fold:
+    """The training split stored in a checkpoint sidecar or model card."""
+    d = meta.get("fold") or meta.get("training", {}).get("fold")
+    if not d:
+        raise UsageError(f"{source}: no training split recorded; cannot pick its held-out epochs")
+    return Fold.from_json(d)
+
+
+def trained_on(meta: dict[str, Any]) -> list[str]:
+    return list(meta.get("datasets") or meta.get("training", {}).get("datasets") or [])
