@@ -20,6 +20,7 @@ BrainFlow or pylsl installed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import random
@@ -151,10 +152,8 @@ class ChunkQueue:
     def close_threadsafe(self, error: BaseException | None = None) -> None:
         """End the stream from any thread; ``error`` is raised to the consumer."""
         self._error = error
-        try:
+        with contextlib.suppress(RuntimeError):  # loop already closed
             self._loop.call_soon_threadsafe(self._offer, self._CLOSED)
-        except RuntimeError:  # loop already closed
-            pass
 
     async def get(self) -> Chunk:
         """Next chunk; raises ``StopAsyncIteration`` (or the reader's error) at the end."""
