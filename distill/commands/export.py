@@ -1,0 +1,111 @@
+"""``distill export``: trained checkpoint -> single-file ONNX + model card.
+
+Example::
+
+    distill export --checkpoint runs/teacher/best.safetensors --out models/teacher.onnx \\
+        --metrics runs/teacher/eval.json
+
+The checkpoint is a safetensors state dict; its JSON sidecar (written by
+``distill train``) names the model and its build arguments. A bare safetensors file
+without sidecar needs ``--model``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from pathlib import Path
+
+HELP = "export a trained checkpoint to ONNX (+ model card) for the daemon"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, type=Path, help="weights (.safetensors)")
+    parser.add_argument("--out", required=True, type=Path, help="output .onnx path")
+    parser.add_argument("--model", default=None, help="model name (default: from the sidecar)")
+    parser.add_argument(
+        "--seq-len", type=int, default=None, help="context epochs (default: sidecar, else model)"
+    )
+    parser.add_argument(
+        "--metrics", type=Path, default=None, help="JSON file of evaluation metrics for the card"
+    )
+    parser.add_argument(
+        "--channels", default=None, help="channel expectation text written into the card"
+    )
+    parser.add_argument(
+        "--train-command", default=None, help="the command that trained the checkpoint (card)"
+    )
+
+
+def _load(args: argparse.Namespace):
+    import torch  # noqa: F401  (heavy; only this command needs it)
+
+    from distill.checkpoint import load_weights, read_sidecar, sidecar_path
+    from distill.models import build
+    from sleepstream.errors import ModelError, UsageError
+
+    meta: dict = {}
+    if sidecar_path(args.checkpoint).is_file():
+        meta = read_sidecar(args.checkpoint)
+    name = args.model or meta.get("model")
+    if not name:
+        raise UsageError(f"{args.checkpoint}: no sidecar names the model; pass --model")
+    if args.model and meta.get("model") and args.model != meta["model"]:
+        raise UsageError(f"--model {args.model!r} but the checkpoint holds {meta['model']!r}")
+    try:
+        model = build(name, **meta.get("model_kwargs", {}))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if not args.checkpoint.is_file():
+        raise ModelError(f"{args.checkpoint}: checkpoint not found")
+    load_weights(args.checkpoint, model)
+    return model.eval(), meta
+
+
+def run(args: argparse.Namespace) -> int:
+    from distill.export import export_student
+    from sleepstream.errors import DataFileError, UsageError
+
+    if args.out.suffix != ".onnx":
+        raise UsageError(f"--out must end in .onnx, got {args.out}")
+    model, meta = _load(args)
+    seq_len = args.seq_len or meta.get("seq_len") or model.seq_len
+    if seq_len < 1:
+        raise UsageError(f"--seq-len must be >= 1, got {seq_len}")
+    metrics: dict = {}
+    if args.metrics is not None:
+        try:
+            metrics = json.loads(args.metrics.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataFileError(f"{args.metrics}: cannot read metrics JSON ({exc})") from None
+    cmd = ["distill", "export", "--checkpoint", str(args.checkpoint), "--out", str(args.out)]
+    if args.model:
+        cmd += ["--model", args.model]
+    if args.seq_len:
+        cmd += ["--seq-len", str(args.seq_len)]
+    if args.metrics:
+        cmd += ["--metrics", str(args.metrics)]
+    training = {
+        k: meta[k]
+        for k in ("datasets", "channels", "config", "fold", "summary", "class_weights")
+        if k in meta
+    }
+    training["checkpoint"] = str(args.checkpoint)
+    train_cmd = args.train_command or meta.get("command")
+    if train_cmd:
+        training["command"] = train_cmd
+    fields = {
+        "training": training,
+        "metrics": metrics,
+        "rebuild_command": (f"{train_cmd} && " if train_cmd else "") + shlex.join(cmd),
+    }
+    if args.channels:
+        fields["channels"] = args.channels
+    out = export_student(model, args.out, seq_len=int(seq_len), card_fields=fields)
+    card = json.loads(out.with_name(out.stem + ".card.json").read_text())
+    print(
+        f"wrote {out} ({card['onnx']['size_bytes']:,} bytes, sha256 {card['onnx']['sha256'][:12]}, "
+        f"{card['n_params']:,} params, seq_len {seq_len}) and {out.stem}.card.json"
+    )
+    return 0
