@@ -15,6 +15,7 @@ stopping watches validation macro-F1 and restores the best weights at the end of
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -259,6 +260,7 @@ def fit(
             disable=not progress,
             leave=False,
             dynamic_ncols=True,
+            mininterval=0.2 if sys.stderr.isatty() else 5.0,
         )
         tot, n_seen, correct, n_lab = 0.0, 0, 0, 0
         for b in bar:

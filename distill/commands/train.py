@@ -1,0 +1,193 @@
+"""``distill train``: two-stage training of one model on SC4001 (both derivations)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+HELP = "train a model in two stages (epoch encoder, then sequence) with checkpoints"
+
+SPLITS = ("full", "within-night-blocks", "nightwise-kfold")
+DATASETS = ("sc4001", "dreams")
+
+
+def default_data_dir() -> Path:
+    """``$SLEEPSTREAM_SHARED_DATA`` or ``../shared/data`` next to the repository."""
+    env = os.environ.get("SLEEPSTREAM_SHARED_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options that define a :class:`~distill.train.TrainConfig` (shared with ``evaluate``)."""
+    g = parser.add_argument_group("training")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seq-len", type=int, default=20, help="epochs per window (default 20)")
+    g.add_argument("--pretrain-epochs", type=int, default=30, help="stage 1 epochs (0 = skip)")
+    g.add_argument("--pretrain-batch-size", type=int, default=64)
+    g.add_argument("--pretrain-lr", type=float, default=1e-3)
+    g.add_argument("--epochs", type=int, default=20, help="stage 2 (sequence) epochs")
+    g.add_argument("--batch-size", type=int, default=16, help="stage 2 windows per batch")
+    g.add_argument("--lr", type=float, default=3e-4, help="stage 2 learning rate")
+    g.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default="adam")
+    g.add_argument("--schedule", choices=("none", "cosine", "step"), default="cosine")
+    g.add_argument("--weight-decay", type=float, default=1e-4)
+    g.add_argument("--patience", type=int, default=6, help="early stopping, epochs")
+    g.add_argument(
+        "--stride", type=int, default=0, help="epochs between training window starts (0 = seq-len)"
+    )
+    g.add_argument("--balance", choices=("weights", "sampler", "none"), default="weights")
+    g.add_argument(
+        "--assembled-ratio",
+        type=float,
+        default=1.0,
+        help="hypnogram-assembled windows per real window in stage 2 (0 = off)",
+    )
+    g.add_argument("--no-augment", action="store_true", help="no amplitude/shift/noise")
+    g.add_argument(
+        "--channels",
+        default="EEG Fpz-Cz,EEG Pz-Oz",
+        help="SC4001 derivations (first = evaluation channel; >1 = channel swap)",
+    )
+    g.add_argument("--data", type=Path, default=None, help="shared data folder")
+    g.add_argument("--no-progress", action="store_true")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="model name (see `distill models`)")
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="full",
+        help="full: SC4001 minus a validation block; or one run per fold",
+    )
+    parser.add_argument("--folds", type=int, default=4)
+    parser.add_argument("--fold", default="all", help="fold index or 'all'")
+    parser.add_argument("--datasets", default="sc4001", help="comma list for nightwise-kfold")
+    parser.add_argument("--out", type=Path, required=True, help="run folder (under runs/)")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    add_train_arguments(parser)
+
+
+def config_from_args(args: argparse.Namespace, model: str):
+    from distill.data import AugmentConfig
+    from distill.train import OptimConfig, StageConfig, TrainConfig
+
+    def optim(lr: float) -> OptimConfig:
+        return OptimConfig(
+            name=args.optimizer, lr=lr, weight_decay=args.weight_decay, schedule=args.schedule
+        )
+
+    aug = AugmentConfig.off() if args.no_augment else AugmentConfig()
+    chans = [c.strip() for c in args.channels.split(",") if c.strip()]
+    aug = type(aug)(aug.amplitude, aug.shift, aug.noise, channel_swap=len(chans) > 1)
+    return TrainConfig(
+        model=model,
+        seq_len=args.seq_len,
+        seed=args.seed,
+        pretrain=StageConfig(
+            args.pretrain_epochs, args.pretrain_batch_size, args.patience, optim(args.pretrain_lr)
+        ),
+        sequence=StageConfig(
+            args.epochs, args.batch_size, args.patience, optim(args.lr), stride=args.stride
+        ),
+        augment=aug,
+        balance=args.balance,
+        assembled_ratio=args.assembled_ratio,
+    )
+
+
+def load_recordings(args: argparse.Namespace, datasets=("sc4001",)):
+    """Recordings for ``datasets`` and the real hypnograms (SC4001's own excluded)."""
+    from distill.data import load_dreams_recordings, load_sc4001_recording, trimmed_stage_sequences
+    from sleepstream.io.datasets import load_sleep_edf20_hypnograms
+
+    root = args.data or default_data_dir()
+    chans = [c.strip() for c in args.channels.split(",") if c.strip()]
+    recs = []
+    for ds in datasets:
+        if ds == "sc4001":
+            recs.append(load_sc4001_recording(root / "sleep_edf_sc4001", chans))
+        elif ds == "dreams":
+            recs += load_dreams_recordings(root / "dreams_spindles")
+        else:
+            from sleepstream.errors import UsageError
+
+            raise UsageError(f"--datasets {ds!r}: valid: {', '.join(DATASETS)}")
+    hyps = load_sleep_edf20_hypnograms(root / "sleep_edf20_hypnograms")
+    return recs, trimmed_stage_sequences(hyps, exclude=("SC4001",))
+
+
+def make_folds(split: str, recs, k: int, guard: int, seed: int):
+    from distill.data import full_night_fold, nightwise_kfold, within_night_blocks
+    from sleepstream.errors import UsageError
+
+    if split == "nightwise-kfold":
+        return nightwise_kfold(recs, k, seed)
+    if len(recs) != 1:
+        raise UsageError(f"--split {split} needs exactly one night, got {len(recs)}")
+    if split == "within-night-blocks":
+        return within_night_blocks(recs[0], k, guard)
+    return [full_night_fold(recs[0], k=max(k, 2), guard=guard)]
+
+
+def pick_folds(folds, which: str):
+    from sleepstream.errors import UsageError
+
+    if which == "all":
+        return folds
+    try:
+        idx = [int(i) for i in which.split(",")]
+        return [folds[i] for i in idx]
+    except (ValueError, IndexError):
+        raise UsageError(f"--fold {which!r}: 'all' or indices < {len(folds)}") from None
+
+
+def command_line() -> str:
+    return "distill " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+
+    from distill.train import train_run
+
+    t0 = time.perf_counter()
+    cfg = config_from_args(args, args.model)
+    datasets = (
+        tuple(d.strip() for d in args.datasets.split(","))
+        if args.split == ("nightwise-kfold")
+        else ("sc4001",)
+    )
+    recs, hyps = load_recordings(args, datasets)
+    folds = pick_folds(make_folds(args.split, recs, args.folds, cfg.seq_len, args.seed), args.fold)
+    cmd = command_line()
+    done = []
+    for fold in folds:
+        out = args.out if args.split == "full" else args.out / fold.name
+        _, summary = train_run(
+            cfg,
+            recs,
+            fold,
+            stage_sequences=hyps,
+            out_dir=out,
+            resume=args.resume,
+            progress=not args.no_progress,
+            extra_meta={"command": cmd, "split": args.split},
+        )
+        done.append(
+            {
+                "fold": fold.name,
+                "checkpoint": str(out / "best.safetensors"),
+                "wall_s": summary["wall_s"],
+                "val_macro_f1": summary.get("sequence", summary.get("pretrain", {})).get(
+                    "best_val_macro_f1"
+                ),
+            }
+        )
+        print(json.dumps(done[-1]), flush=True)
+    print(json.dumps({"command": cmd, "wall_s": time.perf_counter() - t0, "runs": done}))
+    return 0
