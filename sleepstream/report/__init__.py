@@ -1,0 +1,1 @@
+"""The morning report: sleep statistics, the night's figure and agreement with a reference."""
