@@ -1,0 +1,144 @@
+"""The whole causal signal chain behind one object: Chunk in, Epochs out.
+
+``montage -> timeline (gaps, jitter, backward jumps) -> NaN guard -> raw quality ->
+notch -> band-pass -> resample to 100 Hz -> epoch buffer``; see
+:mod:`sleepstream.dsp.epochs` for the policies.  The daemon builds one
+:class:`SignalChain` per device from its profile and calls :meth:`SignalChain.push`
+for every chunk and :meth:`SignalChain.flush` at the end of the stream.
+
+Sample rate policy: the rate of the first chunk must equal ``expected_fs`` (relative
+tolerance 1e-6) or :class:`~sleepstream.errors.SourceError` is raised, unless
+``allow_other_fs`` is set, in which case the chain is built for the chunk's rate (the
+resampler takes any rate to 100 Hz).  A rate that changes mid-stream always raises
+:class:`~sleepstream.errors.SourceError` (filter and resampler state cannot carry over).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sleepstream.dsp.epochs import EpochBuffer, EpochConfig
+from sleepstream.dsp.filters import FilterConfig
+from sleepstream.dsp.montage import Montage
+from sleepstream.dsp.quality import QualityConfig
+from sleepstream.errors import SourceError
+from sleepstream.types import Chunk, Epoch
+
+
+@dataclass(frozen=True)
+class ChainStats:
+    """Counters since the start of the stream (for metrics)."""
+
+    samples_in: int = 0
+    samples_filled: int = 0
+    samples_dropped: int = 0
+    clock_resets: int = 0
+    epochs: int = 0
+    epochs_unscored: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class SignalChain:
+    """Chunk -> list of Epoch, causal and chunk-size independent.
+
+    Parameters
+    ----------
+    montage : Montage
+        Channel / derivation and scale to µV.
+    filters : FilterConfig, optional
+        Notch and band-pass at the source rate (default: none).
+    quality : QualityConfig, optional
+        Quality thresholds (default: the documented defaults).
+    epochs : EpochConfig, optional
+        Grid origin, context length, timestamp policy.
+    expected_fs : float or None
+        The profile's sampling rate (Hz); None accepts whatever the first chunk says.
+    allow_other_fs : bool
+        Accept a first chunk whose rate differs from ``expected_fs``.
+    """
+
+    def __init__(
+        self,
+        montage: Montage,
+        *,
+        filters: FilterConfig | None = None,
+        quality: QualityConfig | None = None,
+        epochs: EpochConfig | None = None,
+        expected_fs: float | None = None,
+        allow_other_fs: bool = False,
+    ) -> None:
+        self.montage = montage
+        self.filter_config = filters or FilterConfig()
+        self.quality_config = quality or QualityConfig()
+        self.epoch_config = epochs or EpochConfig()
+        self.expected_fs = expected_fs
+        self.allow_other_fs = allow_other_fs
+        self.buffer: EpochBuffer | None = None
+
+    @property
+    def fs(self) -> float | None:
+        """The source rate in Hz once the first chunk arrived."""
+        return None if self.buffer is None else self.buffer.fs
+
+    @property
+    def delay_s(self) -> float:
+        """Look-ahead of the resampler (s): an epoch is emitted this long after its end."""
+        return 0.0 if self.buffer is None else self.buffer.resampler.delay_s
+
+    def push(self, chunk: Chunk) -> list[Epoch]:
+        """Process one chunk; return the epochs it completed, in index order."""
+        fs = float(chunk.fs)
+        if self.buffer is None:
+            self.buffer = self._build(fs)
+        elif not _same_rate(fs, self.buffer.fs):
+            raise SourceError(
+                f"sample rate changed mid-stream from {self.buffer.fs:g} Hz to {fs:g} Hz"
+            )
+        x = self.montage.select(chunk)
+        ts = np.asarray(chunk.timestamps, dtype=np.float64).reshape(-1)
+        if ts.size != x.size:
+            raise SourceError(
+                f"chunk has {x.size} samples but {ts.size} timestamps (channel {self.montage.name})"
+            )
+        return self.buffer.push(x, ts, chunk.received_at, chunk.electrode_off)
+
+    def flush(self) -> list[Epoch]:
+        """End of stream: emit the complete epochs still held back; the chain is then closed."""
+        return [] if self.buffer is None else self.buffer.flush()
+
+    def context_indices(self, index: int) -> np.ndarray:
+        """Epoch index of each window row of epoch ``index`` (-1 = zero padding)."""
+        if self.buffer is None:
+            raise RuntimeError("no chunk pushed yet")
+        return self.buffer.context_indices(index)
+
+    def stats(self) -> ChainStats:
+        """Counters for metrics: samples in / filled / dropped, epochs, unscored."""
+        b = self.buffer
+        if b is None:
+            return ChainStats()
+        return ChainStats(
+            samples_in=b.n_samples,
+            samples_filled=b.timeline.n_filled,
+            samples_dropped=b.timeline.n_dropped,
+            clock_resets=b.timeline.n_clock_resets,
+            epochs=b.n_epochs,
+            epochs_unscored=b.n_unscored,
+        )
+
+    def _build(self, fs: float) -> EpochBuffer:
+        if not (np.isfinite(fs) and fs > 0):
+            raise SourceError(f"source reports an invalid sample rate fs={fs!r} Hz")
+        exp = self.expected_fs
+        if exp is not None and not _same_rate(fs, exp) and not self.allow_other_fs:
+            raise SourceError(
+                f"source delivers {fs:g} Hz but the profile expects fs={exp:g} Hz "
+                "(fix the profile's fs or the device setting)"
+            )
+        return EpochBuffer(fs, self.epoch_config, self.quality_config, self.filter_config)
+
+
+def _same_rate(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-6 * max(abs(a), abs(b))

@@ -1,0 +1,290 @@
+"""The epoch buffer: timestamped µV samples in, 30-s :class:`~sleepstream.types.Epoch` out.
+
+Pipeline inside :class:`EpochBuffer` (all causal and stateful; the output does not
+depend on how the input is chunked):
+
+1. :class:`~sleepstream.dsp.timeline.Timeline` places samples on the input-rate grid
+   by counting (jitter-tolerant), fills forward gaps, drops samples whose timestamps
+   went backwards.
+2. NaN guard: NaN/inf samples and gap fill are replaced by the **last finite value**
+   (0 before the first one) so they never reach the filter state; they are counted per
+   epoch (``nonfinite``, ``gap``).
+3. :class:`~sleepstream.dsp.quality.RawEpochTracker` gathers the raw (pre-notch)
+   statistics per epoch: gap, NaN, lead-off, clipping, line noise.
+4. :class:`~sleepstream.dsp.filters.FilterBank` (notch, band-pass; optional).
+5. :class:`~sleepstream.dsp.resample.StreamingResampler` to 100 Hz (identity at 100 Hz;
+   its group delay is compensated, so sample ``k`` of the output is at stream time
+   ``grid0 + k / 100``).
+6. Assembly into 3000-sample epochs with ``seq_len - 1`` past epochs of context (zeros
+   before the first epoch) and :func:`~sleepstream.dsp.quality.assess`.
+
+The grid: epoch ``index`` starts at stream time ``origin + 30 * index``; with
+``origin=None`` the grid starts at the first sample (index 0).  With an explicit origin
+the first epoch emitted is the one containing the first sample, its part before that
+sample counted as gap.  A gap spanning whole epochs emits each of them (unscored,
+reason ``gap``): no index is ever skipped.  :meth:`EpochBuffer.flush` emits only
+complete epochs, unless ``emit_partial`` pads the last one with gap fill.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from sleepstream.dsp.filters import FilterBank, FilterConfig
+from sleepstream.dsp.quality import QualityConfig, RawEpochTracker, RawStats, assess
+from sleepstream.dsp.resample import StreamingResampler
+from sleepstream.dsp.timeline import Timeline
+from sleepstream.errors import ConfigError
+from sleepstream.types import EPOCH_SAMPLES, EPOCH_SECONDS, MODEL_FS, Epoch
+
+
+@dataclass(frozen=True)
+class EpochConfig:
+    """Epoch grid, context and timestamp policy.
+
+    Attributes
+    ----------
+    seq_len : int
+        Rows of ``Epoch.window`` (the scored epoch plus ``seq_len - 1`` past epochs).
+    origin : float or None
+        Stream time (s) of epoch index 0; None = the first sample's timestamp.
+    utc_origin : datetime or None
+        UTC wall-clock time of stream time 0 (tz-aware); None = ``now - t_first`` at
+        the first sample.
+    max_drift_samples : float
+        Timestamp deviation (samples) tolerated before re-anchoring (jitter).
+    max_gap_s : float
+        Forward jumps longer than this (s) are clock jumps (re-anchor, no fill).
+    backwards_reset_s : float
+        Backward jumps longer than this (s) are clock resets (re-anchor, no drop);
+        shorter ones drop the overlapping samples.
+    emit_partial : bool
+        :meth:`EpochBuffer.flush` pads and emits a trailing partial epoch.
+    """
+
+    seq_len: int = 20
+    origin: float | None = None
+    utc_origin: datetime | None = None
+    max_drift_samples: float = 2.0
+    max_gap_s: float = 12 * 3600.0
+    backwards_reset_s: float = 30.0
+    emit_partial: bool = False
+
+    def __post_init__(self) -> None:
+        if self.seq_len < 1:
+            raise ConfigError(f"epochs: seq_len={self.seq_len} must be >= 1")
+        if self.max_drift_samples < 0.5:
+            raise ConfigError(f"epochs: max_drift_samples={self.max_drift_samples} must be >= 0.5")
+        if self.utc_origin is not None and self.utc_origin.tzinfo is None:
+            raise ConfigError("epochs: utc_origin must be timezone-aware (UTC)")
+
+
+class EpochBuffer:
+    """Timestamped µV samples at ``fs`` in, :class:`Epoch` s on the 30-s grid out.
+
+    Parameters
+    ----------
+    fs : float
+        Input rate, Hz (default 100 Hz: no resampling).
+    config : EpochConfig, optional
+    quality : QualityConfig, optional
+    filters : FilterConfig or None
+        Notch / band-pass applied at ``fs`` before resampling; None = none.
+    """
+
+    def __init__(
+        self,
+        fs: float = MODEL_FS,
+        config: EpochConfig | None = None,
+        quality: QualityConfig | None = None,
+        filters: FilterConfig | None = None,
+    ) -> None:
+        if not (np.isfinite(fs) and fs > 0):
+            raise ConfigError(f"epochs: fs={fs!r} Hz must be a positive number")
+        self.fs = float(fs)
+        self.config = config = config or EpochConfig()
+        self.quality = quality = quality or QualityConfig()
+        self.timeline = Timeline(
+            fs,
+            origin=config.origin,
+            epoch_s=EPOCH_SECONDS,
+            max_drift_samples=config.max_drift_samples,
+            max_gap_s=config.max_gap_s,
+            backwards_reset_s=config.backwards_reset_s,
+        )
+        self.tracker = RawEpochTracker(fs, quality, EPOCH_SECONDS)
+        self.filters = FilterBank(fs, filters or FilterConfig())
+        self.resampler = StreamingResampler(fs, MODEL_FS)
+        self._hold = 0.0
+        self._parts: list[np.ndarray] = []
+        self._n_part = 0
+        self._r_out = 0  # relative index of the 100-Hz epoch being assembled
+        self._data: dict[int, np.ndarray] = {}
+        self._raw: dict[int, RawStats] = {}
+        self._next = 0  # next relative epoch to emit
+        self._context: deque[np.ndarray] = deque(maxlen=max(0, config.seq_len - 1))
+        self._utc0: datetime | None = config.utc_origin
+        self._closed = False
+        self.n_epochs = 0
+        self.n_unscored = 0
+        self.n_samples = 0
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def first_index(self) -> int:
+        """Epoch index of the first emitted epoch (0 unless an origin is set)."""
+        return self.timeline.first_index
+
+    def context_indices(self, index: int) -> np.ndarray:
+        """Epoch index of each row of the window of epoch ``index``; -1 = zero padding.
+
+        Returns
+        -------
+        ndarray, shape (seq_len,), int64
+        """
+        idx = np.arange(index - self.config.seq_len + 1, index + 1, dtype=np.int64)
+        idx[idx < self.first_index] = -1
+        return idx
+
+    def push(
+        self,
+        samples: np.ndarray,
+        timestamps: np.ndarray,
+        received_at: float,
+        electrode_off: np.ndarray | None = None,
+    ) -> list[Epoch]:
+        """Add samples; return the epochs completed by them (in index order).
+
+        Parameters
+        ----------
+        samples : ndarray, shape (n,), µV
+            May contain NaN/inf (flagged and replaced).
+        timestamps : ndarray, shape (n,), s
+            Stream time of each sample.
+        received_at : float
+            ``time.perf_counter()`` when these samples arrived.
+        electrode_off : ndarray of bool, shape (n,), optional
+        """
+        if self._closed:
+            raise RuntimeError("EpochBuffer.push after flush()")
+        x = np.asarray(samples, dtype=np.float64).reshape(-1)
+        ts = np.asarray(timestamps, dtype=np.float64).reshape(-1)
+        if ts.size != x.size:
+            raise ValueError(f"epochs: {x.size} samples but {ts.size} timestamps")
+        eoff = None if electrode_off is None else np.asarray(electrode_off, dtype=bool).reshape(-1)
+        if eoff is not None and eoff.size != x.size:
+            raise ValueError(f"epochs: {x.size} samples but {eoff.size} electrode_off flags")
+        self.n_samples += x.size
+        was_started = self.timeline.started
+        segments = self.timeline.place(ts)
+        if not was_started and self.timeline.started and self._utc0 is None:
+            self._utc0 = datetime.now(UTC) - timedelta(seconds=self.timeline.grid0)
+        for seg in segments:
+            if seg.kind == "data":
+                sl = slice(seg.start, seg.stop)
+                self._feed(x[sl], False, None if eoff is None else eoff[sl], received_at)
+            elif seg.kind == "fill":
+                self._fill(seg.count, received_at)
+            elif seg.kind == "drop":
+                self.tracker.note_drop(seg.stop - seg.start)
+            else:
+                self.tracker.note_clock_reset()
+        return self._drain()
+
+    def flush(self) -> list[Epoch]:
+        """End of stream: emit the epochs still held back by the resampler's delay."""
+        if self._closed:
+            return []
+        t = self.tracker
+        if self.config.emit_partial and t.n > t.bound(t.r):
+            self._fill(t.bound(t.r + 1) - t.n, self._last_received)
+        self._closed = True
+        self._assemble(self.resampler.flush())
+        return self._drain()
+
+    # ------------------------------------------------------------------ internals
+    _last_received = 0.0
+
+    def _fill(self, count: int, received_at: float) -> None:
+        block = max(1, int(EPOCH_SECONDS * self.fs))
+        while count > 0:
+            k = min(block, count)
+            self._feed(np.full(k, np.nan), True, None, received_at)
+            count -= k
+
+    def _feed(
+        self, raw: np.ndarray, is_fill: bool, eoff: np.ndarray | None, received_at: float
+    ) -> None:
+        self._last_received = received_at
+        finite = np.isfinite(raw)
+        filled = np.full(raw.size, is_fill)
+        nonfinite = ~finite & ~filled
+        clipped = None
+        if self.quality.clip_uv is not None:
+            with np.errstate(invalid="ignore"):
+                clipped = finite & (np.abs(raw) >= self.quality.clip_uv)
+        values = raw
+        if not finite.all():
+            # Hold the last finite value (vectorised forward fill).
+            pos = np.where(finite, np.arange(raw.size), -1)
+            np.maximum.accumulate(pos, out=pos)
+            values = np.where(pos >= 0, raw[np.maximum(pos, 0)], self._hold)
+        if values.size:
+            self._hold = float(values[-1])
+        for r, stats in self.tracker.add(values, filled, nonfinite, eoff, clipped, received_at):
+            self._raw[r] = stats
+        y = self.filters.process(values, invalid=~finite)
+        self._assemble(self.resampler.process(y))
+
+    def _assemble(self, z: np.ndarray) -> None:
+        i = 0
+        while i < z.size:
+            k = min(z.size - i, EPOCH_SAMPLES - self._n_part)
+            self._parts.append(z[i : i + k])
+            self._n_part += k
+            i += k
+            if self._n_part == EPOCH_SAMPLES:
+                self._data[self._r_out] = np.concatenate(self._parts)
+                self._r_out += 1
+                self._parts, self._n_part = [], 0
+
+    def _drain(self) -> list[Epoch]:
+        out: list[Epoch] = []
+        while self._next in self._data and self._next in self._raw:
+            r = self._next
+            data = self._data.pop(r)
+            stats = self._raw.pop(r)
+            out.append(self._make_epoch(r, data, stats))
+            self._next += 1
+        return out
+
+    def _make_epoch(self, r: int, data: np.ndarray, stats: RawStats) -> Epoch:
+        flags, reasons, gap = assess(stats, data, self.quality)
+        row = data.astype(np.float32)
+        seq = self.config.seq_len
+        window = np.zeros((seq, EPOCH_SAMPLES), dtype=np.float32)
+        past = list(self._context)
+        if past:
+            window[seq - 1 - len(past) : seq - 1] = np.stack(past)
+        window[-1] = row
+        if seq > 1:
+            self._context.append(row)
+        index = self.first_index + r
+        start = self.timeline.grid0 + r * EPOCH_SECONDS
+        utc = self._utc0 or datetime.now(UTC)
+        self.n_epochs += 1
+        self.n_unscored += bool(reasons)
+        return Epoch(
+            index=index,
+            start_time=float(start),
+            start_utc=(utc + timedelta(seconds=start)).isoformat(timespec="milliseconds"),
+            window=window,
+            gap_fraction=gap,
+            quality=flags,
+            unscored_reasons=reasons,
+            last_sample_at=stats.received_at,
+        )
