@@ -227,6 +227,12 @@ class Recorder:
         finally:
             self._raise_if_fatal()
 
+    async def sync(self) -> None:
+        """Wait until every segment and stage already handed over is written."""
+        await self._wait(self._segment_task)
+        await self._wait(self._epoch_task)
+        self._raise_if_fatal()
+
     # ------------------------------------------------------------------ raw data
     async def write_chunk(self, chunk: Chunk) -> None:
         """Append a chunk of raw samples (``(n_channels, n_samples)``, source units)."""

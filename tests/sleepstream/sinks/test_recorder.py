@@ -1,0 +1,340 @@
+"""The night recorder: raw EDF segments, stages EDF+, CSVs, manifest, disk full, crash."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sleepstream.errors import StorageError
+from sleepstream.record import files
+from sleepstream.sinks.recorder import Recorder
+from sleepstream.types import UNSCORED, Chunk, Epoch, StagePrediction
+
+CHANNELS = ("EEG Fpz-Cz", "EEG Pz-Oz")
+FS = 100.0
+
+
+@pytest.fixture(scope="module")
+def sc4001_eeg(sc4001_dir: Path) -> np.ndarray:
+    """The first 20 min of the two real SC4001 EEG channels, µV, shape (2, 120000)."""
+    import warnings
+
+    import edfio
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the PSG's last data record is incomplete
+        edf = edfio.read_edf(sc4001_dir / "SC4001E0-PSG.edf")
+    return np.stack([edf.signals[i].data[: 20 * 60 * 100] for i in (0, 1)])
+
+
+def chunks(x: np.ndarray, size: int, t0: float = 0.0, fs: float = FS):
+    """Chunks of ``x`` with sample-index timestamps starting at ``t0`` s."""
+    for a in range(0, x.shape[1], size):
+        b = min(a + size, x.shape[1])
+        yield Chunk(x[:, a:b], t0 + np.arange(a, b) / fs, fs, CHANNELS, time.perf_counter())
+
+
+def epoch(k: int, t0: float = 0.0) -> Epoch:
+    return Epoch(
+        k,
+        t0 + 30.0 * k,
+        f"2026-01-01T00:{k // 2:02d}:{30 * (k % 2):02d}Z",
+        np.zeros((1, 3000), np.float32),
+    )
+
+
+def prediction(k: int, stage: int) -> StagePrediction:
+    p = np.full(5, 0.025)
+    if stage == UNSCORED:
+        return StagePrediction(k, UNSCORED, np.zeros(5), 0.0, "m", reasons=("gap",))
+    p[stage] = 0.9
+    return StagePrediction(k, stage, p, 0.9, "m")
+
+
+def read_raw(path: Path):
+    import mne
+
+    return mne.io.read_raw_edf(path, preload=True, verbose="error")
+
+
+def test_recorder_writes_raw_segments_stages_and_manifest(tmp_path, sc4001_eeg):
+    """Real EEG in 250-sample chunks gives 5-min EDF segments MNE reads back with labels and units."""
+    x = sc4001_eeg[:, : 12 * 60 * 100]
+
+    async def go() -> Path:
+        async with Recorder(
+            tmp_path,
+            device="bed/1",
+            profile="edf-replay",
+            model_id="m1",
+            card_sha256="ab" * 32,
+            staged_channel="EEG Fpz-Cz",
+        ) as rec:
+            for i, c in enumerate(chunks(x, 250)):
+                await rec.write_chunk(c)
+                if (i + 1) % 12 == 0:
+                    k = (i + 1) // 12 - 1
+                    await rec.publish(epoch(k), prediction(k, k % 5))
+        return rec.night_dir
+
+    night = asyncio.run(go())
+    assert night.parent == tmp_path / "nights" / "bed_1"
+    m = json.loads((night / "night.json").read_text())
+    assert m["status"] == "closed" and m["device"] == "bed/1" and m["profile"] == "edf-replay"
+    assert m["model"] == {"id": "m1", "card_sha256": "ab" * 32}
+    assert m["start_utc"] and m["end_utc"] and m["dropped_samples"] == 0 and m["gaps"] == []
+    assert [s["file"] for s in m["segments"]] == ["raw_0000.edf", "raw_0001.edf", "raw_0002.edf"]
+    assert [s["n_samples"] for s in m["segments"]] == [30000, 30000, 12000]
+    assert [s["start_s"] for s in m["segments"]] == [0.0, 300.0, 600.0]
+    got = []
+    for seg in m["segments"]:
+        raw = read_raw(night / seg["file"])
+        assert raw.ch_names == list(CHANNELS)
+        assert set(raw._orig_units.values()) == {"µV"}
+        got.append(raw.get_data()[:, : seg["n_samples"]] * 1e6)
+    got = np.concatenate(got, axis=1)
+    step = (x.max(axis=1) - x.min(axis=1)) / 65535  # 16-bit EDF resolution per channel
+    assert got.shape == x.shape
+    assert np.all(np.abs(got - x).max(axis=1) <= step)
+    assert m["n_epochs"] == 24
+    rows = (night / "hypnogram.csv").read_text().splitlines()
+    assert rows[0] == "epoch_index,epoch_start,onset_s,stage,confidence,reasons"
+    assert rows[1].startswith("0,2026-01-01T00:00:00Z,0.000,W,0.9000")
+    dens = (night / "hypnodensity.csv").read_text().splitlines()
+    assert dens[0] == "epoch_index,epoch_start,p_W,p_N1,p_N2,p_N3,p_REM" and len(dens) == 25
+
+
+def test_recorder_stages_reimport_with_mne(tmp_path, sc4001_dir):
+    """The stages EDF+ of the real SC4001 night (841 epochs, one unscored) reads back identically."""
+    import mne
+
+    from sleepstream.io.readers import read_hypnogram
+
+    hyp = read_hypnogram(sc4001_dir / "SC4001EC-Hypnogram.edf").stages.astype(int)
+    sleep = np.flatnonzero((hyp > 0) & (hyp != UNSCORED))
+    stages = hyp[sleep[0] - 60 : sleep[-1] + 61].copy()
+    assert stages.size == 841
+    stages[100] = UNSCORED
+
+    async def go() -> Path:
+        async with Recorder(tmp_path, device="d") as rec:
+            for k, s in enumerate(stages):
+                await rec.publish(epoch(k), prediction(k, int(s)))
+        return rec.night_dir
+
+    night = asyncio.run(go())
+    ann = mne.read_annotations(night / "stages.edf")
+    names = {"W": 0, "1": 1, "2": 2, "3": 3, "R": 4, "?": UNSCORED}
+    back = np.array([names[d.removeprefix("Sleep stage ")] for d in ann.description])
+    np.testing.assert_array_equal(back, stages)
+    np.testing.assert_allclose(ann.onset, 30.0 * np.arange(841))
+    np.testing.assert_allclose(ann.duration, 30.0)
+
+
+def test_recorder_revision_replaces_the_epoch(tmp_path):
+    """A second publish for the same epoch (lookahead revision) replaces the stage everywhere."""
+
+    async def go() -> Path:
+        async with Recorder(tmp_path, device="d") as rec:
+            await rec.publish(epoch(0), prediction(0, 0))
+            await rec.publish(epoch(1), prediction(1, 1))
+            await rec.publish(epoch(1), prediction(1, 2))
+        return rec.night_dir
+
+    night = asyncio.run(go())
+    lines = (night / "hypnogram.csv").read_text().splitlines()[1:]
+    assert [ln.split(",")[3] for ln in lines] == ["W", "N2"]
+    assert json.loads((night / "night.json").read_text())["n_revised"] == 1
+
+
+def test_recorder_gap_rolls_segment_and_counts_dropped(tmp_path, sc4001_eeg):
+    """A 5-s timestamp jump starts a new segment at the right time; a 3-sample hole is only counted."""
+    x = sc4001_eeg[:, :6000]
+    c1 = Chunk(x[:, :2000], np.arange(2000) / FS, FS, CHANNELS, 0.0)
+    # 3 samples missing between c1 and c2
+    c2 = Chunk(x[:, 2000:4000], (np.arange(2003, 4003)) / FS, FS, CHANNELS, 0.0)
+    # 5 s missing before c3
+    c3 = Chunk(x[:, 4000:6000], (np.arange(4503, 6503)) / FS, FS, CHANNELS, 0.0)
+
+    async def go() -> Path:
+        async with Recorder(tmp_path, device="d") as rec:
+            for c in (c1, c2, c3):
+                await rec.write_chunk(c)
+        return rec.night_dir
+
+    night = asyncio.run(go())
+    m = json.loads((night / "night.json").read_text())
+    assert m["dropped_samples"] == 503
+    assert [g["missing_samples"] for g in m["gaps"]] == [3, 500]
+    assert [(s["start_s"], s["n_samples"]) for s in m["segments"]] == [(0.0, 4000), (45.03, 2000)]
+    raw = read_raw(night / "raw_0001.edf")
+    np.testing.assert_allclose(raw.get_data()[0, :2000] * 1e6, x[0, 4000:], atol=0.01)
+
+
+def test_write_atomic_keeps_previous_file_when_disk_fills(tmp_path):
+    """An ENOSPC halfway through a write leaves the old file intact and no temporary file.
+
+    A real full disk cannot be produced here (no small tmpfs); the write callback raises
+    ``OSError(ENOSPC)`` after writing part of the new content.
+    """
+    target = tmp_path / "night.json"
+    files.write_json_atomic(target, {"v": 1})
+
+    def half_write(tmp: Path) -> None:
+        tmp.write_bytes(b'{"v": 2, "trunc')
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        files._write_atomic(target, half_write)
+    assert json.loads(target.read_text()) == {"v": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["night.json"]
+
+
+def test_recorder_disk_full_counts_and_continues(tmp_path, sc4001_eeg, monkeypatch):
+    """ENOSPC on one segment is logged and counted; earlier and later segments stay readable.
+
+    A real full disk cannot be produced here; the segment writer is monkeypatched to raise
+    ``OSError(ENOSPC)`` for the second segment only.
+    """
+    real = files.write_raw_segment
+    calls = []
+
+    def flaky(path, *args):
+        calls.append(path.name)
+        if path.name == "raw_0001.edf":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, *args)
+
+    monkeypatch.setattr(files, "write_raw_segment", flaky)
+    x = sc4001_eeg[:, :9000]
+
+    async def go() -> Recorder:
+        async with Recorder(tmp_path, device="d", segment_seconds=30) as rec:
+            for c in chunks(x, 500):
+                await rec.write_chunk(c)
+            for k in range(3):
+                await rec.publish(epoch(k), prediction(k, 2))
+        return rec
+
+    rec = asyncio.run(go())
+    m = json.loads((rec.night_dir / "night.json").read_text())
+    assert calls == ["raw_0000.edf", "raw_0001.edf", "raw_0002.edf"]
+    assert m["storage_errors"] == 1 and "No space left" in m["last_storage_error"]
+    assert [s["file"] for s in m["segments"]] == ["raw_0000.edf", "raw_0002.edf"]
+    assert [s["file"] for s in m["lost_segments"]] == ["raw_0001.edf"]
+    assert not (rec.night_dir / "raw_0001.edf").exists()
+    for name, a in (("raw_0000.edf", 0), ("raw_0002.edf", 6000)):
+        np.testing.assert_allclose(
+            read_raw(rec.night_dir / name).get_data()[0] * 1e6, x[0, a : a + 3000], atol=0.01
+        )
+
+
+def test_recorder_raises_storage_error_when_disk_stays_full(tmp_path, sc4001_eeg, monkeypatch):
+    """When every write fails with ENOSPC, StorageError reaches the caller; written files survive.
+
+    A real full disk cannot be produced here; after the first segment, the atomic writer
+    is monkeypatched to raise ``OSError(ENOSPC)`` for every file.
+    """
+    x = sc4001_eeg[:, :30000]
+
+    def full(path, write):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    async def go() -> tuple[Path, int]:
+        rec = Recorder(tmp_path, device="d", segment_seconds=30, max_storage_errors=3)
+        with pytest.raises(StorageError, match="disk full"):
+            async with rec:
+                for i, c in enumerate(chunks(x, 500)):
+                    if i == 8:  # first segment (samples 0..2999) was handed over
+                        await rec.sync()
+                        monkeypatch.setattr(files, "_write_atomic", full)
+                    await rec.write_chunk(c)
+                    await rec.publish(epoch(i), prediction(i, 1))
+        return rec.night_dir, i
+
+    night, stopped_at = asyncio.run(go())
+    assert stopped_at < 59  # the recorder gave up before the end of the data
+    raw = read_raw(night / "raw_0000.edf")
+    np.testing.assert_allclose(raw.get_data()[0] * 1e6, x[0, :3000], atol=0.01)
+    m = json.loads((night / "night.json").read_text())
+    assert m["status"] == "recording" and m["segments"][0]["file"] == "raw_0000.edf"
+
+
+RECORDER_SCRIPT = r"""
+import asyncio, sys, time
+import numpy as np
+from sleepstream.sinks.recorder import Recorder
+from sleepstream.types import Chunk, Epoch, StagePrediction
+
+x = np.load(sys.argv[2])
+async def main():
+    async with Recorder(sys.argv[1], device="killme", segment_seconds=10) as rec:
+        n, k = 0, 0
+        while True:  # a night that never ends: the test kills it
+            a = n % x.shape[1]
+            c = x[:, a:a + 250]
+            await rec.write_chunk(Chunk(c, (n + np.arange(250)) / 100.0, 100.0,
+                                        ("EEG Fpz-Cz", "EEG Pz-Oz"), time.perf_counter()))
+            n += 250
+            if n % 3000 == 0:
+                p = np.full(5, 0.2)
+                await rec.publish(Epoch(k, 30.0 * k, "2026-01-01T00:00:00Z",
+                                        np.zeros((1, 3000), np.float32)),
+                                  StagePrediction(k, k % 5, p, 0.2, "m"))
+                k += 1
+asyncio.run(main())
+"""
+
+
+def test_recorder_killed_mid_night_leaves_completed_segments_readable(tmp_path, sc4001_eeg):
+    """SIGKILL of a recording process leaves every completed EDF segment readable by MNE."""
+    data = tmp_path / "eeg.npy"
+    np.save(data, sc4001_eeg[:, :24000])
+    state = tmp_path / "state"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RECORDER_SCRIPT, str(state), str(data)], stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 120
+        segments: list = []
+        while time.monotonic() < deadline and proc.poll() is None:
+            found = list(state.glob("nights/killme/*/night.json"))
+            if found:
+                try:
+                    segments = json.loads(found[0].read_text())["segments"]
+                except json.JSONDecodeError:  # would be a bug: night.json is written atomically
+                    raise
+                if len(segments) >= 6:
+                    break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert len(segments) >= 6
+    night = next(state.glob("nights/killme/*"))
+    m = json.loads((night / "night.json").read_text())
+    assert m["status"] == "recording"
+    edfs = sorted(night.glob("raw_*.edf"))
+    assert len(edfs) >= len(m["segments"]) >= 6
+    for path in edfs:
+        raw = read_raw(path)
+        assert raw.n_times == 1000 and raw.ch_names == ["EEG Fpz-Cz", "EEG Pz-Oz"]
+    k = int(edfs[2].stem.split("_")[1])
+    np.testing.assert_allclose(
+        read_raw(edfs[2]).get_data()[0] * 1e6, sc4001_eeg[0, 1000 * k : 1000 * (k + 1)], atol=0.01
+    )
+    import mne
+
+    assert len(mne.read_annotations(night / "stages.edf")) >= 1
