@@ -22,15 +22,23 @@ from sleepstream.types import UNSCORED
 
 #: Training stages of the two-stage recipe: epoch-encoder pre-training, then sequence.
 STAGES: tuple[str, ...] = ("epoch", "sequence")
+#: Other names of the stages (``distill.train`` calls stage 1 ``pretrain``).
+STAGE_ALIASES = {"pretrain": "epoch"}
 
 Outputs = Mapping[str, Tensor]
 
 
-def logits_key(stage: str) -> str:
-    """Model output holding the logits trained in ``stage`` (``epoch`` or ``sequence``)."""
+def canonical_stage(stage: str) -> str:
+    """``epoch`` or ``sequence`` (``pretrain`` is accepted for ``epoch``)."""
+    stage = STAGE_ALIASES.get(stage, stage)
     if stage not in STAGES:
         raise UsageError(f"unknown training stage {stage!r}; valid stages: {', '.join(STAGES)}")
-    return "epoch_logits" if stage == "epoch" else "logits"
+    return stage
+
+
+def logits_key(stage: str) -> str:
+    """Model output holding the logits trained in ``stage`` (``epoch`` or ``sequence``)."""
+    return "epoch_logits" if canonical_stage(stage) == "epoch" else "logits"
 
 
 def flat_valid(t: Tensor, y: Tensor) -> Tensor:
@@ -42,16 +50,17 @@ def flat_valid(t: Tensor, y: Tensor) -> Tensor:
     return t.reshape(keep.shape[0], *t.shape[2:])[keep]
 
 
-def hard_ce(logits: Tensor, y: Tensor) -> Tensor:
+def hard_ce(logits: Tensor, y: Tensor, weight: Tensor | None = None) -> Tensor:
     """Cross-entropy of ``logits`` ``(B, S, C)`` against stages ``y`` ``(B, S)``.
 
     Unscored positions (``-1``) are left out; an all-unscored batch gives 0 (with grad).
+    ``weight`` ``(C,)`` optionally weights the stages (class imbalance: N1 is rare).
     """
     flat = logits.reshape(-1, logits.shape[-1])
     target = y.reshape(-1).long()
     if not bool((target != UNSCORED).any()):
         return flat.sum() * 0.0
-    return F.cross_entropy(flat, target, ignore_index=UNSCORED)
+    return F.cross_entropy(flat, target, weight=weight, ignore_index=UNSCORED)
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,8 @@ class Distiller(nn.Module):
             )
         self.student = student
         self.config = config
+        #: Optional per-stage weights ``(5,)`` of every hard-label CE term (not trained).
+        self.class_weights: Tensor | None = None
         self._guides: tuple[nn.Module, ...] = tuple(guides)  # a tuple: not registered
         for g in self._guides:
             g.eval()
@@ -133,7 +144,14 @@ class Distiller(nn.Module):
     def forward_train(
         self, x: Tensor, y: Tensor, *, epoch: int, stage: str
     ) -> tuple[Outputs, dict[str, Tensor]]:
-        """Student outputs and weighted loss terms for one batch.
+        """Student outputs and weighted loss terms for one batch (see :meth:`terms`)."""
+        out = self.student(x)
+        return out, self.terms(out, x, y, epoch=epoch, stage=canonical_stage(stage))
+
+    def terms(
+        self, out: Outputs, x: Tensor, y: Tensor, *, epoch: int, stage: str
+    ) -> dict[str, Tensor]:
+        """Weighted loss terms given the student's outputs ``out`` for input ``x``.
 
         Parameters
         ----------
@@ -143,8 +161,32 @@ class Distiller(nn.Module):
             Training epoch (0-based), for schedules such as DKD's warm-up.
         stage : {"epoch", "sequence"}
             Epoch-encoder pre-training or sequence training.
+
+        Returns
+        -------
+        dict of str to scalar Tensor, summed by the trainer (``loss_ce``, ``loss_kd``, ...).
         """
         raise NotImplementedError
+
+    def callback(self):
+        """Loss callback for :func:`distill.train.fit`: ``(outputs, batch) -> (loss, logs)``.
+
+        ``batch`` carries ``x``, ``y``, ``epoch`` and ``stage`` (``pretrain``/``sequence``);
+        ``outputs`` are the student's outputs for ``batch["x"]``.
+        """
+
+        def loss_fn(outputs: Outputs, batch: Mapping) -> tuple[Tensor, dict[str, float]]:
+            terms = self.terms(
+                outputs,
+                batch["x"],
+                batch["y"],
+                epoch=int(batch["epoch"]),
+                stage=canonical_stage(batch["stage"]),
+            )
+            loss = torch.stack(list(terms.values())).sum()
+            return loss, {k: float(v.detach()) for k, v in terms.items()}
+
+        return loss_fn
 
     def loss(self, x: Tensor, y: Tensor, *, epoch: int, stage: str = "sequence") -> Tensor:
         """Sum of the loss terms (convenience for loops that want one scalar)."""

@@ -70,10 +70,9 @@ class DGKD(Distiller):
     uses_assistant = True
     Config = DGKDConfig
 
-    def forward_train(self, x, y, *, epoch, stage):
+    def terms(self, out, x, y, *, epoch, stage):
         cfg = self.config
         key = logits_key(stage)
-        out = self.student(x)
         keep = drop_mask(len(self.guides), cfg.drop_prob)
         kept = [i for i, k in enumerate(keep) if k]
         guide_out = self.guide_outputs(x, kept)
@@ -81,4 +80,7 @@ class DGKD(Distiller):
         kd = dgkd_loss(
             s, [flat_valid(g[key], y) for g in guide_out], [True] * len(kept), cfg.temperature
         )
-        return out, {"loss_ce": cfg.ce_weight * hard_ce(out[key], y), "loss_kd": cfg.kd_weight * kd}
+        return {
+            "loss_ce": cfg.ce_weight * hard_ce(out[key], y, self.class_weights),
+            "loss_kd": cfg.kd_weight * kd,
+        }

@@ -89,10 +89,9 @@ class DKD(Distiller):
 
     Config = DKDConfig
 
-    def forward_train(self, x, y, *, epoch, stage):
+    def terms(self, out, x, y, *, epoch, stage):
         cfg = self.config
         key = logits_key(stage)
-        out = self.student(x)
         (t_out,) = self.guide_outputs(x, [len(self.guides) - 1])
         target = flat_valid(y, y)
         s, t = flat_valid(out[key], y), flat_valid(t_out[key], y)
@@ -101,4 +100,7 @@ class DKD(Distiller):
             kd = s.sum() * 0.0
         else:
             kd = dkd_loss(s, t, target, cfg.alpha, cfg.beta, cfg.temperature)
-        return out, {"loss_ce": cfg.ce_weight * hard_ce(out[key], y), "loss_kd": ramp * kd}
+        return {
+            "loss_ce": cfg.ce_weight * hard_ce(out[key], y, self.class_weights),
+            "loss_kd": ramp * kd,
+        }

@@ -59,12 +59,11 @@ class FitNets(Distiller):
         f = config.feature
         self.regressor = nn.Linear(feature_dim(student, f), feature_dim(self.teacher, f))
 
-    def forward_train(self, x, y, *, epoch, stage):
+    def terms(self, out, x, y, *, epoch, stage):
         cfg = self.config
-        out = self.student(x)
         (t_out,) = self.guide_outputs(x, [len(self.guides) - 1])
         hint = hint_loss(self.regressor(out[cfg.feature]), t_out[cfg.feature])
-        return out, {
-            "loss_ce": cfg.ce_weight * hard_ce(out[logits_key(stage)], y),
+        return {
+            "loss_ce": cfg.ce_weight * hard_ce(out[logits_key(stage)], y, self.class_weights),
             "loss_hint": cfg.hint_weight * hint,
         }

@@ -46,13 +46,18 @@ class KDConfig(DistillConfig):
 
 
 def soft_and_hard(
-    student_out: Outputs, guide_out: Outputs, y: Tensor, stage: str, cfg: KDConfig
+    student_out: Outputs,
+    guide_out: Outputs,
+    y: Tensor,
+    stage: str,
+    cfg: KDConfig,
+    class_weights: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """The weighted CE and KD terms shared by ``kd`` and ``takd``."""
     key = logits_key(stage)
     s, t = student_out[key], guide_out[key]
     return {
-        "loss_ce": cfg.ce_weight * hard_ce(s, y),
+        "loss_ce": cfg.ce_weight * hard_ce(s, y, class_weights),
         "loss_kd": cfg.kd_weight * kd_loss(flat_valid(s, y), flat_valid(t, y), cfg.temperature),
     }
 
@@ -63,7 +68,6 @@ class KD(Distiller):
 
     Config = KDConfig
 
-    def forward_train(self, x, y, *, epoch, stage):
-        out = self.student(x)
+    def terms(self, out, x, y, *, epoch, stage):
         (t_out,) = self.guide_outputs(x, [len(self.guides) - 1])
-        return out, soft_and_hard(out, t_out, y, stage, self.config)
+        return soft_and_hard(out, t_out, y, stage, self.config, self.class_weights)

@@ -72,17 +72,16 @@ class NST(Distiller):
 
     Config = NSTConfig
 
-    def forward_train(self, x, y, *, epoch, stage):
+    def terms(self, out, x, y, *, epoch, stage):
         cfg = self.config
         key = logits_key(stage)
         feature = "epoch_features" if stage == "epoch" else cfg.feature
-        out = self.student(x)
         (t_out,) = self.guide_outputs(x, [len(self.guides) - 1])
         mmd = poly_mmd(
             as_positions(out[feature]), as_positions(t_out[feature]), cfg.degree, cfg.coef
         )
-        return out, {
-            "loss_ce": cfg.ce_weight * hard_ce(out[key], y),
+        return {
+            "loss_ce": cfg.ce_weight * hard_ce(out[key], y, self.class_weights),
             "loss_kd": cfg.kd_weight
             * kd_loss(flat_valid(out[key], y), flat_valid(t_out[key], y), cfg.temperature),
             "loss_nst": cfg.nst_weight * mmd,

@@ -51,6 +51,7 @@ def sleepkd_loss(
     gamma: float,
     delta: float,
     temperature: float = 1.0,
+    class_weights: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """The four weighted SleepKD terms from already-aligned teacher features.
 
@@ -62,6 +63,7 @@ def sleepkd_loss(
     target : Tensor (N,)                          stage indices
     alpha, beta, gamma, delta : float             weights of epoch, seq, soft, hard terms
     temperature : float                           of the soft KL (T² scaled)
+    class_weights : Tensor (C,), optional          per-stage weights of the hard CE
 
     Returns
     -------
@@ -77,7 +79,9 @@ def sleepkd_loss(
         terms["loss_kd"] = gamma * kd_loss(logits_s, logits_t, temperature)
     if delta:
         terms["loss_ce"] = delta * (
-            F.cross_entropy(logits_s, target.long()) if target.numel() else logits_s.sum() * 0
+            F.cross_entropy(logits_s, target.long(), weight=class_weights)
+            if target.numel()
+            else logits_s.sum() * 0
         )
     if not terms:  # every weight 0: keep the graph so the trainer can still step
         terms["loss_kd"] = logits_s.sum() * 0.0
@@ -146,10 +150,9 @@ class SleepKD(Distiller):
             config.phi,
         )
 
-    def forward_train(self, x, y, *, epoch, stage):
+    def terms(self, out, x, y, *, epoch, stage):
         cfg = self.config
         key = logits_key(stage)
-        out = self.student(x)
         (t_out,) = self.guide_outputs(x, [len(self.guides) - 1])
         use_epoch = cfg.alpha > 0 and (stage == "epoch" or not cfg.two_stage)
         use_seq = cfg.beta > 0 and stage == "sequence"
@@ -166,5 +169,6 @@ class SleepKD(Distiller):
             gamma=cfg.gamma,
             delta=cfg.delta,
             temperature=cfg.temperature,
+            class_weights=self.class_weights,
         )
-        return out, terms
+        return terms

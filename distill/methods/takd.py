@@ -18,7 +18,6 @@ class TAKD(Distiller):
     uses_assistant = True
     Config = KDConfig
 
-    def forward_train(self, x, y, *, epoch, stage):
-        out = self.student(x)
+    def terms(self, out, x, y, *, epoch, stage):
         (t_out,) = self.guide_outputs(x, [len(self.guides) - 1])
-        return out, soft_and_hard(out, t_out, y, stage, self.config)
+        return soft_and_hard(out, t_out, y, stage, self.config, self.class_weights)
