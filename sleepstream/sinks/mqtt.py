@@ -25,6 +25,7 @@ import random
 import socket
 import ssl
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -240,6 +241,8 @@ class MqttSink:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._arrival: dict[str, float] = {}
+        #: Acknowledged latencies (s) of this session's events, newest last.
+        self.latencies_s: deque[float] = deque(maxlen=1_000_000)
 
     # -- lifecycle ---------------------------------------------------------------
     async def __aenter__(self) -> MqttSink:
@@ -266,10 +269,17 @@ class MqttSink:
         self.outbox.close()
 
     # -- producer side -------------------------------------------------------------
-    async def publish(self, epoch: Epoch, prediction: StagePrediction, lookahead: int = 0) -> None:
+    async def publish(self, epoch: Epoch, prediction: StagePrediction) -> None:
         """Append the event to the outbox (durable) and wake the delivery task."""
+        event = build_event(EventContext(self.device, self.session), epoch, prediction)
+        self.enqueue(event, arrival=epoch.last_sample_at)
+
+    async def publish_revised(
+        self, epoch: Epoch, prediction: StagePrediction, lookahead: int
+    ) -> None:
+        """Queue a revised stage for an earlier epoch (``revised: true``)."""
         event = build_event(EventContext(self.device, self.session, lookahead), epoch, prediction)
-        self.enqueue(event, arrival=epoch.last_sample_at if not lookahead else None)
+        self.enqueue(event)
 
     def enqueue(self, event: dict[str, Any], *, arrival: float | None = None) -> None:
         """Store an already built event; ``arrival`` (perf_counter) feeds the histogram."""
@@ -347,11 +357,14 @@ class MqttSink:
 
     def _acknowledged(self, event_id: str) -> None:
         arrival = self._arrival.pop(event_id, None)
+        latency = time.perf_counter() - arrival if arrival else None
+        if latency is not None:
+            self.latencies_s.append(latency)
         if self.metrics is None:
             return
         self.metrics.published.labels(self.device).inc()
-        if arrival:
-            self.metrics.epoch_latency.labels(self.device).observe(time.perf_counter() - arrival)
+        if latency is not None:
+            self.metrics.epoch_latency.labels(self.device).observe(latency)
         self._update_depth()
 
     def _set_connected(self, up: bool) -> None:

@@ -1,0 +1,287 @@
+"""One device's pipeline, top to bottom: source -> DSP chain -> epochs -> inference -> sinks.
+
+::
+
+    source (async iterator of Chunk)             task "<device>:source"
+      -> DSP chain: derivation, filters, resampling, 30-s epochs with causal context
+      -> InferenceBatcher (shared by all devices, asyncio.to_thread)   task "inference"
+      -> sinks (MQTT through the outbox, stdout, recorder)              task "<device>:sinks"
+
+All tasks live in one :class:`asyncio.TaskGroup` (see :func:`run_pipelines`). The
+source task only reads, the inference task batches the epochs that are ready across
+all devices into one ONNX Runtime call, and the sinks task publishes in epoch order.
+Stopping a pipeline (:meth:`DevicePipeline.stop`) ends its source; the epochs already
+read are still scored and published (graceful drain).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sleepstream.types import Chunk, Epoch, StagePrediction
+
+log = logging.getLogger(__name__)
+
+_END = object()
+
+
+class DevicePipeline:
+    """Source -> DSP -> epochs for one device, and the delivery of its predictions.
+
+    Parameters
+    ----------
+    name : str
+        Device name.
+    source : Source
+        Not yet entered; the pipeline enters and leaves it.
+    make_dsp : callable
+        ``make_dsp(source) -> chain`` is called once the source is open (its ``fs``
+        and ``channels`` are known); ``chain.push(chunk) -> list[Epoch]``.
+    sinks : sequence
+        Entered sinks; each gets ``publish(epoch, prediction)`` in epoch order, and
+        ``publish_revised(epoch, prediction, lookahead)`` for revised stages if it has it.
+    metrics : Metrics, optional
+    until : float, optional
+        Stop after this stream time in seconds (samples at or past it are not used).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        source: Any,
+        make_dsp: Callable[[Any], Any],
+        sinks: Sequence[Any],
+        *,
+        metrics: Any = None,
+        until: float | None = None,
+        lookahead: int = 0,
+    ) -> None:
+        self.name = name
+        self.source = source
+        self.make_dsp = make_dsp
+        self.sinks = list(sinks)
+        self.metrics = metrics
+        self.until = until
+        self.lookahead = lookahead
+        self.n_epochs = 0
+        self.n_published = 0
+        self.opened = asyncio.Event()
+        self.error: BaseException | None = None
+        self._predictions: asyncio.Queue[Any] = asyncio.Queue()
+        self._recent: deque[Epoch] = deque(maxlen=max(1, lookahead + 1))
+        self._reader: asyncio.Task[None] | None = None
+        self._seen_received = 0
+        self._seen_dropped = 0
+
+    # -- tasks ----------------------------------------------------------------------
+    async def read(self, batcher: InferenceBatcher) -> None:
+        """Task ``<device>:source``: read chunks, make epochs, hand them to inference."""
+        self._reader = asyncio.current_task()
+        try:
+            async with self.source as src:
+                dsp = self.make_dsp(src)
+                self.opened.set()
+                async for chunk in src:
+                    chunk = self._clip(chunk)
+                    if chunk is None:
+                        break
+                    self._count_samples(src, chunk)
+                    for sink in self.sinks:
+                        write = getattr(sink, "write_chunk", None)
+                        if write is not None:
+                            await write(chunk)
+                    for epoch in dsp.push(chunk):
+                        await self._submit(batcher, epoch)
+                    if self.until is not None and chunk.timestamps[-1] + 0.5 / chunk.fs >= (
+                        self.until
+                    ):
+                        break
+                for epoch in dsp.flush():
+                    await self._submit(batcher, epoch)
+        except asyncio.CancelledError:
+            if not self.opened.is_set():
+                raise
+            log.info("%s: source stopped", self.name)
+        finally:
+            self.opened.set()
+            await batcher.end(self)
+
+    async def deliver(self) -> None:
+        """Task ``<device>:sinks``: publish predictions to every sink, in order."""
+        while True:
+            item = await self._predictions.get()
+            if item is _END:
+                return
+            epoch, prediction, lookahead = item
+            for sink in self.sinks:
+                if lookahead:
+                    revised = getattr(sink, "publish_revised", None)
+                    if revised is not None:
+                        await revised(epoch, prediction, lookahead)
+                else:
+                    await sink.publish(epoch, prediction)
+            if not lookahead:
+                self.n_published += 1
+
+    def stop(self) -> None:
+        """End the source; epochs already read are still scored and published."""
+        if self._reader is not None and not self._reader.done():
+            self._reader.cancel()
+
+    # -- helpers --------------------------------------------------------------------
+    async def _submit(self, batcher: InferenceBatcher, epoch: Epoch) -> None:
+        self.n_epochs += 1
+        if self.metrics is not None and epoch.gap_fraction > 0:
+            self.metrics.gaps.labels(self.name).inc()
+        await batcher.submit(self, epoch)
+
+    def _clip(self, chunk: Chunk) -> Chunk | None:
+        if self.until is None or chunk.timestamps[-1] < self.until:
+            return chunk
+        keep = int((chunk.timestamps < self.until).sum())
+        if keep == 0:
+            return None
+        off = chunk.electrode_off[:keep] if chunk.electrode_off is not None else None
+        return dataclasses.replace(
+            chunk, samples=chunk.samples[:, :keep], timestamps=chunk.timestamps[:keep],
+            electrode_off=off,
+        )  # fmt: skip
+
+    def _count_samples(self, src: Any, chunk: Chunk) -> None:
+        if self.metrics is None:
+            return
+        m = self.metrics
+        m.samples_received.labels(self.name).inc(chunk.n_samples)
+        dropped = int(getattr(src, "dropped_samples", 0) or 0)
+        if dropped > self._seen_dropped:
+            m.samples_dropped.labels(self.name).inc(dropped - self._seen_dropped)
+            self._seen_dropped = dropped
+        qsize = getattr(src, "qsize", None)
+        if callable(qsize):
+            m.queue_depth.labels(self.name, "source").set(qsize())
+
+    def accept(self, epoch: Epoch, prediction: StagePrediction) -> None:
+        """Called by the batcher with each causal prediction (in order)."""
+        self._recent.append(epoch)
+        if prediction.stage >= 0 and epoch.quality:
+            from sleepstream.dsp.quality import confidence_factor
+
+            prediction = dataclasses.replace(
+                prediction, confidence=prediction.confidence * confidence_factor(epoch.quality)
+            )
+        if self.metrics is not None:
+            self.metrics.epochs.labels(self.name, prediction.stage_name).inc()
+        self._predictions.put_nowait((epoch, prediction, 0))
+
+    def accept_revised(self, prediction: StagePrediction, lookahead: int) -> None:
+        """A revised prediction for an earlier epoch (``prediction.epoch_index``)."""
+        for old in self._recent:
+            if old.index == prediction.epoch_index:
+                fixed = dataclasses.replace(prediction, quality=tuple(old.quality))
+                self._predictions.put_nowait((old, fixed, lookahead))
+                return
+
+    def finish(self) -> None:
+        self._predictions.put_nowait(_END)
+
+
+class InferenceBatcher:
+    """Scores the epochs of all devices in batches, off the event loop.
+
+    Parameters
+    ----------
+    stager : Stager
+        ``predict(epochs, lookahead=0) -> list[StagePrediction]`` (thread-safe for
+        one caller at a time).
+    metrics : Metrics, optional
+    lookahead : int
+        K > 0 also produces a revised prediction for epoch ``t - K`` from epoch ``t``.
+    max_batch : int
+        Largest batch of epochs per call.
+    max_pending : int
+        Epochs waiting for inference before the sources are slowed down.
+    """
+
+    def __init__(
+        self,
+        stager: Any,
+        *,
+        metrics: Any = None,
+        lookahead: int = 0,
+        max_batch: int = 64,
+        max_pending: int = 256,
+    ) -> None:
+        self.stager = stager
+        self.metrics = metrics
+        self.lookahead = lookahead
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(max_pending)
+        self._active = 0
+
+    async def submit(self, pipeline: DevicePipeline, epoch: Epoch) -> None:
+        await self._queue.put((pipeline, epoch))
+
+    async def end(self, pipeline: DevicePipeline) -> None:
+        await self._queue.put((pipeline, _END))
+
+    async def run(self, pipelines: Sequence[DevicePipeline]) -> None:
+        """Task ``inference``: until every pipeline has ended."""
+        active = set(map(id, pipelines))
+        while active:
+            batch = [await self._queue.get()]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            epochs = [(p, e) for p, e in batch if e is not _END]
+            if epochs:
+                await self._score(epochs)
+            for p, e in batch:
+                if e is _END:
+                    p.finish()
+                    active.discard(id(p))
+
+    async def _score(self, items: list[tuple[DevicePipeline, Epoch]]) -> None:
+        epochs = [e for _, e in items]
+        t0 = time.perf_counter()
+        preds = await asyncio.to_thread(self.stager.predict, epochs)
+        if self.metrics is not None:
+            self.metrics.inference.observe(time.perf_counter() - t0)
+            self.metrics.inference_batch.observe(len(epochs))
+        for (p, e), pred in zip(items, preds, strict=True):
+            p.accept(e, pred)
+        k = self.lookahead
+        if not k:
+            return
+        later = [(p, e) for p, e in items if e.index >= k and e.scorable]
+        if not later:
+            return
+        revised = await asyncio.to_thread(self.stager.predict, [e for _, e in later], k)
+        for (p, _), pred in zip(later, revised, strict=True):
+            p.accept_revised(pred, k)
+
+
+async def run_pipelines(pipelines: Sequence[DevicePipeline], batcher: InferenceBatcher) -> None:
+    """Run all pipelines in one TaskGroup: one source and one sinks task per device,
+    one shared inference task. Returns when every source has ended and every
+    prediction has been handed to the sinks."""
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(batcher.run(pipelines), name="inference")
+        for p in pipelines:
+            tg.create_task(p.read(batcher), name=f"{p.name}:source")
+            tg.create_task(p.deliver(), name=f"{p.name}:sinks")
+
+
+async def wait_opened(pipelines: Sequence[DevicePipeline], task: asyncio.Task[Any]) -> None:
+    """Wait until every source is open (or the pipeline task ended, e.g. with an error)."""
+    opened = asyncio.ensure_future(asyncio.gather(*(p.opened.wait() for p in pipelines)))
+    await asyncio.wait([opened, task], return_when=asyncio.FIRST_COMPLETED)
+    if not opened.done():
+        opened.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await opened
