@@ -112,13 +112,19 @@ def test_read_edf_without_stages_is_unscored(tmp_path, make_edf, make_sine):
 
 
 def test_read_edf_scales_units_to_microvolts(tmp_path, make_edf, make_sine):
-    """A signal stored in mV is returned in µV (BDF works the same way)."""
+    """A BDF+ signal stored in mV is returned in µV, with its BDF+ stage annotations."""
     path = make_edf(
-        tmp_path / "mv.bdf", {"EEG": make_sine(256, 60, amp=0.05)}, 256, unit="mV", bdf=True
+        tmp_path / "mv.bdf",
+        {"EEG": make_sine(256, 60, amp=0.05)},
+        256,
+        unit="mV",
+        bdf=True,
+        annotations=[(0, 30, "Sleep stage N2"), (30, 30, "Sleep stage REM")],
     )
     night = read_edf(path, fs=100)
     assert night.meta["unit"] == "mV"
     assert 45 < float(np.max(night.signal)) < 55
+    np.testing.assert_array_equal(night.stages, [2, 4])
 
 
 def test_read_edf_unknown_stage_annotation(tmp_path, make_edf, make_sine):
