@@ -252,6 +252,8 @@ def fit(
         lr = stage.optim.lr_at(epoch, stage.epochs)
         _set_lr(opt, lr)
         items = train_set.plan(rng, sampler_weights)
+        if train_set.seq == 1 and len(items) % stage.batch_size == 1 and len(items) > 1:
+            items = items[:-1]  # BatchNorm cannot train on a batch of one epoch
         model.train()
         n_batches = max(1, math.ceil(len(items) / stage.batch_size))
         bar = tqdm(
@@ -263,6 +265,7 @@ def fit(
             mininterval=0.2 if sys.stderr.isatty() else 5.0,
         )
         tot, n_seen, correct, n_lab = 0.0, 0, 0, 0
+        log_sums: dict[str, float] = {}
         for b in bar:
             chunk = items[b * stage.batch_size : (b + 1) * stage.batch_size]
             if len(chunk) == 0:
@@ -287,6 +290,8 @@ def fit(
                 correct += int((out[key].argmax(-1)[m] == batch["y"][m]).sum())
                 n_lab += int(m.sum())
             tot += float(loss.detach()) * len(chunk)
+            for k, v in logs.items():
+                log_sums[k] = log_sums.get(k, 0.0) + float(v) * len(chunk)
             n_seen += len(chunk)
             bar.set_postfix(
                 loss=f"{tot / n_seen:.3f}",
@@ -300,6 +305,7 @@ def fit(
             "loss": tot / max(n_seen, 1),
             "train_acc": correct / max(n_lab, 1),
             "wall_s": time.perf_counter() - t0,
+            **{f"train_{k}": v / max(n_seen, 1) for k, v in log_sums.items()},
         }
         if validate is not None:
             vm = validate(model)

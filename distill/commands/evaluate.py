@@ -1,0 +1,175 @@
+"""``distill evaluate``: metrics of a model under a protocol, causal and/or offline."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from distill.commands.train import (
+    add_train_arguments,
+    command_line,
+    config_from_args,
+    load_recordings,
+    make_folds,
+)
+
+HELP = "evaluate a model (train per fold, a checkpoint or an ONNX file) under a protocol"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="train this model per fold, then evaluate")
+    src.add_argument(
+        "--checkpoint",
+        type=Path,
+        nargs="+",
+        help="best.safetensors file(s) or run folder(s); each is scored on the "
+        "held-out epochs recorded in its sidecar",
+    )
+    src.add_argument("--onnx", type=Path, help="exported model, run via sleepstream.inference")
+    parser.add_argument(
+        "--protocol",
+        required=True,
+        choices=("within-night-blocks", "cross-dataset", "nightwise-kfold"),
+    )
+    parser.add_argument("--mode", default="both", choices=("causal", "offline", "both"))
+    parser.add_argument("--folds", type=int, default=4)
+    parser.add_argument(
+        "--datasets",
+        default="sc4001",
+        help="nights for nightwise-kfold (comma list: sc4001, dreams)",
+    )
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        default=None,
+        help="with --model: where fold checkpoints go (default runs/eval-...)",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="folder for <stem>.json/.md")
+    parser.add_argument("--stem", default=None, help="output file stem")
+    add_train_arguments(parser)
+
+
+def _checkpoints(paths: list[Path]) -> list[Path]:
+    from sleepstream.errors import UsageError
+
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(p.glob("best.safetensors")) or sorted(p.glob("*/best.safetensors"))
+            if not found:
+                raise UsageError(f"--checkpoint {p}: no best.safetensors in this folder")
+            out += found
+        else:
+            out.append(p)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from distill.checkpoint import load_model
+    from distill.evaluate import (
+        check_modes,
+        fold_of,
+        machine,
+        onnx_predictor,
+        score_fold,
+        summarise,
+        to_markdown,
+        torch_predictor,
+        trained_on,
+        write_outputs,
+    )
+    from sleepstream.errors import UsageError
+
+    t0 = time.perf_counter()
+    modes = check_modes(args.mode)
+    proto = args.protocol
+    if proto == "nightwise-kfold":
+        train_sets = tuple(d.strip() for d in args.datasets.split(","))
+    else:
+        train_sets = ("sc4001",)
+    test_sets = ("dreams",) if proto == "cross-dataset" else train_sets
+    recs, hyps = load_recordings(args, train_sets)
+    test_recs = recs if test_sets == train_sets else load_recordings(args, test_sets)[0]
+    per_fold: dict = {}
+    name = args.model
+    source = ""
+    if args.model:
+        from distill.train import train_run
+
+        cfg = config_from_args(args, args.model)
+        split = "full" if proto == "cross-dataset" else proto
+        folds = make_folds(split, recs, args.folds, cfg.seq_len, args.seed)
+        runs = args.runs or Path("runs") / f"eval-{args.model}-{proto}"
+        source = str(runs)
+        for fold in folds:
+            out = runs if split == "full" else runs / fold.name
+            model, _ = train_run(
+                cfg,
+                recs,
+                fold,
+                stage_sequences=hyps,
+                out_dir=out,
+                progress=not args.no_progress,
+                extra_meta={"command": command_line(), "split": split},
+            )
+            test = None if proto == "cross-dataset" else fold.test
+            per_fold[fold.name] = score_fold(
+                torch_predictor(model), test_recs, test, cfg.seq_len, modes
+            )
+    elif args.checkpoint:
+        paths = _checkpoints(args.checkpoint)
+        source = ", ".join(str(p) for p in paths)
+        for path in paths:
+            model, meta = load_model(path)
+            name = meta["model"]
+            seq = int(meta.get("seq_len") or model.seq_len)
+            if proto == "cross-dataset":
+                if "dreams" in trained_on(meta):
+                    raise UsageError(f"{path}: trained on DREAMS; not a cross-dataset test")
+                test = None
+            else:
+                fold = fold_of(meta, str(path))
+                if fold.protocol != proto:
+                    raise UsageError(f"{path}: trained for {fold.protocol!r}, not {proto!r}")
+                test = fold.test
+            key = path.parent.name if len(paths) > 1 else meta.get("fold", {}).get("name", "all")
+            per_fold[key] = score_fold(torch_predictor(model), test_recs, test, seq, modes)
+    else:
+        predict, seq, card = onnx_predictor(args.onnx)
+        name = str(card.get("name") or card.get("model_id") or args.onnx.stem)
+        source = str(args.onnx)
+        if proto == "cross-dataset":
+            if "dreams" in trained_on(card):
+                raise UsageError(f"{args.onnx}: card says it was trained on DREAMS")
+            test = None
+        else:
+            fold = fold_of(card, str(args.onnx))
+            test = fold.test
+        per_fold["all"] = score_fold(predict, test_recs, test, seq, modes)
+    if not per_fold or not any(len(f[m][0]) for f in per_fold.values() for m in modes):
+        raise UsageError(f"{proto}: no scored test epochs")
+    result = summarise(per_fold, proto)
+    result.update(
+        model=name,
+        source=source,
+        command=command_line(),
+        machine=machine(),
+        wall_s=time.perf_counter() - t0,
+        test_set=[r.name for r in test_recs],
+        label_counts={
+            m: np.bincount(
+                np.concatenate([f[m][0] for f in per_fold.values()]), minlength=5
+            ).tolist()
+            for m in modes
+        },
+    )
+    if args.out:
+        stem = args.stem or f"{name}-{proto}"
+        js, md = write_outputs(result, args.out, stem)
+        print(f"wrote {js} and {md}")
+    print(to_markdown(result))
+    return 0

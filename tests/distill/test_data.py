@@ -1,0 +1,204 @@
+"""Windows, splits, augmentation, class balance and hypnogram-assembled nights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from distill.data import (
+    AssembledNights,
+    AugmentConfig,
+    Fold,
+    Recording,
+    TrainSet,
+    augment_signal,
+    class_weights,
+    full_night_fold,
+    gather_windows,
+    load_sc4001_recording,
+    make_windows,
+    mask_to_runs,
+    nightwise_kfold,
+    runs_to_mask,
+    score_position,
+    trimmed_stage_sequences,
+    within_night_blocks,
+)
+from sleepstream.errors import UsageError
+
+
+def id_recording(n: int = 60, name: str = "night", channels: int = 1) -> Recording:
+    """Epoch ``i`` holds the constant ``i + 1`` (derivation ``c`` adds ``1000 * c``)."""
+    base = np.repeat(np.arange(1, n + 1, dtype=np.float32), 3000)
+    sig = {f"ch{c}": base + 1000.0 * c for c in range(channels)}
+    return Recording(name, sig, (np.arange(n) % 5).astype(np.int64), "synthetic")
+
+
+def _ids(x: np.ndarray) -> np.ndarray:
+    """Epoch ids of a window batch built from :func:`id_recording` (0 = padding)."""
+    return np.round(x[..., 0, :].mean(axis=-1)).astype(int)
+
+
+def test_make_windows_causal_scored_epoch_is_last():
+    """Causal windows end on the target; history before the night is zero, label -1."""
+    rec = id_recording(30)
+    x, y = make_windows(rec, seq=5, mode="causal", targets=np.array([0, 2, 29]))
+    assert x.shape == (3, 5, 1, 3000) and x.dtype == np.float32 and y.shape == (3, 5)
+    ids = _ids(x)
+    assert ids[0].tolist() == [0, 0, 0, 0, 1]
+    assert ids[1].tolist() == [0, 0, 1, 2, 3]
+    assert ids[2].tolist() == [26, 27, 28, 29, 30]
+    assert y[0].tolist() == [-1, -1, -1, -1, rec.labels[0]]
+    assert score_position(5, "causal") == 4
+
+
+def test_make_windows_offline_centred():
+    """Offline windows put the target in the middle and pad past the night end."""
+    rec = id_recording(30)
+    x, y = make_windows(rec, seq=5, mode="offline", targets=np.array([10, 29]))
+    assert _ids(x)[0].tolist() == [9, 10, 11, 12, 13]
+    assert _ids(x)[1].tolist() == [28, 29, 30, 0, 0]
+    assert y[1, 3:].tolist() == [-1, -1]
+    with pytest.raises(UsageError):
+        score_position(5, "sideways")
+
+
+def test_gather_windows_keep_mask_hides_epochs():
+    """Epochs outside the keep mask are zeroed and labelled -1."""
+    rec = id_recording(20)
+    keep = np.ones(20, bool)
+    keep[5:8] = False
+    x, y = gather_windows(rec.primary, rec.labels, np.array([3]), 6, keep=keep)
+    assert _ids(x)[0].tolist() == [4, 5, 0, 0, 0, 9]
+    assert y[0, 2:5].tolist() == [-1, -1, -1]
+
+
+def test_within_night_blocks_guard_separates_train_from_heldout():
+    """Test blocks tile the night; train epochs stay `guard` epochs away from held-out ones."""
+    rec = id_recording(300)
+    folds = within_night_blocks(rec, k=5, guard=10)
+    tested = np.sum([f.test[rec.name] for f in folds], axis=0)
+    assert np.all(tested == 1)
+    for f in folds:
+        tr = np.flatnonzero(f.train[rec.name])
+        held = np.flatnonzero(f.test[rec.name] | f.val[rec.name])
+        assert not (f.test[rec.name] & f.val[rec.name]).any()
+        assert np.abs(tr[:, None] - held[None, :]).min() > 10
+        assert f.protocol == "within-night-blocks"
+
+
+def test_trainset_windows_never_show_heldout_epochs():
+    """Training windows, time shifts included, never contain a held-out epoch."""
+    rec = id_recording(200)
+    fold = within_night_blocks(rec, k=4, guard=8)[1]
+    ts = TrainSet([rec], [fold.train[rec.name]], seq=8, stride=2)
+    rng = np.random.default_rng(0)
+    aug = AugmentConfig(amplitude=1.0, shift=300, noise=0.0, channel_swap=False)
+    x, y = ts.batch(ts.plan(rng), rng, aug)
+    seen = set(np.unique(x).astype(int).tolist()) - {0}
+    held = set((np.flatnonzero(fold.test[rec.name] | fold.val[rec.name]) + 1).tolist())
+    assert seen and not (seen & held)
+    assert (y >= 0).sum() > 0
+
+
+def test_fold_json_roundtrip():
+    """A fold survives its JSON form (run-length masks)."""
+    rec = id_recording(50)
+    fold = full_night_fold(rec, k=5, guard=3)
+    back = Fold.from_json(fold.to_json())
+    assert np.array_equal(back.train[rec.name], fold.train[rec.name])
+    assert np.array_equal(back.val[rec.name], fold.val[rec.name])
+    assert mask_to_runs(runs_to_mask([[2, 5], [7, 9]], 12)) == [[2, 5], [7, 9]]
+
+
+def test_nightwise_kfold_tests_each_night_once():
+    """Every night is tested exactly once and never trained on in its own fold."""
+    recs = [id_recording(10, name=f"n{i}") for i in range(5)]
+    folds = nightwise_kfold(recs, k=5, seed=1)
+    counts = {r.name: sum(int(f.test[r.name].any()) for f in folds) for r in recs}
+    assert set(counts.values()) == {1}
+    for f in folds:
+        for r in recs:
+            assert not (f.train[r.name] & (f.test[r.name] | f.val[r.name])).any()
+    with pytest.raises(UsageError):
+        nightwise_kfold(recs[:2], k=2)
+
+
+def test_augment_signal_scales_within_bounds():
+    """Amplitude scaling stays within [1/a, a]; noise changes the signal."""
+    x = np.ones((64, 2, 1, 3000), np.float32)
+    rng = np.random.default_rng(0)
+    s = augment_signal(x, AugmentConfig(amplitude=1.5, shift=0, noise=0.0), rng)
+    ratio = s[:, 0, 0, 0]
+    assert ratio.min() >= 1 / 1.5 - 1e-6 and ratio.max() <= 1.5 + 1e-6 and ratio.std() > 0
+    z = np.random.default_rng(1).standard_normal(x.shape).astype(np.float32)
+    n = augment_signal(z, AugmentConfig(amplitude=1.0, shift=0, noise=0.5), rng)
+    assert not np.allclose(n, z)
+
+
+def test_channel_swap_uses_both_derivations():
+    """With channel swap, training windows come from both derivations."""
+    rec = id_recording(60, channels=2)
+    ts = TrainSet([rec], [np.ones(60, bool)], seq=4, stride=1)
+    rng = np.random.default_rng(0)
+    x, _ = ts.batch(ts.plan(rng), rng, AugmentConfig(1.0, 0, 0.0, channel_swap=True))
+    high = (x[:, -1, 0, 0] > 1000).mean()
+    assert 0.2 < high < 0.8
+    x, _ = ts.batch(ts.plan(rng), rng, AugmentConfig.off())
+    assert (x[:, -1, 0, 0] < 1000).all()
+
+
+def test_class_weights_upweight_rare_stage():
+    """The rarest stage gets the largest weight; absent stages get 0."""
+    y = np.array([0] * 50 + [1] * 5 + [2] * 100 + [-1] * 7)
+    w = class_weights(y)
+    assert w[1] == w.max() and w[3] == 0 and w[4] == 0
+    assert w[1] > w[0] > w[2]
+
+
+def test_weighted_sampler_oversamples_rare_stage():
+    """The weighted sampler draws windows of the rare stage more often."""
+    y = np.array([2] * 90 + [1] * 10)
+    rec = id_recording(100)
+    rec = type(rec)(rec.name, rec.signals, y, rec.dataset)
+    ts = TrainSet([rec], [np.ones(100, bool)], seq=1, stride=1)
+    rng = np.random.default_rng(0)
+    plain = ts.plan(rng)
+    weighted = ts.plan(rng, class_weights(y, power=1.0))
+    assert (y[plain[:, 1]] == 1).mean() == pytest.approx(0.1)
+    assert (y[weighted[:, 1]] == 1).mean() > 0.3
+
+
+def test_assembled_nights_follow_real_hypnograms(hypnograms_dir):
+    """Assembled windows copy a real stage order and fill it with pool epochs of that stage."""
+    from sleepstream.io.datasets import load_sleep_edf20_hypnograms
+
+    seqs = trimmed_stage_sequences(load_sleep_edf20_hypnograms(hypnograms_dir))
+    assert len(seqs) == 38  # SC4001's own hypnogram is excluded
+    pool_labels = np.repeat(np.arange(5), 4)
+    pool = np.repeat((100 + np.arange(20, dtype=np.float32))[:, None], 3000, axis=1)
+    asm = AssembledNights(seqs, {"a": pool, "b": -pool}, pool_labels)
+    x, y = asm.sample(16, 10, np.random.default_rng(0))
+    joined = ",".join(",".join(map(str, s.tolist())) for s in seqs)
+    for i in range(16):
+        assert ",".join(map(str, y[i].tolist())) in joined
+        for p in range(10):
+            if y[i, p] >= 0:
+                row = int(abs(x[i, p, 0, 0])) - 100
+                assert pool_labels[row] == y[i, p]
+    assert (x[:, :, 0, 0] < 0).any() and (x[:, :, 0, 0] > 0).any()
+
+
+def test_load_sc4001_recording_has_both_derivations(sc4001_dir):
+    """SC4001 loads with Fpz-Cz and Pz-Oz on one 841-epoch grid."""
+    rec = load_sc4001_recording(sc4001_dir)
+    assert rec.channels == ("EEG Fpz-Cz", "EEG Pz-Oz")
+    assert rec.n_epochs == 841 and rec.primary.shape == (841 * 3000,)
+    assert np.bincount(rec.labels[rec.labels >= 0], minlength=5).tolist() == [
+        188,
+        58,
+        250,
+        220,
+        125,
+    ]
+    assert not np.allclose(rec.signals["EEG Fpz-Cz"], rec.signals["EEG Pz-Oz"])
