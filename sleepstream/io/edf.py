@@ -23,6 +23,9 @@ from sleepstream.types import EPOCH_SECONDS, UNSCORED
 #: Physical dimension (lower case) -> factor to µV. Unknown or empty units are taken as µV.
 _TO_UV = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "mv": 1e3, "v": 1e6, "nv": 1e-3}
 _ANNOTATION_LABELS = ("EDF Annotations", "BDF Annotations")
+#: 10-20 EEG sites in order of preference (AASM: central first), to pick a default
+#: channel in files without "EEG" in the labels.
+_EEG_SITES = ("c3", "c4", "cz", "fpz", "f3", "f4", "fz", "fp1", "fp2", "pz", "o1", "o2", "oz")
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,10 @@ def pick_channel(edf: Any, channel: str | None, path: Path | str) -> int:
         for i, label in enumerate(labels):
             if "eeg" in label.lower():
                 return i
+        for site in _EEG_SITES:
+            for i, label in enumerate(labels):
+                if re.match(rf"{site}(\b|-|$)", _norm(label)):
+                    return i
         return 0
     if channel in labels:
         return labels.index(channel)

@@ -167,3 +167,14 @@ def test_read_sleep_edf_hypnogram_shorter_than_psg(tmp_path, make_edf, make_sine
     hyp.write_bytes(b"W\r1\r2\r")
     with pytest.raises(HypnogramError, match=r"short.hyp: hypnogram is shorter than the recording"):
         read_sleep_edf(psg, hyp, cache=False)
+
+
+def test_read_edf_dreams_excerpt3_matches_text(dreams_dir):
+    """Real DREAMS excerpt3.edf ('UV' units): the default channel is C3-A1 and equals the
+    text excerpt in µV."""
+    from sleepstream.io.dreams import read_dreams_signal
+
+    night = read_edf(dreams_dir / "excerpt3.edf")
+    text, fs, channel = read_dreams_signal(dreams_dir / "excerpt3.txt")
+    assert night.channel == channel == "C3-A1" and night.fs == fs == 50.0
+    np.testing.assert_allclose(night.signal[: text.size], text, rtol=0, atol=1e-3)
