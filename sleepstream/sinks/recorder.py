@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import errno
+import json
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -207,7 +208,7 @@ class Recorder:
         self.night_dir = night
         self.manifest["start_utc"] = _iso(self._start)
         self.manifest["status"] = "recording"
-        await self._guard("night.json", self._write_manifest)
+        await self._save_manifest()
         self._raise_if_fatal()
         log.info("recording night to %s", night)
         return self
@@ -223,7 +224,7 @@ class Recorder:
                 await self._guard("stages", self._write_epoch_files, self._snapshot())
             self.manifest["status"] = "closed"
             self.manifest["end_utc"] = _iso(self._now().astimezone(dt.UTC))
-            await self._guard("night.json", self._write_manifest)
+            await self._save_manifest()
         finally:
             self._raise_if_fatal()
 
@@ -345,7 +346,7 @@ class Recorder:
         else:
             info["padding_samples"] = int(pad)
             self.manifest["segments"].append(info)
-        await self._guard("night.json", self._write_manifest)
+        await self._save_manifest()
 
     # ------------------------------------------------------------------ stages
     async def publish(self, epoch: Epoch, prediction: StagePrediction) -> None:
@@ -410,9 +411,13 @@ class Recorder:
         files.write_stages_edf(self.night_dir / "stages.edf", onsets, stages, self._start)
 
     # ------------------------------------------------------------------ storage
-    def _write_manifest(self) -> None:
+    async def _save_manifest(self) -> None:
+        """Serialise the manifest on the loop (it changes meanwhile), write it in a thread."""
         assert self.night_dir is not None
-        files.write_json_atomic(self.night_dir / "night.json", self.manifest)
+        data = (json.dumps(self.manifest, indent=2) + "\n").encode()
+        await self._guard(
+            "night.json", files.write_bytes_atomic, self.night_dir / "night.json", data
+        )
 
     async def _guard(self, what: str, fn: Callable[..., T], *args: Any) -> T | None:
         """Run blocking ``fn`` in a thread; count disk-full errors, keep fatal ones."""
