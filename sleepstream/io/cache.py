@@ -101,6 +101,7 @@ def save_night(path: Path, night: Night) -> None:
                 source=np.str_(night.hypnogram.source),
                 meta=np.str_(json.dumps(night.meta, default=str)),
             )
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache is as readable as its sources
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
