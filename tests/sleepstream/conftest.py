@@ -228,4 +228,5 @@ def helpers():
         daemon_env=daemon_env,
         Subscriber=Subscriber,
         Mosquitto=Mosquitto,
+        mosquitto_binary=mosquitto_binary,
     )

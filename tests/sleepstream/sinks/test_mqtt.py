@@ -1,0 +1,202 @@
+"""The MQTT sink against a real mosquitto: order, schema, status, outages, TLS, auth."""
+
+import asyncio
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+
+from sleepstream.errors import BrokerError, UsageError
+from sleepstream.sinks.mqtt import MqttSink, mqtt_settings
+from sleepstream.sinks.outbox import Outbox
+from sleepstream.types import UNSCORED, Epoch, StagePrediction
+
+pytestmark = pytest.mark.network
+
+
+def _epoch(i: int, reasons=()) -> Epoch:
+    return Epoch(
+        i, 30.0 * i, f"2026-01-01T23:{i // 2 % 60:02d}:{30 * (i % 2):02d}Z",
+        np.zeros((2, 3000), np.float32), unscored_reasons=reasons,
+        last_sample_at=time.perf_counter(),
+    )  # fmt: skip
+
+
+def _pred(i: int) -> StagePrediction:
+    if i % 7 == 6:
+        return StagePrediction(i, UNSCORED, np.zeros(5), 0.0, "m", reasons=("gap",))
+    p = np.full(5, 0.1)
+    p[i % 5] = 0.6
+    return StagePrediction(i, i % 5, p, 0.6, "m")
+
+
+async def _publish(settings, outbox, n, *, start=0, device="bed1", pause=0.0):
+    async with MqttSink(settings, device=device, session="s1", outbox=outbox) as sink:
+        for i in range(start, start + n):
+            await sink.publish(_epoch(i), _pred(i))
+            if pause:
+                await asyncio.sleep(pause)
+    return sink
+
+
+def test_mqtt_sink_delivers_events_in_order_valid_against_schema(
+    mosquitto, subscribe, tmp_path, stage_schema
+):
+    """Every event arrives once, in order, valid against the JSON Schema."""
+    sub = subscribe(mosquitto.port)
+    settings = mqtt_settings(mosquitto.url)
+    asyncio.run(_publish(settings, Outbox(tmp_path / "o.sqlite"), 30))
+    assert sub.wait_for(lambda s: len(s.stage_events()) >= 30, 20)
+    events = sub.stage_events()
+    assert [e["epoch_index"] for e in events] == list(range(30))
+    validator = jsonschema.Draft202012Validator(stage_schema)
+    for e in events:
+        validator.validate(e)
+    assert events[6]["stage"] == "unscored" and events[6]["reasons"] == ["gap"]
+    assert len({e["event_id"] for e in events}) == 30
+
+
+def test_mqtt_sink_status_is_retained_online_then_offline(mosquitto, subscribe, tmp_path):
+    """The status topic says online while running and offline (retained) after."""
+    sub = subscribe(mosquitto.port, "sleepstream/bed1/status")
+    asyncio.run(_publish(mqtt_settings(mosquitto.url), Outbox(tmp_path / "o.sqlite"), 2))
+    assert sub.wait_for(lambda s: s.statuses()[-1:] == ["offline"], 10)
+    assert "online" in sub.statuses()
+    late = subscribe(mosquitto.port, "sleepstream/bed1/status")
+    assert late.wait_for(lambda s: s.statuses() == ["offline"], 10)  # retained
+
+
+def test_mqtt_sink_redelivers_in_order_after_broker_outage(mosquitto, subscribe, tmp_path):
+    """Broker killed mid-stream and restarted: all events arrive in order, once after dedup."""
+    sub = subscribe(mosquitto.port, "sleepstream/+/stage")
+    settings = mqtt_settings(mosquitto.url)
+    outbox = Outbox(tmp_path / "o.sqlite")
+    n = 40
+
+    async def scenario():
+        async with MqttSink(settings, device="bed1", session="s1", outbox=outbox) as sink:
+            for i in range(n):
+                if i == 10:
+                    await asyncio.sleep(0.3)
+                    mosquitto.kill()
+                if i == 30:
+                    await asyncio.sleep(1.0)  # events 10..29 queue while the broker is down
+                    mosquitto.start()
+                await sink.publish(_epoch(i), _pred(i))
+                await asyncio.sleep(0.01)
+            return sink
+
+    sink = asyncio.run(scenario())
+    assert sub.wait_for(lambda s: len({e["event_id"] for e in s.stage_events()}) >= n, 30)
+    ids = [e["event_id"] for e in sub.stage_events()]
+    unique = list(dict.fromkeys(ids))
+    assert unique == [f"bed1:s1:{i}" for i in range(n)]
+    assert sink.delivered >= n
+    assert len(Outbox(tmp_path / "o.sqlite").open()) == 0
+
+
+def test_mqtt_sink_delivers_leftovers_of_a_previous_run_first(mosquitto, subscribe, tmp_path):
+    """Events left in the outbox by a previous run are published before new ones."""
+    path = tmp_path / "o.sqlite"
+    with Outbox(path) as box:
+        for i in range(3):
+            box.append(f"bed1:old:{i}", "sleepstream/bed1/stage", json.dumps({"i": i}).encode())
+    sub = subscribe(mosquitto.port, "sleepstream/bed1/stage")
+    asyncio.run(_publish(mqtt_settings(mosquitto.url), Outbox(path), 2))
+    assert sub.wait_for(lambda s: len(s.messages) >= 5, 10)
+    payloads = [json.loads(p) for _, p, _ in sub.messages]
+    assert [p.get("i") for p in payloads[:3]] == [0, 1, 2]
+    assert [p["event_id"] for p in payloads[3:]] == ["bed1:s1:0", "bed1:s1:1"]
+
+
+def test_mqtt_settings_reject_password_in_url():
+    """A password in the broker URL is refused (it would show in the process list)."""
+    with pytest.raises(UsageError, match="SLEEPSTREAM_MQTT_PASSWORD"):
+        mqtt_settings("mqtt://user:secret@127.0.0.1:1883")
+
+
+def test_mqtt_settings_missing_ca_file_is_a_broker_error(tmp_path):
+    """A TLS CA file that does not exist fails before any connection."""
+    with pytest.raises(BrokerError, match="no such file"):
+        mqtt_settings("mqtts://127.0.0.1", ca_file=tmp_path / "nope.pem")
+
+
+def _make_certs(d):
+    """A CA and a server + client certificate for 127.0.0.1 (openssl CLI)."""
+
+    def ossl(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
+         "-keyout", "ca.key", "-out", "ca.pem")  # fmt: skip
+    (d / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for name in ("server", "client"):
+        ossl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+             "-keyout", f"{name}.key", "-out", f"{name}.csr")  # fmt: skip
+        ossl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-days", "1", "-out", f"{name}.pem", "-extfile", "san.cnf")  # fmt: skip
+    for f in d.iterdir():
+        f.chmod(0o644)
+
+
+def test_mqtt_sink_tls_with_client_cert_and_password(tmp_path, helpers, monkeypatch):
+    """TLS (CA + client certificate) and user/password against mosquitto."""
+    import shutil
+    import tempfile
+
+    if not (shutil.which("openssl") and shutil.which("mosquitto_passwd")):
+        pytest.skip("openssl or mosquitto_passwd not available")
+    if helpers.mosquitto_binary() is None:
+        pytest.skip("mosquitto binary not found (Debian: apt-get install mosquitto)")
+    from sleepstream.sinks.mqtt import read_password
+
+    # mosquitto drops root to user "mosquitto": its files must be readable by it
+    certs = Path(tempfile.mkdtemp(prefix="sleepstream-tls-"))
+    certs.chmod(0o755)
+    try:
+        _make_certs(certs)
+        pw = certs / "passwd"
+        pw.write_text("")
+        subprocess.run(["mosquitto_passwd", "-b", str(pw), "night", "s3cret"], check=True)
+        pw.chmod(0o644)
+        port = helpers.free_port()
+        conf = (
+            f"listener {port} 127.0.0.1\n"
+            f"cafile {certs / 'ca.pem'}\ncertfile {certs / 'server.pem'}\n"
+            f"keyfile {certs / 'server.key'}\nrequire_certificate true\n"
+            f"allow_anonymous false\npassword_file {pw}\n"
+            "persistence false\nset_tcp_nodelay true\n"
+        )
+        broker = helpers.Mosquitto(certs, port, extra_config=conf).start()
+        try:
+            monkeypatch.setenv("SLEEPSTREAM_MQTT_PASSWORD", "s3cret")
+            tls = dict(
+                ca_file=certs / "ca.pem", cert_file=certs / "client.pem",
+                key_file=certs / "client.key",
+            )  # fmt: skip
+            settings = mqtt_settings(
+                f"mqtts://night@127.0.0.1:{port}", password=read_password(None), **tls
+            )
+            sink = asyncio.run(_publish(settings, Outbox(tmp_path / "o.sqlite"), 3))
+            assert sink.delivered == 3
+            bad = mqtt_settings(f"mqtts://night@127.0.0.1:{port}", password="wrong", **tls)
+
+            async def refused():
+                box = Outbox(tmp_path / "bad.sqlite")
+                async with MqttSink(
+                    bad, device="bed1", session="x", outbox=box, flush_timeout=1.5
+                ) as s:
+                    await s.publish(_epoch(0), _pred(0))
+                return s
+
+            s = asyncio.run(refused())
+            assert s.delivered == 0  # wrong password: nothing delivered, the event is kept
+            assert len(Outbox(tmp_path / "bad.sqlite").open()) == 1
+        finally:
+            broker.stop()
+    finally:
+        shutil.rmtree(certs, ignore_errors=True)
