@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
                 stage_sequences=hyps,
                 out_dir=out,
                 progress=not args.no_progress,
-                extra_meta={"command": command_line(), "split": split},
+                extra_meta={"command": command_line(args), "split": split},
             )
             test = None if proto == "cross-dataset" else fold.test
             per_fold[fold.name] = score_fold(
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     result.update(
         model=name,
         source=source,
-        command=command_line(),
+        command=command_line(args),
         machine=machine(),
         wall_s=time.perf_counter() - t0,
         test_set=[r.name for r in test_recs],

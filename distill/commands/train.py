@@ -54,6 +54,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--data", type=Path, default=None, help="shared data folder")
     g.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(_parser=parser)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="run folder (under runs/)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     add_train_arguments(parser)
+    parser.set_defaults(_parser=parser)
 
 
 def config_from_args(args: argparse.Namespace, model: str):
@@ -146,8 +148,23 @@ def pick_folds(folds, which: str):
         raise UsageError(f"--fold {which!r}: 'all' or indices < {len(folds)}") from None
 
 
-def command_line() -> str:
-    return "distill " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+def command_line(args: argparse.Namespace) -> str:
+    """The full, explicit command equivalent to this invocation (every option spelled out)."""
+    parser = getattr(args, "_parser", None)
+    if parser is None:
+        return "distill " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    words = ["distill", parser.prog.split()[-1]]
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", "_parser"):
+            continue
+        val = getattr(args, action.dest, None)
+        flag = action.option_strings[-1]
+        if isinstance(action, argparse._StoreTrueAction):
+            words += [flag] if val else []
+        elif val is not None:
+            vals = val if isinstance(val, list) else [val]
+            words += [flag, *(str(v) for v in vals)]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -164,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
     )
     recs, hyps = load_recordings(args, datasets)
     folds = pick_folds(make_folds(args.split, recs, args.folds, cfg.seq_len, args.seed), args.fold)
-    cmd = command_line()
+    cmd = command_line(args)
     done = []
     for fold in folds:
         out = args.out if args.split == "full" else args.out / fold.name
