@@ -118,6 +118,7 @@ class TrainConfig:
     weight_power: float = 0.5
     assembled_ratio: float = 1.0  # hypnogram-assembled windows per real window (stage 2)
     val_mode: str = "causal"
+    val_stride: int = 5  # causal validation: one window per 5 epochs (see make_validator)
     threads: int = 1
 
     def __post_init__(self) -> None:
@@ -456,7 +457,11 @@ def train_run(
             assembled=asm,
             assembled_ratio=cfg.assembled_ratio if asm else 0.0,
         )
-        val2 = make_validator(recs, val_m, cfg.seq_len, cfg.val_mode, "logits") if has_val else None
+        val2 = (
+            make_validator(recs, val_m, cfg.seq_len, cfg.val_mode, "logits", stride=cfg.val_stride)
+            if has_val
+            else None
+        )
         r2 = fit(
             model,
             ts2,
