@@ -31,10 +31,34 @@ class ChannelNotFoundError(DataFileError):
     exit_code = 4
 
 
+class EmptyFileError(DataFileError):
+    """The file exists but holds no bytes (or no samples / labels)."""
+
+    exit_code = 11
+
+
+class NotEdfError(DataFileError):
+    """The file is not EDF/BDF (no valid fixed header)."""
+
+    exit_code = 12
+
+
+class TruncatedFileError(DataFileError):
+    """The file ends before the data its header declares."""
+
+    exit_code = 13
+
+
 class HypnogramError(DataFileError):
     """A hypnogram does not fit its recording or holds an unknown stage label."""
 
     exit_code = 5
+
+
+class UnknownStageLabelError(HypnogramError):
+    """A hypnogram holds a label that maps to no stage (names the label and line)."""
+
+    exit_code = 14
 
 
 class ConfigError(SleepstreamError):

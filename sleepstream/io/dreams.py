@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sleepstream.errors import DataFileError, HypnogramError
+from sleepstream.errors import DataFileError, EmptyFileError, HypnogramError
 from sleepstream.io import stages as st
 from sleepstream.io.cache import CacheSpec, cached_night
 from sleepstream.io.edf import check_file
@@ -72,7 +72,7 @@ def read_dreams_signal(
             f"{p}: not a DREAMS excerpt (value {bad[:20]!r} is not a number)"
         ) from None
     if signal.size == 0:
-        raise DataFileError(f"{path}: empty file (no samples after the channel name)")
+        raise EmptyFileError(f"{path}: empty file (no samples after the channel name)")
     fs = float(round(signal.size / duration_s))
     if fs <= 0:
         raise DataFileError(f"{path}: only {signal.size} samples for {duration_s:.0f} s")
@@ -93,7 +93,7 @@ def read_dreams_hypnogram_5s(path: Path | str) -> np.ndarray:
     if lines[0][1].lower().startswith("[hypnogram"):
         lines = lines[1:]
     if not lines:
-        raise DataFileError(f"{path}: empty file (no hypnogram values)")
+        raise EmptyFileError(f"{path}: empty file (no hypnogram values)")
     return np.array(
         [st.coded_stage(s, st.DREAMS_STAGES, str(path), i) for i, s in lines], dtype=np.int8
     )

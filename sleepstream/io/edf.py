@@ -14,7 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from sleepstream.errors import ChannelNotFoundError, DataFileError, HypnogramError
+from sleepstream.errors import (
+    ChannelNotFoundError,
+    DataFileError,
+    EmptyFileError,
+    HypnogramError,
+    NotEdfError,
+    TruncatedFileError,
+)
 from sleepstream.io import stages as st
 from sleepstream.io.night import Hypnogram
 from sleepstream.io.processing import make_hypnogram
@@ -52,7 +59,7 @@ def check_file(path: Path | str) -> Path:
     if not p.is_file():
         raise DataFileError(f"{p}: not a regular file")
     if p.stat().st_size == 0:
-        raise DataFileError(f"{p}: empty file")
+        raise EmptyFileError(f"{p}: empty file")
     return p
 
 
@@ -69,7 +76,7 @@ def read_header(path: Path | str) -> EdfHeader:
     with p.open("rb") as f:
         head = f.read(256)
         if len(head) < 256 or head[:8] not in (b"0       ", b"\xffBIOSEMI"):
-            raise DataFileError(f"{p}: not an EDF/BDF file (no EDF header)")
+            raise NotEdfError(f"{p}: not an EDF/BDF file (no EDF header)")
         kind = "BDF" if head[:1] == b"\xff" else "EDF"
         try:
             header_bytes = int(head[184:192].decode("ascii").strip())
@@ -77,15 +84,15 @@ def read_header(path: Path | str) -> EdfHeader:
             record_s = float(head[244:252].decode("ascii").strip())
             ns = int(head[252:256].decode("ascii").strip())
         except (UnicodeDecodeError, ValueError):
-            raise DataFileError(f"{p}: not an EDF/BDF file (unreadable header fields)") from None
+            raise NotEdfError(f"{p}: not an EDF/BDF file (unreadable header fields)") from None
         if ns <= 0 or header_bytes != 256 * (ns + 1):
-            raise DataFileError(
+            raise NotEdfError(
                 f"{p}: not an EDF/BDF file (header declares {ns} signals and {header_bytes} "
                 "header bytes)"
             )
         rest = f.read(256 * ns)
     if len(rest) < 256 * ns:
-        raise DataFileError(
+        raise TruncatedFileError(
             f"{p}: truncated EDF: the file ends inside its header ({size} of {header_bytes} bytes)"
         )
     try:
@@ -93,14 +100,14 @@ def read_header(path: Path | str) -> EdfHeader:
         base = ns * 216
         spr = tuple(int(rest[base + i * 8 : base + (i + 1) * 8].decode("ascii")) for i in range(ns))
     except (UnicodeDecodeError, ValueError):
-        raise DataFileError(f"{p}: not an EDF/BDF file (unreadable signal header)") from None
+        raise NotEdfError(f"{p}: not an EDF/BDF file (unreadable signal header)") from None
     sample_bytes = 3 if kind == "BDF" else 2
     record_bytes = sum(spr) * sample_bytes
     if n_records >= 0:
         expected = header_bytes + n_records * record_bytes
         if size < expected:
             whole = (size - header_bytes) // record_bytes if record_bytes else 0
-            raise DataFileError(
+            raise TruncatedFileError(
                 f"{p}: truncated EDF: header declares {n_records} data records but the file "
                 f"holds {whole} ({size} of {expected} bytes)"
             )

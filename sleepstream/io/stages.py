@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sleepstream.errors import HypnogramError
+from sleepstream.errors import HypnogramError, UnknownStageLabelError
 from sleepstream.types import UNSCORED, Stage
 
 W, N1, N2, N3, REM = (int(s) for s in Stage)
@@ -63,7 +63,7 @@ def edf_annotation_stage(text: str, source: str) -> int:
     """AASM code of an EDF+ stage annotation; :class:`HypnogramError` if unknown."""
     code = EDF_ANNOTATION_STAGES.get(" ".join(text.strip().lower().split()))
     if code is None:
-        raise HypnogramError(f"{source}: unknown stage label {text.strip()!r}")
+        raise UnknownStageLabelError(f"{source}: unknown stage label {text.strip()!r}")
     return code
 
 
@@ -71,7 +71,7 @@ def hyp_text_stage(symbol: str, source: str, line: int) -> int:
     """AASM code of one ``.hyp`` text symbol; :class:`HypnogramError` if unknown."""
     code = HYP_TEXT_STAGES.get(symbol.strip().upper())
     if code is None:
-        raise HypnogramError(
+        raise UnknownStageLabelError(
             f"{source}: unknown stage label {symbol.strip()!r} at line {line} "
             f"(expected one of {' '.join(HYP_TEXT_STAGES)})"
         )
@@ -85,7 +85,7 @@ def coded_stage(value: str, table: Mapping[int, int], source: str, line: int) ->
         if number != float(value):
             raise ValueError(value)
     except ValueError:
-        raise HypnogramError(
+        raise UnknownStageLabelError(
             f"{source}: unknown stage label {value.strip()!r} at line {line}"
         ) from None
     if number < 0:

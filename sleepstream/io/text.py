@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sleepstream.errors import DataFileError
+from sleepstream.errors import DataFileError, EmptyFileError
 from sleepstream.io import stages as st
 from sleepstream.io.edf import check_file
 from sleepstream.io.night import Hypnogram
@@ -34,7 +34,7 @@ def read_text_lines(path: Path | str, what: str) -> list[tuple[int, str]]:
     lines = [(i + 1, s.strip()) for i, s in enumerate(re.split(r"\r\n|\r|\n", text))]
     lines = [(i, s) for i, s in lines if s]
     if not lines:
-        raise DataFileError(f"{p}: empty file (no {what} lines)")
+        raise EmptyFileError(f"{p}: empty file (no {what} lines)")
     return lines
 
 

@@ -11,7 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sleepstream.errors import ChannelNotFoundError, DataFileError, HypnogramError
+from sleepstream.errors import (
+    ChannelNotFoundError,
+    EmptyFileError,
+    HypnogramError,
+    NotEdfError,
+    TruncatedFileError,
+    UnknownStageLabelError,
+)
 from sleepstream.io.edf import read_header
 
 
@@ -134,7 +141,7 @@ def _not_edf(tmp_path: Path, sc4001_dir: Path) -> list[object]:
 @pytest.mark.parametrize(
     ("make_args", "error", "bad_file", "problem"),
     [
-        (_truncated, DataFileError, "truncated-PSG.edf", "truncated EDF"),
+        (_truncated, TruncatedFileError, "truncated-PSG.edf", "truncated EDF"),
         (
             _missing_channel,
             ChannelNotFoundError,
@@ -143,9 +150,9 @@ def _not_edf(tmp_path: Path, sc4001_dir: Path) -> list[object]:
         ),
         (_longer, HypnogramError, "long.hyp", "hypnogram is longer than the recording"),
         (_shorter, HypnogramError, "short.hyp", "hypnogram is shorter than the recording"),
-        (_unknown_label, HypnogramError, "odd.hyp", "unknown stage label 'Q' at line 3"),
-        (_empty, DataFileError, "empty-PSG.edf", "empty file"),
-        (_not_edf, DataFileError, "photo-PSG.edf", "not an EDF/BDF file"),
+        (_unknown_label, UnknownStageLabelError, "odd.hyp", "unknown stage label 'Q' at line 3"),
+        (_empty, EmptyFileError, "empty-PSG.edf", "empty file"),
+        (_not_edf, NotEdfError, "photo-PSG.edf", "not an EDF/BDF file"),
     ],
     ids=["truncated", "missing-channel", "longer", "shorter", "unknown-label", "empty", "non-edf"],
 )
@@ -160,3 +167,16 @@ def test_inspect_bad_input_one_line_error(
     assert "Traceback" not in proc.stderr
     assert bad_file in lines[0] and problem in lines[0]
     assert proc.stdout == ""
+
+
+def test_inspect_bad_input_exit_codes_are_distinct():
+    """Each bad-input case of the issue maps to its own exit code."""
+    codes = [
+        TruncatedFileError.exit_code,
+        ChannelNotFoundError.exit_code,
+        HypnogramError.exit_code,
+        UnknownStageLabelError.exit_code,
+        EmptyFileError.exit_code,
+        NotEdfError.exit_code,
+    ]
+    assert len(set(codes)) == len(codes)
