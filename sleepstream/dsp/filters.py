@@ -22,6 +22,11 @@ from scipy import signal
 
 from sleepstream.errors import ConfigError
 
+try:  # the compiled kernel behind sosfilt: same arithmetic, without its ~0.2 ms overhead
+    from scipy.signal._sosfilt import _sosfilt as _sosfilt_kernel
+except ImportError:  # pragma: no cover - private API moved
+    _sosfilt_kernel = None
+
 
 @dataclass(frozen=True)
 class FilterConfig:
@@ -30,7 +35,9 @@ class FilterConfig:
     Attributes
     ----------
     notch_hz : float or None
-        Mains frequency to remove (50 or 60), None for no notch.
+        Mains frequency to remove (50 or 60), None for no notch.  A notch at or
+        above the Nyquist frequency of the source is skipped
+        (:attr:`FilterBank.notch_skipped`).
     notch_q : float
         Quality factor of the notch (bandwidth = ``notch_hz / notch_q``).
     bandpass_hz : tuple of (float or None, float or None), or None
@@ -74,6 +81,12 @@ class StreamingSOS:
             return x.copy()
         if self.zi is None:
             self.reset(x[0])
+        if _sosfilt_kernel is not None:
+            y = np.array(x, dtype=np.float64, order="C").reshape(1, -1)
+            zi = np.ascontiguousarray(self.zi, dtype=np.float64).reshape(1, -1, 2).copy()
+            _sosfilt_kernel(self.sos, y, zi)
+            self.zi = zi.reshape(-1, 2)
+            return y.reshape(-1)
         y, self.zi = signal.sosfilt(self.sos, x, zi=self.zi)
         return y
 
@@ -124,7 +137,11 @@ class FilterBank:
         self.fs = float(fs)
         self.config = config = config or FilterConfig()
         stages: list[np.ndarray] = []
-        if config.notch_hz is not None:
+        #: True when the notch was skipped because it is not below Nyquist (e.g. 50 Hz
+        #: at fs = 100 Hz): such a rate cannot carry line noise apart from the
+        #: Nyquist bin, which the band-pass / resampler attenuate.
+        self.notch_skipped = config.notch_hz is not None and config.notch_hz >= fs / 2
+        if config.notch_hz is not None and not self.notch_skipped:
             stages.append(design_notch(fs, config.notch_hz, config.notch_q))
         if config.bandpass_hz is not None:
             low, high = config.bandpass_hz

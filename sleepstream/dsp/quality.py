@@ -179,12 +179,12 @@ class RawEpochTracker:
             self._vals.append(values[sl])
             bad = filled[sl] | nonfinite[sl]
             self._bad.append(bad)
-            self._filled += int(filled[sl].sum())
-            self._nonfinite += int(nonfinite[sl].sum())
+            self._filled += int(np.count_nonzero(filled[sl]))
+            self._nonfinite += int(np.count_nonzero(nonfinite[sl]))
             if eoff is not None:
-                self._eoff += int(eoff[sl].sum())
+                self._eoff += int(np.count_nonzero(eoff[sl]))
             if clipped is not None:
-                self._clip += int(clipped[sl].sum())
+                self._clip += int(np.count_nonzero(clipped[sl]))
             self.n += j - i
             i = j
             if self.n == end:

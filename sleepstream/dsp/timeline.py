@@ -13,8 +13,8 @@ samples.  Beyond the tolerance:
   fill, and reported as a ``clock_reset`` event.
 * **backward jump** (a timestamp earlier than the slot it would take, by more than
   the tolerance): the overlapping samples are *dropped* (their slots were already
-  filled) until the timestamps catch up with the grid; they are counted and reported as
-  a ``drop`` event.  A backward jump larger than ``backwards_reset_s`` is taken as a
+  filled) until the timestamps catch up with the grid (to within half a sample); they
+  are counted and reported as a ``drop`` event.  A backward jump larger than ``backwards_reset_s`` is taken as a
   clock reset (e.g. a restarted stream): the grid is re-anchored at the new sample, no
   sample is dropped, and a ``clock_reset`` event is reported.
 
@@ -89,16 +89,35 @@ class Timeline:
         self.n_filled = 0
         self.n_dropped = 0
         self.n_clock_resets = 0
+        self._dropping = False
 
     def place(self, ts: np.ndarray) -> list[Segment]:
         """Place a chunk's timestamps (s, shape (n,)); return the segments in order."""
         ts = np.asarray(ts, dtype=np.float64)
+        if ts.size == 1 and self.started and not self._dropping:
+            # Scalar fast path (sample-by-sample sources); same rule as below.
+            d = (float(ts[0]) - self._t_anchor) * self.fs - (self.n - self._n_anchor)
+            if abs(d) <= self.tol:
+                self.n += 1
+                return [Segment("data", 0, 1)]
         segs: list[Segment] = []
         i = 0
         if not self.started and ts.size:
             i = self._start(ts, segs)
         m = ts.size
         while i < m:
+            if self._dropping:
+                # Drop every sample whose slot is already taken (across chunks).
+                dev0 = (ts[i:] - self._t_anchor) * self.fs - (self.n - self._n_anchor)
+                ok = np.flatnonzero(dev0 > -0.5)
+                k = int(ok[0]) if ok.size else m - i
+                if k:
+                    segs.append(Segment("drop", i, i + k))
+                    self.n_dropped += k
+                    i += k
+                if ok.size:
+                    self._dropping = False
+                continue
             pos = np.arange(m - i, dtype=np.float64)
             dev = (ts[i:] - self._t_anchor) * self.fs - (self.n - self._n_anchor) - pos
             bad = np.flatnonzero(~(np.abs(dev) <= self.tol))  # NaN timestamps count as bad
@@ -130,13 +149,7 @@ class Timeline:
                 self.n_clock_resets += 1
                 self._anchor(ts[i])
             else:
-                # Drop every following sample whose slot is already taken.
-                dev0 = (ts[i:] - self._t_anchor) * self.fs - (self.n - self._n_anchor)
-                ok = np.flatnonzero(dev0 >= -self.tol)
-                k = int(ok[0]) if ok.size else m - i
-                segs.append(Segment("drop", i, i + k))
-                self.n_dropped += k
-                i += k
+                self._dropping = True
         return segs
 
     def _anchor(self, t: float) -> None:
