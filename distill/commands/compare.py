@@ -44,6 +44,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, out_default: str) -
         help="few epochs and short sequences (2+2 epochs, seq 5) unless given explicitly",
     )
     add_train_arguments(parser)
+    parser.set_defaults(_parser=parser)  # lets command_line() spell out every option
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -169,7 +170,7 @@ def run_rows(
         "modes": list(modes),
         "quick": bool(args.quick),
         "config": base_cfg.to_json(),
-        "command": command_line(),
+        "command": command_line(args),
         "machine": machine(),
     }
     for seed in range(args.seeds):

@@ -34,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--quick", action="store_true", help=f"few epochs, short sequences: {QUICK} unless given"
     )
     add_train_arguments(parser)
+    parser.set_defaults(_parser=parser)  # lets command_line() spell out every option
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     teacher = load_teacher(args.teacher) if args.teacher else None
     recs, hyps = load_recordings(args, ("sc4001",))
     fold = make_folds("full", recs, 5, cfg.seq_len, 0)[0]
-    cmd = command_line()
+    cmd = command_line(args)
     chain = run_chain(spec, args.family, cfg, recs, fold, out_dir=out, teacher=teacher,
                       stage_sequences=hyps, reuse=not args.fresh, progress=not args.no_progress,
                       extra_meta={"command": cmd})  # fmt: skip
