@@ -22,7 +22,7 @@ HELP = "paper-style KD comparison table over seeds (JSON + Markdown in bench/res
 
 PROTOCOLS = ("cross-dataset", "within-night-blocks")
 #: ``--quick``: defaults that make the whole table feasible on a 2-core CPU.
-QUICK = {"pretrain_epochs": 2, "epochs": 2, "seq_len": 5, "patience": 1, "assembled_ratio": 0.5}
+QUICK = {"pretrain_epochs": 3, "epochs": 3, "seq_len": 5, "patience": 1, "assembled_ratio": 0.5}
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, out_default: str) -> None:
@@ -130,6 +130,16 @@ def score(model, setup: Setup, fold, seq: int, modes) -> dict[str, tuple[np.ndar
 HEAD = ("accuracy", "macro_f1", "kappa")
 
 
+def config_tag(cfg) -> str:
+    """Short hash of the training settings (seed excluded) that names the checkpoint folder."""
+    import hashlib
+
+    d = cfg.to_json()
+    d.pop("seed", None)
+    d.pop("model", None)
+    return "cfg-" + hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
+
+
 def _slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", label)
 
@@ -173,11 +183,13 @@ def run_rows(
         "command": command_line(args),
         "machine": machine(),
     }
+    tag = config_tag(base_cfg)  # checkpoints of other settings are never reused
+    result["runs"] = str(args.runs / args.family / args.protocol / tag)
     for seed in range(args.seeds):
         cfg = replace(base_cfg, seed=seed)
         pooled: dict[str, dict[str, list]] = {lab: {m: [] for m in modes} for lab in labels}
         for fold in setup.folds:
-            base = args.runs / args.family / args.protocol / f"seed{seed}" / fold.name
+            base = args.runs / args.family / args.protocol / tag / f"seed{seed}" / fold.name
             kw = dict(stage_sequences=setup.hyps, progress=not args.no_progress,
                       extra_meta={"command": result["command"]})  # fmt: skip
             teacher, _ = train_plain(replace(cfg, model=names["teacher"]), setup.recs, fold,
