@@ -57,11 +57,13 @@ def torch_predictor(model, key: str = "logits") -> Predictor:
 
 
 def onnx_predictor(path: Path | str) -> tuple[Predictor, int, dict[str, Any]]:
-    """The daemon's own loader: ``(Stager.logits, Stager.seq_len, Stager.card)``."""
+    """The daemon's own loader: ``(Stager.logits, Stager.seq_len, card JSON as a dict)``."""
     from sleepstream.inference import load_stager
 
     stager = load_stager(Path(path))
-    return stager.logits, int(stager.seq_len), dict(stager.card)
+    card = dict(stager.card.raw)
+    card.setdefault("model_id", stager.model_id)
+    return stager.logits, int(stager.seq_len), card
 
 
 def predict_targets(

@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
             per_fold[key] = score_fold(torch_predictor(model), test_recs, test, seq, modes)
     else:
         predict, seq, card = onnx_predictor(args.onnx)
-        name = str(card.get("name") or card.get("model_id") or args.onnx.stem)
+        name = str(card.get("architecture") or card.get("model_id") or args.onnx.stem)
         source = str(args.onnx)
         if proto == "cross-dataset":
             if "dreams" in trained_on(card):

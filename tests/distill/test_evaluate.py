@@ -1,0 +1,221 @@
+"""Evaluation: scored positions, protocol labels, and the `distill evaluate` command."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from distill.data import Recording
+from distill.evaluate import (
+    PROTOCOL_LABELS,
+    predict_causal_strided,
+    predict_targets,
+    summarise,
+    to_markdown,
+)
+
+WNB = "within-night-blocks (optimistic: same night)"
+
+
+def id_recording(n: int = 100) -> Recording:
+    """Epoch ``i`` holds the constant ``i + 1``; labels cycle through the stages."""
+    sig = {"c": np.repeat(np.arange(1, n + 1, dtype=np.float32), 3000)}
+    return Recording("night", sig, (np.arange(n) % 5).astype(np.int64), "synthetic")
+
+
+def id_predictor(x: np.ndarray) -> np.ndarray:
+    """Logit 0 = epoch id at each position; logit 1 = number of real (non-padded) epochs."""
+    out = np.zeros(x.shape[:2] + (5,), np.float32)
+    out[..., 0] = x[:, :, 0, :].mean(axis=-1)
+    out[..., 1] = (x[:, :, 0, 0] != 0).sum(axis=1)[:, None]
+    return out
+
+
+@pytest.mark.parametrize("mode", ["causal", "offline"])
+def test_predict_targets_reads_the_scored_position(mode):
+    """Each target's logits come from the window position holding that target."""
+    rec = id_recording()
+    tg = np.array([0, 1, 50, 99])
+    out = predict_targets(id_predictor, rec, tg, seq=7, mode=mode, batch_size=3)
+    assert out[:, 0].tolist() == (tg + 1).tolist()
+    real = out[:, 1].tolist()
+    assert real == ([1, 2, 7, 7] if mode == "causal" else [4, 5, 7, 4])
+
+
+def test_predict_causal_strided_keeps_past_context():
+    """The strided validator scores every target with >= seq - stride past epochs."""
+    rec = id_recording()
+    tg = np.r_[30:60, 70:95]
+    out = predict_causal_strided(id_predictor, rec, tg, seq=20, stride=5)
+    assert out[:, 0].tolist() == (tg + 1).tolist()
+    assert out[:, 1].min() == 20
+
+
+def test_outputs_label_within_night_blocks_as_optimistic():
+    """JSON and Markdown of within-night-blocks carry the optimistic label."""
+    yt = np.array([0, 1, 2, 2, 3, 4])
+    res = summarise({"block0": {"causal": (yt, yt)}}, "within-night-blocks")
+    assert res["protocol_label"] == WNB == PROTOCOL_LABELS["within-night-blocks"]
+    assert res["modes"]["causal"]["pooled"]["accuracy"] == 1.0
+    md = to_markdown(res)
+    assert md.startswith(f"## {WNB}") and md.count(WNB) >= 2
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory, shared_data):
+    """A tiny model trained (1 + 1 epochs) on SC4001 fold block0 and on the full night."""
+    from distill.cli import main
+
+    root = tmp_path_factory.mktemp("runs")
+    common = [
+        "--model",
+        "tiny-student",
+        "--data",
+        str(shared_data),
+        "--pretrain-epochs",
+        "1",
+        "--epochs",
+        "1",
+        "--seq-len",
+        "3",
+        "--no-progress",
+    ]
+    assert (
+        main(
+            [
+                "train",
+                "--split",
+                "within-night-blocks",
+                "--fold",
+                "0",
+                "--out",
+                str(root / "wnb"),
+                *common,
+            ]
+        )
+        == 0
+    )
+    assert main(["train", "--split", "full", "--out", str(root / "full"), *common]) == 0
+    return root
+
+
+def test_evaluate_checkpoint_within_night_blocks(tiny_runs, shared_data, tmp_path, capsys):
+    """A fold checkpoint is scored on its own held-out block, both modes, JSON + Markdown."""
+    from distill.checkpoint import read_sidecar
+    from distill.cli import main
+    from distill.data import Fold
+
+    rc = main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(tiny_runs / "wnb"),
+            "--protocol",
+            "within-night-blocks",
+            "--mode",
+            "both",
+            "--data",
+            str(shared_data),
+            "--out",
+            str(tmp_path),
+            "--stem",
+            "wnb",
+        ]
+    )
+    assert rc == 0
+    res = json.loads((tmp_path / "wnb.json").read_text())
+    fold = Fold.from_json(read_sidecar(tiny_runs / "wnb" / "block0" / "best.safetensors")["fold"])
+    n_test = int(fold.test["SC4001"].sum())
+    assert res["protocol_label"] == WNB
+    for mode in ("causal", "offline"):
+        assert res["modes"][mode]["pooled"]["n_epochs"] == n_test
+    assert WNB in (tmp_path / "wnb.md").read_text() and WNB in capsys.readouterr().out
+    assert res["command"].startswith("distill evaluate")
+
+
+def test_evaluate_checkpoint_cross_dataset_on_dreams(tiny_runs, shared_data, tmp_path):
+    """Cross-dataset scores the 8 DREAMS excerpts (scored 30-s epochs only)."""
+    from distill.cli import main
+
+    rc = main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(tiny_runs / "full" / "best.safetensors"),
+            "--protocol",
+            "cross-dataset",
+            "--mode",
+            "causal",
+            "--data",
+            str(shared_data),
+            "--out",
+            str(tmp_path),
+            "--stem",
+            "x",
+        ]
+    )
+    assert rc == 0
+    res = json.loads((tmp_path / "x.json").read_text())
+    assert len(res["test_set"]) == 8
+    assert 400 < res["modes"]["causal"]["pooled"]["n_epochs"] <= 480
+    assert "offline" not in res["modes"]
+
+
+def test_evaluate_rejects_protocol_mismatch(tiny_runs, shared_data):
+    """A full-night checkpoint has no held-out block: within-night-blocks is refused (exit 2)."""
+    from distill.cli import main
+
+    rc = main(
+        [
+            "evaluate",
+            "--checkpoint",
+            str(tiny_runs / "full" / "best.safetensors"),
+            "--protocol",
+            "within-night-blocks",
+            "--data",
+            str(shared_data),
+        ]
+    )
+    assert rc == 2
+    rc = main(
+        [
+            "evaluate",
+            "--model",
+            "tiny-student",
+            "--protocol",
+            "nightwise-kfold",
+            "--data",
+            str(shared_data),
+        ]
+    )
+    assert rc == 2  # one night with EEG is not enough for night-wise folds
+
+
+def test_evaluate_onnx_matches_checkpoint(tiny_runs, shared_data, tmp_path):
+    """The exported model, run through sleepstream.inference, gives the checkpoint's figures."""
+    from distill.checkpoint import load_model
+    from distill.cli import main
+    from distill.export import export_student
+
+    ckpt = tiny_runs / "full" / "best.safetensors"
+    model, meta = load_model(ckpt)
+    onnx = export_student(
+        model,
+        tmp_path / "tiny.onnx",
+        seq_len=meta["seq_len"],
+        card_fields={"training": {"datasets": meta["datasets"], "fold": meta["fold"]}},
+    )
+    args = ["--protocol", "cross-dataset", "--mode", "both", "--data", str(shared_data)]
+    assert (
+        main(["evaluate", "--onnx", str(onnx), *args, "--out", str(tmp_path), "--stem", "o"]) == 0
+    )
+    assert (
+        main(["evaluate", "--checkpoint", str(ckpt), *args, "--out", str(tmp_path), "--stem", "t"])
+        == 0
+    )
+    o = json.loads((tmp_path / "o.json").read_text())["modes"]
+    t = json.loads((tmp_path / "t.json").read_text())["modes"]
+    for mode in ("causal", "offline"):
+        assert o[mode]["pooled"]["confusion"] == t[mode]["pooled"]["confusion"]
