@@ -94,3 +94,32 @@ def test_distiller_eval_returns_student_outputs(tiny_chain, batch):
     d = build("kd", tiny_chain["student"], [tiny_chain["teacher"]]).eval()
     with torch.no_grad():
         assert torch.equal(d(x)["logits"], tiny_chain["student"](x)["logits"])
+
+
+def test_callback_matches_terms_and_accepts_trainer_stage_names(tiny_chain, batch):
+    """callback()(outputs, batch) sums the terms; ``pretrain`` means the epoch stage."""
+    x, y = batch
+    d = build("sleepkd", tiny_chain["student"], [tiny_chain["ta"]], preset="code")
+    d.train()
+    out = d.student(x)
+    loss, logs = d.callback()(out, {"x": x, "y": y, "epoch": 0, "stage": "pretrain"})
+    terms = d.terms(out, x, y, epoch=0, stage="epoch")
+    assert set(logs) == {"loss_epoch", "loss_kd"}
+    assert loss.item() == pytest.approx(sum(v.item() for v in terms.values()), rel=1e-6)
+    with pytest.raises(UsageError, match="sequence"):
+        d.callback()(out, {"x": x, "y": y, "epoch": 0, "stage": "finetune"})
+
+
+def test_class_weights_reweight_the_hard_label_term(tiny_chain, batch):
+    """Setting class_weights changes loss_ce exactly as a weighted cross-entropy does."""
+    x, y = batch
+    d = build("kd", tiny_chain["student"], [tiny_chain["teacher"]], ce_weight=1.0)
+    d.train()
+    out = d.student(x)
+    w = torch.tensor([1.0, 3.0, 1.0, 0.5, 2.0])
+    d.class_weights = w
+    got = d.terms(out, x, y, epoch=0, stage="sequence")["loss_ce"]
+    ref = torch.nn.functional.cross_entropy(
+        out["logits"].reshape(-1, 5), y.reshape(-1), weight=w, ignore_index=-1
+    )
+    assert got.item() == pytest.approx(ref.item(), rel=1e-6)
