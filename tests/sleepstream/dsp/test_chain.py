@@ -1,0 +1,126 @@
+"""SignalChain: sample-rate policy, bad chunks, counters, and a real night on the grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sleepstream.dsp import EpochConfig, FilterConfig, Montage, SignalChain
+from sleepstream.errors import ChannelNotFoundError, SourceError
+from sleepstream.types import Chunk
+
+
+def test_chain_rejects_sample_rate_other_than_profile(eeg, chunk_signal, chain_factory):
+    """A first chunk at 256 Hz for a 250-Hz profile raises SourceError naming both rates."""
+    x = eeg(512, 256.0)
+    chain = chain_factory(fs=250.0)
+    with pytest.raises(SourceError, match=r"256 Hz.*fs=250 Hz"):
+        chain.push(chunk_signal(x, np.arange(512) / 256, 256.0, 512)[0])
+
+
+def test_chain_allows_other_rate_when_profile_says_so(eeg, chunk_signal):
+    """allow_other_fs builds the chain for the source's rate (resampled to 100 Hz)."""
+    fs = 256.0
+    x = eeg(int(31 * fs), fs)
+    chain = SignalChain(Montage("EEG"), expected_fs=250.0, allow_other_fs=True)
+    out = []
+    for c in chunk_signal(x, np.arange(x.size) / fs, fs, 300):
+        out += chain.push(c)
+    assert chain.fs == 256.0 and [e.index for e in out] == [0]
+    assert 0.0 < chain.delay_s < 0.5
+
+
+def test_chain_rate_change_mid_stream_is_source_error(eeg, chunk_signal, chain_factory):
+    """A chunk whose fs differs from the first one raises SourceError."""
+    chain = chain_factory(fs=100.0)
+    x = eeg(200, 100.0)
+    chain.push(chunk_signal(x, np.arange(200) / 100, 100.0, 100)[0])
+    with pytest.raises(SourceError, match="changed mid-stream from 100 Hz to 200 Hz"):
+        chain.push(chunk_signal(x, np.arange(200) / 200 + 1, 200.0, 100)[0])
+
+
+def test_chain_wrong_channel_lists_available(chain_factory):
+    """A profile channel missing from the source raises ChannelNotFoundError."""
+    c = Chunk(np.zeros((2, 10)), np.arange(10) / 100, 100.0, ("Fp1", "Fp2"), 0.0)
+    with pytest.raises(ChannelNotFoundError, match="'EEG' not found; available: Fp1, Fp2"):
+        chain_factory(fs=100.0).push(c)
+
+
+def test_chain_timestamp_count_mismatch_is_source_error(chain_factory):
+    """Timestamps that do not match the samples raise SourceError, not an IndexError."""
+    c = Chunk(np.zeros((1, 10)), np.arange(9) / 100, 100.0, ("EEG",), 0.0)
+    with pytest.raises(SourceError, match="10 samples but 9 timestamps"):
+        chain_factory(fs=100.0).push(c)
+
+
+def test_chain_stats_count_samples_gaps_drops(eeg, chunk_signal, chain_factory, run):
+    """stats() counts samples in, filled, dropped and unscored epochs."""
+    fs = 100.0
+    x = eeg(9200, fs, seed=3)
+    ts = np.arange(9200) / fs
+    keep = np.ones(9200, dtype=bool)
+    keep[3000:3600] = False
+    ts[7000:] -= 1.0
+    chain = chain_factory(fs=fs)
+    out = run(chain, chunk_signal(x[keep], ts[keep], fs, 333))
+    s = chain.stats()
+    assert s.samples_in == 8600 and s.samples_filled == 600 and s.samples_dropped == 100
+    assert s.epochs == len(out) == 3 and s.epochs_unscored == 1  # 9100 placed samples
+    assert out[1].unscored_reasons == ("gap",) and out[2].quality == ("time_backwards",)
+
+
+@pytest.fixture(scope="module")
+def sc4001_night(sc4001_dir):
+    """The untrimmed SC4001 Fpz-Cz night at 100 Hz, read by sleepstream.io."""
+    from sleepstream.io import read_sleep_edf
+
+    return read_sleep_edf(
+        sc4001_dir / "SC4001E0-PSG.edf", sc4001_dir / "SC4001EC-Hypnogram.edf", cache=False
+    )
+
+
+def test_chain_real_sc4001_epochs_on_hypnogram_grid(sc4001_night):
+    """SC4001 Fpz-Cz streamed in 256-sample chunks lands exactly on the hypnogram's grid."""
+    night = sc4001_night
+    n_ep = 240  # the first 2 h keep the test fast; the grid logic is the same all night
+    x = night.signal[: n_ep * 3000 + 1700].astype(np.float64)
+    ts = np.arange(x.size) / night.fs
+    chain = SignalChain(Montage("EEG Fpz-Cz"), epochs=EpochConfig(seq_len=4), expected_fs=100.0)
+    out = []
+    for i in range(0, x.size, 256):
+        out += chain.push(
+            Chunk(x[None, i : i + 256], ts[i : i + 256], night.fs, ("EEG Fpz-Cz",), 0.0)
+        )
+    out += chain.flush()
+    assert [e.index for e in out] == list(range(n_ep))
+    np.testing.assert_array_equal([e.start_time for e in out], night.hypnogram.onsets[:n_ep])
+    ref = night.epochs()[:n_ep]
+    np.testing.assert_array_equal(np.stack([e.window[-1] for e in out]), ref)
+    np.testing.assert_array_equal(out[-1].window[:3], ref[-4:-1])
+    assert all(e.scorable and e.quality == () for e in out)  # real EEG: no false alarms
+
+
+def test_chain_real_sc4001_filtered_scored_epochs_unflagged(sc4001_night):
+    """With notch + band-pass every human-scored epoch of 2 h of SC4001 stays scorable."""
+    night = sc4001_night
+    start = 800  # into the sleep period (lights off ~ epoch 840)
+    sl = slice(start * 3000, (start + 240) * 3000)
+    x = night.signal[sl].astype(np.float64)
+    ts = start * 30.0 + np.arange(x.size) / night.fs
+    chain = SignalChain(
+        Montage("EEG Fpz-Cz"),
+        filters=FilterConfig(notch_hz=50.0, bandpass_hz=(0.3, 35.0)),
+        epochs=EpochConfig(seq_len=1, origin=0.0),
+        expected_fs=100.0,
+    )
+    out = []
+    for i in range(0, x.size, 3000):
+        out += chain.push(
+            Chunk(x[None, i : i + 3000], ts[i : i + 3000], 100.0, ("EEG Fpz-Cz",), 0.0)
+        )
+    assert [e.index for e in out] == list(range(start, start + 240))
+    stages = night.stages[start : start + 240]
+    assert (stages >= 0).sum() > 200
+    flagged = [e.index for e, s in zip(out, stages, strict=True) if s >= 0 and not e.scorable]
+    assert flagged == []
+    assert np.median([e.window[-1].std() for e in out]) > 5.0
