@@ -287,3 +287,58 @@ def check_recorded_replay(night: Path, hyp: Path, summary: dict) -> None:
     ag = report["agreement"]
     assert ag["accuracy"] == pytest.approx(summary["accuracy"], abs=1e-9)
     assert ag["kappa"] == pytest.approx(summary["kappa"], abs=1e-9)
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_recorder_in_the_daemon_pipeline_then_report(tmp_path, sc4001_dir, tiny_model, mosquitto):
+    """The Recorder as a sink of the real daemon pipeline (SC4001 at max speed, real mosquitto)
+    records 841 epochs that the report aligns with the expert hypnogram like replay does."""
+    from sleepstream.commands.replay import (
+        CollectSink,
+        agreement_summary,
+        edf_start_utc,
+        reference_window,
+    )
+    from sleepstream.config import DeviceConfig, MqttOptions, RunConfig
+    from sleepstream.daemon import Daemon, default_dsp
+    from sleepstream.sources.edf_replay import EDFReplaySource
+
+    psg, hyp_path = sc4001_dir / "SC4001E0-PSG.edf", sc4001_dir / "SC4001EC-Hypnogram.edf"
+    hyp = reference_window(psg, hyp_path, trim=True)
+    t0, t_end = float(hyp.onsets[0]), float(hyp.onsets[-1]) + 30.0
+    dev = DeviceConfig("sc4001", f"edf:{psg}", "edf-replay")
+    state = tmp_path / "state"
+    config = RunConfig(
+        devices=(dev,),
+        mqtt=MqttOptions(url=mosquitto.url),
+        metrics_port=None,
+        model=tiny_model,
+        state_dir=state,
+        print_mode="none",
+    )
+    collector = CollectSink()
+
+    async def go() -> tuple[Path, str]:
+        async with Recorder(
+            state,
+            device="sc4001",
+            profile="edf-replay",
+            staged_channel="EEG Fpz-Cz",
+            source_offset_s=t0,
+        ) as rec:
+            daemon = Daemon(
+                config,
+                build_source=lambda d: (
+                    EDFReplaySource(psg, "EEG Fpz-Cz", speed="max", start=t0),
+                    t_end,
+                ),
+                make_dsp=lambda d, src, n: default_dsp(d, src, n, utc_origin=edf_start_utc(psg)),
+                extra_sinks=lambda name: [rec, collector],
+            )
+            await daemon.run()
+        return rec.night_dir
+
+    night = asyncio.run(go())
+    summary = agreement_summary(collector.items, t0, hyp.stages)
+    check_recorded_replay(night, hyp_path, summary)
