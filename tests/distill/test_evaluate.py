@@ -193,6 +193,7 @@ def test_evaluate_rejects_protocol_mismatch(tiny_runs, shared_data):
     assert rc == 2  # one night with EEG is not enough for night-wise folds
 
 
+@pytest.mark.slow
 def test_evaluate_onnx_matches_checkpoint(tiny_runs, shared_data, tmp_path):
     """The exported model, run through sleepstream.inference, gives the checkpoint's figures."""
     from distill.checkpoint import load_model
@@ -207,7 +208,7 @@ def test_evaluate_onnx_matches_checkpoint(tiny_runs, shared_data, tmp_path):
         seq_len=meta["seq_len"],
         card_fields={"training": {"datasets": meta["datasets"], "fold": meta["fold"]}},
     )
-    args = ["--protocol", "cross-dataset", "--mode", "both", "--data", str(shared_data)]
+    args = ["--protocol", "cross-dataset", "--mode", "causal", "--data", str(shared_data)]
     assert (
         main(["evaluate", "--onnx", str(onnx), *args, "--out", str(tmp_path), "--stem", "o"]) == 0
     )
@@ -217,5 +218,5 @@ def test_evaluate_onnx_matches_checkpoint(tiny_runs, shared_data, tmp_path):
     )
     o = json.loads((tmp_path / "o.json").read_text())["modes"]
     t = json.loads((tmp_path / "t.json").read_text())["modes"]
-    for mode in ("causal", "offline"):
-        assert o[mode]["pooled"]["confusion"] == t[mode]["pooled"]["confusion"]
+    assert o["causal"]["pooled"]["n_epochs"] > 400
+    assert o["causal"]["pooled"]["confusion"] == t["causal"]["pooled"]["confusion"]
