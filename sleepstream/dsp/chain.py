@@ -6,10 +6,12 @@ notch -> band-pass -> resample to 100 Hz -> epoch buffer``; see
 :class:`SignalChain` per device from its profile and calls :meth:`SignalChain.push`
 for every chunk and :meth:`SignalChain.flush` at the end of the stream.
 
-Sample rate policy: the rate of the first chunk must equal ``expected_fs`` (relative
-tolerance 1e-6) or :class:`~sleepstream.errors.SourceError` is raised, unless
-``allow_other_fs`` is set, in which case the chain is built for the chunk's rate (the
-resampler takes any rate to 100 Hz).  A rate that changes mid-stream always raises
+Sample rate policy: the rate of the first chunk must equal ``expected_fs`` within the
+relative ``fs_tolerance`` (the profile's ``fs_tolerance``) or
+:class:`~sleepstream.errors.SourceError` is raised, unless ``allow_other_fs`` is set.
+When accepted, the chain is built for the chunk's own rate (filters designed at that
+rate, the resampler takes any rate to 100 Hz), so a 250.0-Hz profile fed 251 Hz within
+tolerance still yields an exact 100-Hz model input.  A rate that changes mid-stream always raises
 :class:`~sleepstream.errors.SourceError` (filter and resampler state cannot carry over).
 """
 
@@ -55,8 +57,10 @@ class SignalChain:
         Grid origin, context length, timestamp policy.
     expected_fs : float or None
         The profile's sampling rate (Hz); None accepts whatever the first chunk says.
+    fs_tolerance : float
+        Relative deviation from ``expected_fs`` accepted (0.01 = 1 %).
     allow_other_fs : bool
-        Accept a first chunk whose rate differs from ``expected_fs``.
+        Accept a first chunk whose rate differs from ``expected_fs`` by more.
     """
 
     def __init__(
@@ -67,6 +71,7 @@ class SignalChain:
         quality: QualityConfig | None = None,
         epochs: EpochConfig | None = None,
         expected_fs: float | None = None,
+        fs_tolerance: float = 1e-6,
         allow_other_fs: bool = False,
     ) -> None:
         self.montage = montage
@@ -74,6 +79,7 @@ class SignalChain:
         self.quality_config = quality or QualityConfig()
         self.epoch_config = epochs or EpochConfig()
         self.expected_fs = expected_fs
+        self.fs_tolerance = float(fs_tolerance)
         self.allow_other_fs = allow_other_fs
         self.buffer: EpochBuffer | None = None
 
@@ -132,10 +138,11 @@ class SignalChain:
         if not (np.isfinite(fs) and fs > 0):
             raise SourceError(f"source reports an invalid sample rate fs={fs!r} Hz")
         exp = self.expected_fs
-        if exp is not None and not _same_rate(fs, exp) and not self.allow_other_fs:
+        off = exp is not None and abs(fs - exp) > max(self.fs_tolerance, 1e-9) * exp
+        if off and not self.allow_other_fs:
             raise SourceError(
                 f"source delivers {fs:g} Hz but the profile expects fs={exp:g} Hz "
-                "(fix the profile's fs or the device setting)"
+                f"(±{100 * self.fs_tolerance:g} %); fix the profile's fs or the device setting"
             )
         return EpochBuffer(fs, self.epoch_config, self.quality_config, self.filter_config)
 

@@ -1,4 +1,4 @@
-"""Channel selection: one channel or a bipolar derivation ``A - B``, scaled to µV."""
+"""Channel selection: one channel or a derivation ``A - B`` (or ``A - mean(B, C)``), in µV."""
 
 from __future__ import annotations
 
@@ -18,16 +18,16 @@ class Montage:
     ----------
     channel : str
         Name of the active channel (e.g. ``"EEG Fpz-Cz"``, ``"AF7"``).
-    reference : str or None
-        Name of the reference channel; when given the derivation is
-        ``channel - reference``.
+    reference : str, tuple of str, or None
+        Reference channel(s); the derivation is ``channel - reference``, or
+        ``channel - mean(references)`` for several (e.g. linked mastoids).
     scale_to_uv : float
         Factor from source units to µV (1.0 when the source already gives µV,
         1e6 for volts).
     """
 
     channel: str
-    reference: str | None = None
+    reference: str | tuple[str, ...] | None = None
     scale_to_uv: float = 1.0
 
     def __post_init__(self) -> None:
@@ -37,12 +37,26 @@ class Montage:
             raise ConfigError(f"montage: scale_to_uv={self.scale_to_uv!r} must be finite, non-zero")
 
     @property
-    def name(self) -> str:
-        """Human-readable derivation name, e.g. ``"AF7-TP9"``."""
-        return self.channel if self.reference is None else f"{self.channel}-{self.reference}"
+    def references(self) -> tuple[str, ...]:
+        """The reference channel names (empty for a single channel)."""
+        if self.reference is None:
+            return ()
+        return (self.reference,) if isinstance(self.reference, str) else tuple(self.reference)
 
-    def rows(self, channels: tuple[str, ...] | list[str]) -> tuple[int, int | None]:
-        """Row indices of the active and reference channel in ``channels``.
+    @property
+    def name(self) -> str:
+        """Human-readable derivation name, e.g. ``"AF7-TP9"`` or ``"C3-mean(A1,A2)"``."""
+        refs = self.references
+        if not refs:
+            return self.channel
+        return (
+            f"{self.channel}-{refs[0]}"
+            if len(refs) == 1
+            else f"{self.channel}-mean({','.join(refs)})"
+        )
+
+    def rows(self, channels: tuple[str, ...] | list[str]) -> tuple[int, tuple[int, ...]]:
+        """Row indices of the active and the reference channels in ``channels``.
 
         Raises
         ------
@@ -63,9 +77,7 @@ class Montage:
                 f"channel {name!r} not found; available: {', '.join(names) or '(none)'}"
             )
 
-        active = find(self.channel)
-        ref = None if self.reference is None else find(self.reference)
-        return active, ref
+        return find(self.channel), tuple(find(r) for r in self.references)
 
     def apply(self, samples: np.ndarray, channels: tuple[str, ...] | list[str]) -> np.ndarray:
         """The derivation in µV.
@@ -86,10 +98,12 @@ class Montage:
             raise ConfigError(
                 f"montage: samples shape {samples.shape} does not match {len(channels)} channels"
             )
-        a, r = self.rows(channels)
+        a, refs = self.rows(channels)
         x = samples[a].astype(np.float64, copy=True)
-        if r is not None:
-            x -= samples[r]
+        if len(refs) == 1:
+            x -= samples[refs[0]]
+        elif refs:
+            x -= np.mean(samples[list(refs)], axis=0)
         if self.scale_to_uv != 1.0:
             x *= self.scale_to_uv
         return x

@@ -1,6 +1,8 @@
 """Per-epoch signal-quality flags, the unscorable verdict and a confidence factor.
 
-Flags (evidence) and reasons (verdict) are separate:
+Flags (evidence) and reasons (verdict) are separate.  The field names of
+:class:`QualityConfig` match ``sleepstream.profiles.QualityThresholds``, so a profile
+maps with ``QualityConfig(**dataclasses.asdict(profile.quality), line_hz=profile.notch_hz)``.
 
 ========================  ==================================================  ===========
 flag                      raised when (defaults of :class:`QualityConfig`)    unscorable
@@ -12,7 +14,7 @@ flag                      raised when (defaults of :class:`QualityConfig`)    un
 ``clipping``              >= 1 % of samples at/over ``clip_uv`` (if set) or   no
                           in runs (>= 3) of the epoch's repeated max/min
 ``amplitude``             max |model input| > 500 µV                          no
-``line_noise``            50/60-Hz power > 0.5 x the 0.5-40 Hz power, raw     no
+``line_noise``            50/60-Hz power > 0.5 x the 0.3-35 Hz power, raw     no
                           signal before the notch (needs fs > 2 x (f + 2))
 ``time_backwards``        samples dropped because timestamps went backwards   no
 ``clock_reset``           the stream clock jumped and the grid re-anchored    no
@@ -62,7 +64,7 @@ class QualityConfig:
 
     Attributes
     ----------
-    gap_max_fraction, nonfinite_max_fraction, electrode_off_max_fraction : float
+    max_gap_fraction, max_nonfinite_fraction, max_electrode_off_fraction : float
         Above these fractions the epoch is unscored for ``gap`` / ``nonfinite`` /
         ``electrode_off``; any non-zero fraction still raises the flag.
     flat_std_uv : float
@@ -77,22 +79,22 @@ class QualityConfig:
         Physiological bound of |model input|.
     line_hz : float or None
         Mains frequency checked for ``line_noise``; None checks 50 and 60 Hz.
-    line_ratio : float
-        Line-band (±1 Hz) to 0.5-40 Hz power ratio that raises ``line_noise``.
+    line_noise_ratio : float
+        Line-band (±1 Hz) to 0.3-35 Hz power ratio that raises ``line_noise``.
     confidence_factors : tuple of (str, float)
         Multiplier of the model confidence per flag of a scorable epoch.
     """
 
-    gap_max_fraction: float = 0.1
-    nonfinite_max_fraction: float = 0.1
-    electrode_off_max_fraction: float = 0.1
+    max_gap_fraction: float = 0.1
+    max_nonfinite_fraction: float = 0.1
+    max_electrode_off_fraction: float = 0.1
     flat_std_uv: float = 0.5
     clip_uv: float | None = None
     clip_run: int = 3
     clip_fraction: float = 0.01
     amplitude_uv: float = 500.0
     line_hz: float | None = None
-    line_ratio: float = 0.5
+    line_noise_ratio: float = 0.5
     confidence_factors: tuple[tuple[str, float], ...] = DEFAULT_CONFIDENCE_FACTORS
 
 
@@ -116,7 +118,7 @@ class RawStats:
     n_nonfinite: int
     n_electrode_off: int
     clipped_fraction: float
-    line_ratio: float
+    line_noise_ratio: float
     n_dropped: int
     clock_reset: bool
     received_at: float
@@ -203,7 +205,7 @@ class RawEpochTracker:
             n_nonfinite=self._nonfinite,
             n_electrode_off=self._eoff,
             clipped_fraction=max(self._clip, clip_runs) / n,
-            line_ratio=_line_ratio(v, self.fs, self.config.line_hz),
+            line_noise_ratio=_line_ratio(v, self.fs, self.config.line_hz),
             n_dropped=self._dropped,
             clock_reset=self._clock,
             received_at=received_at,
@@ -233,13 +235,13 @@ def _extreme_runs(v: np.ndarray, valid: np.ndarray, min_run: int, flat_uv: float
 
 
 def _line_ratio(v: np.ndarray, fs: float, line_hz: float | None) -> float:
-    """Max over the checked mains frequencies of line-band / 0.5-40 Hz power; 0 if unmeasurable."""
+    """Max over the checked mains frequencies of line-band / 0.3-35 Hz power; 0 if unmeasurable."""
     freqs = (50.0, 60.0) if line_hz is None else (float(line_hz),)
     freqs = tuple(f for f in freqs if fs > 2 * (f + 2))
     if not freqs or v.size < int(2 * fs):
         return 0.0
     f, p = signal.welch(v, fs=fs, nperseg=int(2 * fs), detrend="constant")
-    eeg = float(p[(f >= 0.5) & (f <= 40.0)].sum())
+    eeg = float(p[(f >= 0.3) & (f <= 35.0)].sum())
     ratios = [float(p[np.abs(f - f0) <= 1.0].sum()) / eeg if eeg > 0 else 0.0 for f0 in freqs]
     return max(ratios)
 
@@ -270,9 +272,9 @@ def assess(
     flags: set[str] = set()
     reasons: set[str] = set()
     for name, frac, limit in (
-        ("gap", gap, config.gap_max_fraction),
-        ("nonfinite", nonfinite, config.nonfinite_max_fraction),
-        ("electrode_off", eoff, config.electrode_off_max_fraction),
+        ("gap", gap, config.max_gap_fraction),
+        ("nonfinite", nonfinite, config.max_nonfinite_fraction),
+        ("electrode_off", eoff, config.max_electrode_off_fraction),
     ):
         if frac > 0:
             flags.add(name)
@@ -285,7 +287,7 @@ def assess(
         flags.add("clipping")
     if data.size and float(np.max(np.abs(data))) > config.amplitude_uv:
         flags.add("amplitude")
-    if stats.line_ratio > config.line_ratio:
+    if stats.line_noise_ratio > config.line_noise_ratio:
         flags.add("line_noise")
     if stats.n_dropped:
         flags.add("time_backwards")

@@ -18,6 +18,21 @@ def test_chain_rejects_sample_rate_other_than_profile(eeg, chunk_signal, chain_f
         chain.push(chunk_signal(x, np.arange(512) / 256, 256.0, 512)[0])
 
 
+def test_chain_accepts_rate_within_tolerance(eeg, chunk_signal):
+    """251 Hz within a 1 % tolerance of 250 Hz is accepted and resampled from 251 Hz."""
+    fs = 251.0
+    x = eeg(int(31 * fs), fs)
+    chain = SignalChain(Montage("EEG"), expected_fs=250.0, fs_tolerance=0.01)
+    out = []
+    for c in chunk_signal(x, np.arange(x.size) / fs, fs, 500):
+        out += chain.push(c)
+    assert chain.fs == 251.0 and [e.index for e in out] == [0]
+    with pytest.raises(SourceError, match="±1 %"):
+        SignalChain(Montage("EEG"), expected_fs=240.0, fs_tolerance=0.01).push(
+            chunk_signal(x, np.arange(x.size) / fs, fs, 500)[0]
+        )
+
+
 def test_chain_allows_other_rate_when_profile_says_so(eeg, chunk_signal):
     """allow_other_fs builds the chain for the source's rate (resampled to 100 Hz)."""
     fs = 256.0

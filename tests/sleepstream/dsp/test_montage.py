@@ -55,3 +55,10 @@ def test_montage_rejects_bad_scale():
     """A zero or non-finite scale is a ConfigError."""
     with pytest.raises(ConfigError, match="scale_to_uv"):
         Montage("AF7", scale_to_uv=0.0)
+
+
+def test_montage_mean_of_references():
+    """Several references are averaged (linked mastoids): ``A - mean(B, C)``."""
+    m = Montage("AF7", reference=("Fp1", "A1"))
+    np.testing.assert_allclose(m.select(_chunk()), [10 - 0.75, 20 - 1.25, 30 - 2.0])
+    assert m.name == "AF7-mean(Fp1,A1)"

@@ -92,7 +92,7 @@ def test_quality_electrode_off_unscored_above_fraction(eeg, chain_factory, chunk
 
 
 def test_quality_thresholds_come_from_config(eeg, chain_factory, chunk_signal, run):
-    """Raising gap_max_fraction keeps a 17 %-gap epoch scorable."""
+    """Raising max_gap_fraction keeps a 17 %-gap epoch scorable."""
     fs = 100.0
     x = eeg(3000, fs, seed=6)
     keep = np.ones(3000, dtype=bool)
@@ -100,7 +100,7 @@ def test_quality_thresholds_come_from_config(eeg, chain_factory, chunk_signal, r
     ts = np.arange(3000) / fs
     strict = run(chain_factory(fs=fs), chunk_signal(x[keep], ts[keep], fs, 100))
     lax = run(
-        chain_factory(fs=fs, quality=QualityConfig(gap_max_fraction=0.25)),
+        chain_factory(fs=fs, quality=QualityConfig(max_gap_fraction=0.25)),
         chunk_signal(x[keep], ts[keep], fs, 100),
     )
     assert strict[0].unscored_reasons == ("gap",)
