@@ -1,8 +1,7 @@
 """Per-epoch signal-quality flags, the unscorable verdict and a confidence factor.
 
-Flags (evidence) and reasons (verdict) are separate.  The field names of
-:class:`QualityConfig` match ``sleepstream.profiles.QualityThresholds``, so a profile
-maps with ``QualityConfig(**dataclasses.asdict(profile.quality), line_hz=profile.notch_hz)``.
+Flags (evidence) and reasons (verdict) are separate.  A profile's
+``QualityThresholds`` maps with :meth:`QualityConfig.from_thresholds`.
 
 ========================  ==================================================  ===========
 flag                      raised when (defaults of :class:`QualityConfig`)    unscorable
@@ -64,7 +63,7 @@ class QualityConfig:
 
     Attributes
     ----------
-    max_gap_fraction, max_nonfinite_fraction, max_electrode_off_fraction : float
+    gap_max_fraction, nonfinite_max_fraction, electrode_off_max_fraction : float
         Above these fractions the epoch is unscored for ``gap`` / ``nonfinite`` /
         ``electrode_off``; any non-zero fraction still raises the flag.
     flat_std_uv : float
@@ -79,23 +78,51 @@ class QualityConfig:
         Physiological bound of |model input|.
     line_hz : float or None
         Mains frequency checked for ``line_noise``; None checks 50 and 60 Hz.
-    line_noise_ratio : float
+    line_ratio : float
         Line-band (±1 Hz) to 0.3-35 Hz power ratio that raises ``line_noise``.
     confidence_factors : tuple of (str, float)
         Multiplier of the model confidence per flag of a scorable epoch.
     """
 
-    max_gap_fraction: float = 0.1
-    max_nonfinite_fraction: float = 0.1
-    max_electrode_off_fraction: float = 0.1
+    gap_max_fraction: float = 0.1
+    nonfinite_max_fraction: float = 0.1
+    electrode_off_max_fraction: float = 0.1
     flat_std_uv: float = 0.5
     clip_uv: float | None = None
     clip_run: int = 3
     clip_fraction: float = 0.01
     amplitude_uv: float = 500.0
     line_hz: float | None = None
-    line_noise_ratio: float = 0.5
+    line_ratio: float = 0.5
     confidence_factors: tuple[tuple[str, float], ...] = DEFAULT_CONFIDENCE_FACTORS
+
+    @classmethod
+    def from_thresholds(cls, thresholds: object, **overrides: object) -> QualityConfig:
+        """Build from any object with the profile's threshold attribute names.
+
+        ``max_gap_fraction``, ``flat_std_uv``, ``clip_uv``, ``clip_fraction``,
+        ``amplitude_uv``, ``line_noise_ratio`` (and, if present,
+        ``max_nonfinite_fraction``, ``max_electrode_off_fraction``) are read by name
+        (duck typing: the profile module is not imported); ``overrides`` win, e.g.
+        ``QualityConfig.from_thresholds(profile.quality, line_hz=profile.notch_hz)``.
+        """
+        names = {
+            "max_gap_fraction": "gap_max_fraction",
+            "max_nonfinite_fraction": "nonfinite_max_fraction",
+            "max_electrode_off_fraction": "electrode_off_max_fraction",
+            "line_noise_ratio": "line_ratio",
+            "flat_std_uv": "flat_std_uv",
+            "clip_uv": "clip_uv",
+            "clip_fraction": "clip_fraction",
+            "amplitude_uv": "amplitude_uv",
+        }
+        kw = {
+            ours: getattr(thresholds, theirs)
+            for theirs, ours in names.items()
+            if hasattr(thresholds, theirs)
+        }
+        kw.update(overrides)
+        return cls(**kw)  # type: ignore[arg-type]
 
 
 def confidence_factor(
@@ -118,7 +145,7 @@ class RawStats:
     n_nonfinite: int
     n_electrode_off: int
     clipped_fraction: float
-    line_noise_ratio: float
+    line_ratio: float
     n_dropped: int
     clock_reset: bool
     received_at: float
@@ -205,7 +232,7 @@ class RawEpochTracker:
             n_nonfinite=self._nonfinite,
             n_electrode_off=self._eoff,
             clipped_fraction=max(self._clip, clip_runs) / n,
-            line_noise_ratio=_line_ratio(v, self.fs, self.config.line_hz),
+            line_ratio=_line_ratio(v, self.fs, self.config.line_hz),
             n_dropped=self._dropped,
             clock_reset=self._clock,
             received_at=received_at,
@@ -272,9 +299,9 @@ def assess(
     flags: set[str] = set()
     reasons: set[str] = set()
     for name, frac, limit in (
-        ("gap", gap, config.max_gap_fraction),
-        ("nonfinite", nonfinite, config.max_nonfinite_fraction),
-        ("electrode_off", eoff, config.max_electrode_off_fraction),
+        ("gap", gap, config.gap_max_fraction),
+        ("nonfinite", nonfinite, config.nonfinite_max_fraction),
+        ("electrode_off", eoff, config.electrode_off_max_fraction),
     ):
         if frac > 0:
             flags.add(name)
@@ -287,7 +314,7 @@ def assess(
         flags.add("clipping")
     if data.size and float(np.max(np.abs(data))) > config.amplitude_uv:
         flags.add("amplitude")
-    if stats.line_noise_ratio > config.line_noise_ratio:
+    if stats.line_ratio > config.line_ratio:
         flags.add("line_noise")
     if stats.n_dropped:
         flags.add("time_backwards")

@@ -92,7 +92,7 @@ def test_quality_electrode_off_unscored_above_fraction(eeg, chain_factory, chunk
 
 
 def test_quality_thresholds_come_from_config(eeg, chain_factory, chunk_signal, run):
-    """Raising max_gap_fraction keeps a 17 %-gap epoch scorable."""
+    """Raising gap_max_fraction keeps a 17 %-gap epoch scorable."""
     fs = 100.0
     x = eeg(3000, fs, seed=6)
     keep = np.ones(3000, dtype=bool)
@@ -100,7 +100,7 @@ def test_quality_thresholds_come_from_config(eeg, chain_factory, chunk_signal, r
     ts = np.arange(3000) / fs
     strict = run(chain_factory(fs=fs), chunk_signal(x[keep], ts[keep], fs, 100))
     lax = run(
-        chain_factory(fs=fs, quality=QualityConfig(max_gap_fraction=0.25)),
+        chain_factory(fs=fs, quality=QualityConfig(gap_max_fraction=0.25)),
         chunk_signal(x[keep], ts[keep], fs, 100),
     )
     assert strict[0].unscored_reasons == ("gap",)
@@ -128,3 +128,21 @@ def test_raw_tracker_epoch_boundaries_at_non_integer_rate():
     assert [r for r, _ in closed] == [0, 1]
     assert closed[0][1].n == 7680 and closed[0][1].n_filled == 0
     assert closed[1][1].n_filled == 768
+
+
+def test_quality_config_from_profile_thresholds():
+    """from_thresholds reads the profile's attribute names; overrides win."""
+    from types import SimpleNamespace
+
+    th = SimpleNamespace(
+        flat_std_uv=0.7,
+        clip_uv=191.0,
+        clip_fraction=0.05,
+        amplitude_uv=400.0,
+        line_noise_ratio=0.3,
+        max_gap_fraction=0.2,
+    )
+    q = QualityConfig.from_thresholds(th, line_hz=50.0)
+    assert (q.flat_std_uv, q.clip_uv, q.clip_fraction, q.amplitude_uv) == (0.7, 191.0, 0.05, 400.0)
+    assert (q.line_ratio, q.gap_max_fraction, q.line_hz) == (0.3, 0.2, 50.0)
+    assert q.nonfinite_max_fraction == QualityConfig().nonfinite_max_fraction
