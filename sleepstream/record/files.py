@@ -13,9 +13,11 @@ import csv
 import datetime as dt
 import io
 import json
+import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -85,12 +87,19 @@ def edf_unit(units: str) -> str:
 
 
 def record_duration(fs: float) -> float:
-    """Shortest EDF data-record duration (s) holding a whole number of samples at ``fs`` Hz."""
-    for duration in (1.0, 2.0, 4.0, 5.0, 10.0, 0.5, 0.25, 0.2, 0.1):
-        n = fs * duration
-        if abs(n - round(n)) < 1e-9 and round(n) >= 1:
-            return duration
-    raise ValueError(f"sampling rate {fs} Hz fits no EDF data-record duration")
+    """EDF data-record duration (s) holding a whole number of samples at ``fs`` Hz.
+
+    1 s for integer rates; otherwise the shortest whole number of seconds (at most 60)
+    that fits, e.g. 2 s for 512.5 Hz, or a fraction of a second for rates below 1 Hz.
+    """
+    if not (fs > 0 and math.isfinite(fs)):
+        raise ValueError(f"sampling rate {fs} Hz is not a positive number")
+    if fs < 1:
+        return 1.0 / fs if abs(1.0 / fs - round(1.0 / fs)) < 1e-9 else 60.0
+    frac = Fraction(fs).limit_denominator(60)
+    if abs(float(frac) - fs) > 1e-9 * fs:
+        raise ValueError(f"sampling rate {fs} Hz fits no EDF data-record duration up to 60 s")
+    return float(frac.denominator)
 
 
 def _physical_range(x: np.ndarray) -> tuple[float, float]:

@@ -99,9 +99,11 @@ class Recorder:
         SHA-256 of the model file as checked against its card.
     segment_seconds : float
         Length of one raw EDF segment in s (default 300).
-    units : str
+    units : str, optional
         Physical unit of ``Chunk.samples`` as received (written as the EDF physical
-        dimension; ``µV`` is written ``uV``).
+        dimension; ``µV`` is written ``uV``). Default: from ``scale_to_uv`` (1 -> ``uV``,
+        1e3 -> ``mV``, 1e6 -> ``V``), else ``""`` (source units; the manifest keeps
+        ``scale_to_uv``).
     scale_to_uv : float
         Factor from ``units`` to µV (the report uses it for the spectrogram).
     staged_channel : str, optional
@@ -125,7 +127,7 @@ class Recorder:
         model_id: str = "",
         card_sha256: str = "",
         segment_seconds: float = 300.0,
-        units: str = "uV",
+        units: str | None = None,
         scale_to_uv: float = 1.0,
         staged_channel: str | None = None,
         source_offset_s: float | None = None,
@@ -138,6 +140,8 @@ class Recorder:
             raise ValueError(f"segment_seconds must be >= 1 s, got {segment_seconds}")
         if not (scale_to_uv > 0 and math.isfinite(scale_to_uv)):
             raise ValueError(f"scale_to_uv must be a positive number, got {scale_to_uv}")
+        if units is None:
+            units = {1.0: "uV", 1e3: "mV", 1e6: "V"}.get(float(scale_to_uv), "")
         self.state_dir = Path(state_dir)
         self.device = device.replace("/", "_").replace("\\", "_")
         self._now = now or (lambda: dt.datetime.now(dt.UTC))
@@ -259,7 +263,7 @@ class Recorder:
                 missing = int(round(d[i] * fs)) - 1
                 m["gaps"].append(
                     {
-                        "onset_s": round(prev_ts(ts, i, prev) + 1.0 / fs - self._t0, 3),
+                        "onset_s": round(_prev_ts(ts, i, prev) + 1.0 / fs - self._t0, 3),
                         "duration_s": round(float(d[i]) - 1.0 / fs, 3),
                         "missing_samples": missing,
                     }
@@ -331,18 +335,23 @@ class Recorder:
             "fs": seg.fs,
             "channels": list(seg.channels),
         }
-        pad = await self._guard(
-            name,
-            files.write_raw_segment,
-            self.night_dir / name,
-            data,
-            seg.fs,
-            seg.channels,
-            self.manifest["units"],
-            start,
-        )
+        reason = "disk full"
+        try:
+            pad = await self._guard(
+                name,
+                files.write_raw_segment,
+                self.night_dir / name,
+                data,
+                seg.fs,
+                seg.channels,
+                self.manifest["units"],
+                start,
+            )
+        except ValueError as exc:  # a sampling rate EDF cannot store
+            log.error("cannot write %s: %s", name, exc)
+            pad, reason = None, str(exc)
         if pad is None:  # disk full: this segment's samples are lost
-            self.manifest["lost_segments"].append({**info, "reason": "disk full"})
+            self.manifest["lost_segments"].append({**info, "reason": reason})
         else:
             info["padding_samples"] = int(pad)
             self.manifest["segments"].append(info)
@@ -457,7 +466,7 @@ class Recorder:
             await task
 
 
-def prev_ts(ts: np.ndarray, i: int, prev: float) -> float:
+def _prev_ts(ts: np.ndarray, i: int, prev: float) -> float:
     """Timestamp of the sample before position ``i`` (``prev`` for ``i == 0``)."""
     return float(prev if i == 0 else ts[i - 1])
 

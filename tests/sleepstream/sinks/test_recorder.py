@@ -338,3 +338,37 @@ def test_recorder_killed_mid_night_leaves_completed_segments_readable(tmp_path, 
     import mne
 
     assert len(mne.read_annotations(night / "stages.edf")) >= 1
+
+
+def test_recorder_keeps_source_units_and_odd_rates(tmp_path, sc4001_eeg):
+    """Volts from a source with scale_to_uv=1e6 are written in V; 512.5 Hz uses 2-s records."""
+    x = sc4001_eeg[:1, :2050] * 1e-6  # volts
+    fs = 512.5
+
+    async def go() -> Path:
+        async with Recorder(tmp_path, device="d", scale_to_uv=1e6) as rec:
+            await rec.write_chunk(Chunk(x, np.arange(2050) / fs, fs, ("Fp1",), 0.0))
+        return rec.night_dir
+
+    night = asyncio.run(go())
+    m = json.loads((night / "night.json").read_text())
+    assert m["units"] == "V" and m["scale_to_uv"] == 1e6
+    assert m["segments"][0]["n_samples"] == 2050
+    raw = read_raw(night / "raw_0000.edf")
+    assert raw.info["sfreq"] == fs and raw._orig_units == {"Fp1": "V"}
+    step = np.ptp(x) / 65535  # 16-bit resolution; the 8-character range adds a little
+    np.testing.assert_allclose(raw.get_data()[0, :2050], x[0], rtol=0, atol=2 * step)
+
+
+def test_recorder_unwritable_state_dir_is_a_storage_error(tmp_path):
+    """A state directory that cannot be created raises StorageError naming it."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+
+    async def go() -> None:
+        async with Recorder(blocker, device="d"):
+            pass
+
+    with pytest.raises(StorageError, match="cannot create the night directory") as err:
+        asyncio.run(go())
+    assert str(blocker) in str(err.value)
