@@ -287,6 +287,10 @@ def within_night_blocks(rec: Recording, k: int = 5, guard: int = 20) -> list[Fol
     Optimistic: train and test come from the same night.
     """
     n = rec.n_epochs
+    if k < 3:
+        raise UsageError(
+            f"within-night-blocks needs k >= 3 blocks (test, validation, train), got {k}"
+        )
     bounds = block_bounds(n, k)
     folds = []
     for j in range(k):

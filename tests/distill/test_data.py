@@ -85,6 +85,8 @@ def test_within_night_blocks_guard_separates_train_from_heldout():
         assert not (f.test[rec.name] & f.val[rec.name]).any()
         assert np.abs(tr[:, None] - held[None, :]).min() > 10
         assert f.protocol == "within-night-blocks"
+    with pytest.raises(UsageError):
+        within_night_blocks(rec, k=2, guard=10)
 
 
 def test_trainset_windows_never_show_heldout_epochs():
