@@ -1,0 +1,114 @@
+"""BrainFlow boards: the synthetic board for real, dongle discovery, clear start-up errors."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from sleepstream.errors import SourceError
+from sleepstream.sources import Backoff, open_source
+from sleepstream.sources.boards import BOARD_NAMES
+from sleepstream.sources.brainflow import BrainFlowSource, resolve_serial_port
+
+pytest.importorskip("brainflow")
+
+
+async def _collect(src, n_samples: int, on_chunk=None):
+    chunks = []
+    async with src:
+        async for chunk in src:
+            chunks.append(chunk)
+            if on_chunk is not None:
+                on_chunk(src, chunks)
+            if sum(c.n_samples for c in chunks) >= n_samples:
+                break
+    return chunks
+
+
+def test_synthetic_board_delivers_chunks_with_channels_and_fs():
+    """The synthetic board streams its 16 EEG rows at 250 Hz with increasing timestamps."""
+    src = open_source("board:synthetic", poll_s=0.05)
+    chunks = asyncio.run(asyncio.wait_for(_collect(src, 500), 30))
+    assert src.fs == 250.0
+    assert src.channels[:3] == ("Fz", "C3", "Cz") and len(src.channels) == 16
+    assert all(c.samples.shape == (16, c.n_samples) for c in chunks)
+    ts = np.concatenate([c.timestamps for c in chunks])
+    assert np.all(np.diff(ts) > 0)
+    assert np.median(np.diff(ts)) == pytest.approx(1 / 250, rel=0.2)
+    assert src.received_samples >= 500 and src.dropped_samples == 0
+    assert np.all(np.concatenate([c.samples for c in chunks], axis=1).std(axis=1) > 0)
+
+
+def test_synthetic_board_is_reprepared_after_a_stall():
+    """A board that stops delivering is released and re-prepared; data resumes after a gap."""
+    src = BrainFlowSource(
+        "synthetic", poll_s=0.05, stall_timeout_s=0.5, backoff=Backoff(0.1, 2.0, 0.5)
+    )
+    state = {"killed_at": None}
+
+    def kill_once(s, chunks):
+        n = sum(c.n_samples for c in chunks)
+        if state["killed_at"] is None and n >= 100:
+            state["killed_at"] = n
+            s._board.stop_stream()  # the board goes silent, as when the dongle is pulled
+
+    async def run():
+        chunks = []
+        async with src:
+            async for chunk in src:
+                chunks.append(chunk)
+                kill_once(src, chunks)
+                if src.reconnects and sum(c.n_samples for c in chunks) > state["killed_at"] + 100:
+                    break
+        return chunks
+
+    chunks = asyncio.run(asyncio.wait_for(run(), 30))
+    assert src.reconnects == 1
+    assert "no data" in src.last_error
+    ts = np.concatenate([c.timestamps for c in chunks])
+    assert np.diff(ts).max() > 0.4  # the outage shows as a timestamp jump
+
+
+def test_openbci_without_dongle_fails_fast_with_clear_message(tmp_path):
+    """With no serial port present, `openbci` says so, lists the ports and names --serial-port."""
+    patterns = (str(tmp_path / "ttyUSB*"), str(tmp_path / "ttyACM*"))
+    src = BrainFlowSource("openbci", serial_patterns=patterns)
+    with pytest.raises(SourceError) as info:
+        asyncio.run(src.__aenter__())
+    msg = str(info.value)
+    assert "no OpenBCI dongle found" in msg
+    assert patterns[0] in msg and patterns[1] in msg
+    assert "--serial-port" in msg
+    assert "Traceback" not in msg and "BrainFlowError" not in msg
+
+
+def test_resolve_serial_port_picks_the_only_candidate(tmp_path):
+    """Exactly one candidate is used; several are refused with the list (files stand in for
+    the physical dongle's device nodes)."""
+    (tmp_path / "ttyUSB0").touch()
+    pats = (str(tmp_path / "ttyUSB*"), str(tmp_path / "ttyACM*"))
+    assert resolve_serial_port("openbci", None, pats) == str(tmp_path / "ttyUSB0")
+    assert resolve_serial_port("muse-s", None, pats) is None  # Bluetooth: no serial port
+    (tmp_path / "ttyACM0").touch()
+    with pytest.raises(SourceError, match="several serial ports.*ttyACM0.*ttyUSB0.*--serial-port"):
+        resolve_serial_port("openbci", None, pats)
+    with pytest.raises(SourceError, match="does not exist"):
+        resolve_serial_port("cyton", str(tmp_path / "ttyUSB9"), pats)
+
+
+def test_unknown_board_lists_valid_names():
+    """An unknown board name is a SourceError that lists every valid board."""
+    with pytest.raises(SourceError) as info:
+        open_source("board:cyclone")
+    for name in BOARD_NAMES:
+        assert name in str(info.value)
+
+
+def test_playback_needs_a_file():
+    """The playback board is refused without --file before any BrainFlow call."""
+    from sleepstream.errors import UsageError
+
+    with pytest.raises(UsageError, match="--file"):
+        BrainFlowSource("playback")
