@@ -161,7 +161,7 @@ def render_png(
         ax.set_ylabel("Hz")
     ax.set_xlabel(f"hours since the start of the recording ({_start_label(m)})")
     axes[-1].set_xlim(edges[0], edges[-1])
-    title = f"sleepstream · {m.get('device', '?')} · {_start_label(m)} · model {m.get('model', {}).get('id', '?')}"
+    title = f"sleepstream · {m.get('device', '?')} · {_start_label(m)} · model {(m.get('model') or {}).get('id') or '?'}"
     lines = [title]
     if summary:
         st = summary.get("statistics") or {}

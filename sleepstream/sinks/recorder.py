@@ -193,6 +193,38 @@ class Recorder:
         self._consecutive_errors = 0
         self._fatal: StorageError | None = None
 
+    @classmethod
+    def for_device(
+        cls,
+        state_dir: str | Path,
+        device: str,
+        profile: Any,
+        stager: Any,
+        **kw: Any,
+    ) -> Recorder:
+        """A recorder configured from a device's profile and the loaded stager.
+
+        Parameters
+        ----------
+        profile : sleepstream.profiles.Profile
+            Gives ``name``, ``channel`` (staged channel) and ``scale_to_uv``.
+        stager : sleepstream.inference.Stager
+            Gives ``model_id`` and ``card.sha256``.
+        **kw
+            Other constructor arguments (``segment_seconds``, ``source_offset_s``...).
+        """
+        card = getattr(stager, "card", None)
+        return cls(
+            state_dir,
+            device=device,
+            profile=getattr(profile, "name", str(profile)),
+            model_id=getattr(stager, "model_id", ""),
+            card_sha256=getattr(card, "sha256", "") or "",
+            scale_to_uv=float(getattr(profile, "scale_to_uv", 1.0)),
+            staged_channel=getattr(profile, "channel", None),
+            **kw,
+        )
+
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Recorder:
         self._start = self._now().astimezone(dt.UTC)

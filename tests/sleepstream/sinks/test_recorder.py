@@ -372,3 +372,20 @@ def test_recorder_unwritable_state_dir_is_a_storage_error(tmp_path):
     with pytest.raises(StorageError, match="cannot create the night directory") as err:
         asyncio.run(go())
     assert str(blocker) in str(err.value)
+
+
+def test_recorder_for_device_takes_profile_and_model_card(tmp_path, tiny_model):
+    """for_device fills profile name, staged channel, scale and the model card (real stager)."""
+    import hashlib
+
+    from sleepstream.inference import load_stager
+    from sleepstream.profiles import load_profile
+
+    profile = load_profile("edf-replay")
+    stager = load_stager(tiny_model)
+    rec = Recorder.for_device(tmp_path, "bed", profile, stager, segment_seconds=60)
+    m = rec.manifest
+    assert m["profile"] == "edf-replay" and m["staged_channel"] == profile.channel
+    sha = hashlib.sha256(tiny_model.read_bytes()).hexdigest()
+    assert m["model"] == {"id": stager.model_id, "card_sha256": sha}
+    assert m["scale_to_uv"] == profile.scale_to_uv and m["segment_seconds"] == 60
