@@ -42,6 +42,7 @@ import numpy as np
 
 from sleepstream.errors import StorageError
 from sleepstream.record import files
+from sleepstream.record.manifest import find_gaps, new_manifest
 from sleepstream.types import (
     EPOCH_SECONDS,
     UNSCORED,
@@ -54,12 +55,8 @@ from sleepstream.types import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: ``night.json`` schema tag.
-MANIFEST_SCHEMA = "sleepstream.night/1"
 #: errno values that mean "the disk is full" (recoverable once space is freed).
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-#: A timestamp jump at least this long (s) closes the open segment.
-ROLL_GAP_S = 1.0
 
 
 def utc_stamp(t: dt.datetime) -> str:
@@ -148,39 +145,17 @@ class Recorder:
         self._segment_seconds = float(segment_seconds)
         self._max_errors = int(max_storage_errors)
         self.night_dir: Path | None = None
-        self.manifest: dict[str, Any] = {
-            "schema": MANIFEST_SCHEMA,
-            "status": "created",
-            "device": device,
-            "profile": profile,
-            "model": {"id": model_id, "card_sha256": card_sha256},
-            "start_utc": None,
-            "end_utc": None,
-            "staged_channel": staged_channel,
-            "channels": [],
-            "units": units,
-            "scale_to_uv": float(scale_to_uv),
-            "fs": None,
-            "source_offset_s": source_offset_s,
-            "segment_seconds": self._segment_seconds,
-            "segments": [],
-            "lost_segments": [],
-            "gaps": [],
-            "dropped_samples": 0,
-            "nonfinite_samples": 0,
-            "samples_received": 0,
-            "n_epochs": 0,
-            "n_unscored": 0,
-            "n_revised": 0,
-            "epoch_grid_offset_s": None,
-            "storage_errors": 0,
-            "last_storage_error": None,
-            "files": {
-                "stages": "stages.edf",
-                "hypnogram": "hypnogram.csv",
-                "hypnodensity": "hypnodensity.csv",
-            },
-        }
+        self.manifest: dict[str, Any] = new_manifest(
+            device=device,
+            profile=profile,
+            model_id=model_id,
+            card_sha256=card_sha256,
+            staged_channel=staged_channel,
+            units=units,
+            scale_to_uv=scale_to_uv,
+            source_offset_s=source_offset_s,
+            segment_seconds=self._segment_seconds,
+        )
         self._start: dt.datetime | None = None
         self._t0: float | None = None
         self._last_ts: float | None = None
@@ -286,33 +261,9 @@ class Recorder:
         m["samples_received"] += int(samples.shape[1])
         bad = int(np.count_nonzero(~np.isfinite(samples)))
         m["nonfinite_samples"] += bad
-        # split points: timestamp jumps (gaps) and clock resets inside or before the chunk
-        prev = ts[0] - 1.0 / fs if self._last_ts is None else self._last_ts
-        d = np.diff(np.concatenate([[prev], ts]))
-        cuts: list[int] = []
-        for i in np.flatnonzero((d > 1.5 / fs) | (d < -0.5 / fs)):
-            if d[i] > 0:
-                missing = int(round(d[i] * fs)) - 1
-                m["gaps"].append(
-                    {
-                        "onset_s": round(_prev_ts(ts, i, prev) + 1.0 / fs - self._t0, 3),
-                        "duration_s": round(float(d[i]) - 1.0 / fs, 3),
-                        "missing_samples": missing,
-                    }
-                )
-                m["dropped_samples"] += missing
-                if d[i] >= ROLL_GAP_S:
-                    cuts.append(int(i))
-            else:
-                m["gaps"].append(
-                    {
-                        "onset_s": round(float(ts[i]) - self._t0, 3),
-                        "duration_s": round(float(d[i]), 3),
-                        "missing_samples": 0,
-                        "clock_reset": True,
-                    }
-                )
-                cuts.append(int(i))
+        gaps, cuts = find_gaps(self._last_ts, ts, fs, self._t0)
+        m["gaps"].extend(gaps)
+        m["dropped_samples"] += sum(g["missing_samples"] for g in gaps)
         self._last_ts = float(ts[-1])
         bounds = [0, *[c for c in cuts if c > 0], samples.shape[1]]
         for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
@@ -496,11 +447,6 @@ class Recorder:
     async def _wait(task: Awaitable[Any] | None) -> None:
         if task is not None:
             await task
-
-
-def _prev_ts(ts: np.ndarray, i: int, prev: float) -> float:
-    """Timestamp of the sample before position ``i`` (``prev`` for ``i == 0``)."""
-    return float(prev if i == 0 else ts[i - 1])
 
 
 def _name(stage: int) -> str:

@@ -389,3 +389,18 @@ def test_recorder_for_device_takes_profile_and_model_card(tmp_path, tiny_model):
     sha = hashlib.sha256(tiny_model.read_bytes()).hexdigest()
     assert m["model"] == {"id": stager.model_id, "card_sha256": sha}
     assert m["scale_to_uv"] == profile.scale_to_uv and m["segment_seconds"] == 60
+
+
+def test_recorder_clock_reset_starts_a_new_segment(tmp_path, sc4001_eeg):
+    """Timestamps that jump backwards are logged as a clock reset and start a new segment."""
+    x = sc4001_eeg[:, :4000]
+
+    async def go() -> Path:
+        async with Recorder(tmp_path, device="d") as rec:
+            await rec.write_chunk(Chunk(x[:, :2000], 100 + np.arange(2000) / FS, FS, CHANNELS, 0))
+            await rec.write_chunk(Chunk(x[:, 2000:], 50 + np.arange(2000) / FS, FS, CHANNELS, 0))
+        return rec.night_dir
+
+    m = json.loads((asyncio.run(go()) / "night.json").read_text())
+    assert [g.get("clock_reset") for g in m["gaps"]] == [True] and m["dropped_samples"] == 0
+    assert [(s["start_s"], s["n_samples"]) for s in m["segments"]] == [(0.0, 2000), (-50.0, 2000)]
