@@ -30,7 +30,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import signal
 
 #: Canonical order of the flags in ``Epoch.quality``.
 FLAG_ORDER: tuple[str, ...] = (
@@ -225,14 +224,21 @@ class RawEpochTracker:
         v = np.concatenate(self._vals) if self._vals else np.zeros(0)
         bad = np.concatenate(self._bad) if self._bad else np.zeros(0, dtype=bool)
         n = max(1, v.size)
-        clip_runs = _extreme_runs(v, ~bad, self.config.clip_run, self.config.flat_std_uv)
+        # Mostly-invalid epochs are unscored anyway: skip the spectral and run checks
+        # (keeps a long gap cheap to fill).
+        mostly_bad = np.count_nonzero(bad) * 2 >= v.size
+        clip_runs = (
+            0
+            if mostly_bad
+            else _extreme_runs(v, ~bad, self.config.clip_run, self.config.flat_std_uv)
+        )
         stats = RawStats(
             n=v.size,
             n_filled=self._filled,
             n_nonfinite=self._nonfinite,
             n_electrode_off=self._eoff,
             clipped_fraction=max(self._clip, clip_runs) / n,
-            line_ratio=_line_ratio(v, self.fs, self.config.line_hz),
+            line_ratio=0.0 if mostly_bad else _line_ratio(v, self.fs, self.config.line_hz),
             n_dropped=self._dropped,
             clock_reset=self._clock,
             received_at=received_at,
@@ -265,9 +271,14 @@ def _line_ratio(v: np.ndarray, fs: float, line_hz: float | None) -> float:
     """Max over the checked mains frequencies of line-band / 0.3-35 Hz power; 0 if unmeasurable."""
     freqs = (50.0, 60.0) if line_hz is None else (float(line_hz),)
     freqs = tuple(f for f in freqs if fs > 2 * (f + 2))
-    if not freqs or v.size < int(2 * fs):
+    seg = int(2 * fs)  # 2-s Hann segments, no overlap: 0.5-Hz bins
+    n_seg = v.size // seg
+    if not freqs or n_seg == 0:
         return 0.0
-    f, p = signal.welch(v, fs=fs, nperseg=int(2 * fs), detrend="constant")
+    x = v[: n_seg * seg].reshape(n_seg, seg)
+    x = (x - x.mean(axis=1, keepdims=True)) * np.hanning(seg)
+    p = np.mean(np.abs(np.fft.rfft(x, axis=1)) ** 2, axis=0)
+    f = np.fft.rfftfreq(seg, 1.0 / fs)
     eeg = float(p[(f >= 0.3) & (f <= 35.0)].sum())
     ratios = [float(p[np.abs(f - f0) <= 1.0].sum()) / eeg if eeg > 0 else 0.0 for f0 in freqs]
     return max(ratios)

@@ -89,6 +89,7 @@ class StreamingResampler:
                 H[p, : taps.size] = taps
             self._H = H
         self._L = self._H.shape[1]
+        self._Hrev = np.ascontiguousarray(self._H[:, ::-1])
         self._buf = np.zeros(0)
         self._base = 0  # absolute input index of _buf[0]
         self._n_in = 0
@@ -115,7 +116,10 @@ class StreamingResampler:
         if x.size == 0:
             return np.zeros(0)
         if self._x0 is None:
+            # Before the first sample the input is taken as constant x[0].
             self._x0 = float(x[0])
+            self._buf = np.full(self._L - 1, self._x0)
+            self._base = -(self._L - 1)
         self._buf = np.concatenate([self._buf, x])
         self._n_in += x.size
         k_last = (self._n_in * self.up - 1 - self.delay) // self.down
@@ -141,19 +145,15 @@ class StreamingResampler:
         if k1 <= k0:
             return np.zeros(0)
         out = np.empty(k1 - k0)
-        lags = np.arange(self._L)
-        step = 4096
+        # Row j of ``win`` holds x[base + j : base + j + L]; output k needs the row that
+        # ends at its newest input sample, times the phase's taps oldest-first.
+        win = np.lib.stride_tricks.sliding_window_view(self._buf, self._L)
+        step = 8192
         for s in range(k0, k1, step):
             ks = np.arange(s, min(k1, s + step), dtype=np.int64)
             m0 = ks * self.down + self.delay
-            phase = m0 % self.up
-            idx = (m0 // self.up)[:, None] - lags[None, :]
-            # Before the first sample: hold x[0].
-            vals = np.where(idx >= 0, 0.0, self._x0)
-            loc = idx - self._base
-            ok = idx >= 0
-            vals[ok] = self._buf[loc[ok]]
-            out[s - k0 : s - k0 + ks.size] = (self._H[phase] * vals).sum(axis=1)
+            rows = m0 // self.up - (self._L - 1) - self._base
+            out[s - k0 : s - k0 + ks.size] = (win[rows] * self._Hrev[m0 % self.up]).sum(axis=1)
         self._k = k1
         return out
 
