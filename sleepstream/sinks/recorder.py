@@ -378,6 +378,17 @@ class Recorder:
                 self._guard("stages", self._write_epoch_files, self._snapshot())
             )
 
+    async def publish_revised(
+        self, epoch: Epoch, prediction: StagePrediction, lookahead: int
+    ) -> None:
+        """Replace an epoch's stage by its revision once epoch ``t + lookahead`` arrived.
+
+        The recorded hypnogram then holds the final (revised) stage of each epoch;
+        ``night.json`` counts the revisions (``n_revised``) and keeps ``lookahead``.
+        """
+        self.manifest["lookahead"] = int(lookahead)
+        await self.publish(epoch, prediction)
+
     def _snapshot(self) -> list[tuple[Any, ...]]:
         return [self._rows[k] for k in sorted(self._rows)]
 

@@ -404,3 +404,20 @@ def test_recorder_clock_reset_starts_a_new_segment(tmp_path, sc4001_eeg):
     m = json.loads((asyncio.run(go()) / "night.json").read_text())
     assert [g.get("clock_reset") for g in m["gaps"]] == [True] and m["dropped_samples"] == 0
     assert [(s["start_s"], s["n_samples"]) for s in m["segments"]] == [(0.0, 2000), (-50.0, 2000)]
+
+
+def test_recorder_publish_revised_keeps_the_revised_stage(tmp_path):
+    """A lookahead revision from the pipeline replaces the causal stage and is counted."""
+
+    async def go() -> Path:
+        async with Recorder(tmp_path, device="d") as rec:
+            for k in range(3):
+                await rec.publish(epoch(k), prediction(k, 2))
+            await rec.publish_revised(epoch(1), prediction(1, 3), 1)
+        return rec.night_dir
+
+    night = asyncio.run(go())
+    lines = (night / "hypnogram.csv").read_text().splitlines()[1:]
+    assert [ln.split(",")[3] for ln in lines] == ["N2", "N3", "N2"]
+    m = json.loads((night / "night.json").read_text())
+    assert m["n_revised"] == 1 and m["lookahead"] == 1
