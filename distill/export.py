@@ -52,32 +52,47 @@ class LogitsOnly(nn.Module):
         return self.model(eeg)["logits"]
 
 
-def _onnx_bytes(model: nn.Module, seq_len: int) -> tuple[bytes, str, bool]:
-    """Export to ONNX bytes; returns ``(bytes, exporter, seq_dynamic)``.
+#: Exporters :func:`export_student` knows, in the order ``"auto"`` tries them.
+EXPORTERS: tuple[str, ...] = ("legacy", "dynamo")
 
-    Tries the dynamo exporter with dynamic batch and seq, then dynamic batch only, then
-    the legacy TorchScript exporter.
+
+def _onnx_bytes(model: nn.Module, seq_len: int, exporter: str = "auto") -> tuple[bytes, str, bool]:
+    """Export to ONNX bytes; returns ``(bytes, exporter description, seq_dynamic)``.
+
+    ``"auto"`` tries the TorchScript ("legacy") exporter with dynamic batch and seq first,
+    then the dynamo exporter (dynamic batch and seq, then dynamic batch only). Each result
+    must pass the ONNX Runtime parity check before it is accepted. Why legacy first: with
+    torch 2.13 the dynamo exporter takes 15-50 s per model on 2 cores (legacy ~1 s) and,
+    in a process that already exported another model, it was seen to silently specialise
+    the LSTM's sequence length; the parity check over several seq lengths catches that.
     """
     import tempfile
 
+    if exporter not in ("auto", *EXPORTERS):
+        raise ValueError(f"exporter {exporter!r}; valid: auto, {', '.join(EXPORTERS)}")
     wrapped = LogitsOnly(model).eval()
-    example = torch.randn(2, max(seq_len, 2), 1, EPOCH_SAMPLES) * 20.0
     errors: list[str] = []
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    seq = torch.export.Dim("seq", min=1, max=4096)
+    attempts: list[tuple[str, bool]] = []
+    if exporter in ("auto", "legacy"):
+        attempts.append(("legacy", True))
+    if exporter in ("auto", "dynamo"):
+        attempts += [("dynamo", True), ("dynamo", False)]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "m.onnx"
-        attempts: list[tuple[str, bool, dict]] = []
-        batch = torch.export.Dim("batch", min=1, max=4096)
-        seq = torch.export.Dim("seq", min=1, max=4096)
-        attempts.append(("dynamo", True, {"eeg": {0: batch, 1: seq}}))
-        attempts.append(("dynamo", False, {"eeg": {0: batch}}))
-        attempts.append(("legacy", False, {}))
-        for kind, seq_dyn, dyn in attempts:
-            x = example if seq_dyn else torch.randn(2, seq_len, 1, EPOCH_SAMPLES) * 20.0
+        for kind, seq_dyn in attempts:
+            x = torch.randn(2, max(seq_len, 2) if seq_dyn else seq_len, 1, EPOCH_SAMPLES) * 20.0
             try:
                 sink = io.StringIO()
-                with warnings.catch_warnings(), contextlib.redirect_stdout(sink):
+                with (
+                    warnings.catch_warnings(),
+                    contextlib.redirect_stdout(sink),
+                    contextlib.redirect_stderr(sink),
+                ):
                     warnings.simplefilter("ignore")
                     if kind == "dynamo":
+                        dims = {0: batch, 1: seq} if seq_dyn else {0: batch}
                         torch.onnx.export(
                             wrapped,
                             (x,),
@@ -87,11 +102,12 @@ def _onnx_bytes(model: nn.Module, seq_len: int) -> tuple[bytes, str, bool]:
                             verbose=False,
                             input_names=[INPUT_NAME],
                             output_names=[OUTPUT_NAME],
-                            dynamic_shapes=dyn,
+                            dynamic_shapes={"eeg": dims},
                             opset_version=OPSET,
                             optimize=True,
                         )
                     else:
+                        axes = {0: "batch", 1: "seq"}
                         torch.onnx.export(
                             wrapped,
                             (x,),
@@ -100,7 +116,7 @@ def _onnx_bytes(model: nn.Module, seq_len: int) -> tuple[bytes, str, bool]:
                             verbose=False,
                             input_names=[INPUT_NAME],
                             output_names=[OUTPUT_NAME],
-                            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                            dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes},
                             opset_version=OPSET,
                         )
                 _fix_output_dims(out)
@@ -160,6 +176,7 @@ def export_student(
     *,
     seq_len: int,
     card_fields: Mapping[str, Any] | None = None,
+    exporter: str = "auto",
 ) -> Path:
     """Write ``<stem>.onnx`` (single file) and ``<stem>.card.json``.
 
@@ -175,6 +192,9 @@ def export_student(
         Extra card content, e.g. ``training`` (data, protocol, seed, wall time),
         ``metrics`` (per protocol and mode), ``rebuild_command`` (str), ``channels``
         (channel expectation text). Unknown keys are stored as given.
+    exporter : {"auto", "legacy", "dynamo"}
+        ONNX exporter; ``"auto"`` tries legacy (TorchScript) then dynamo, see
+        :func:`_onnx_bytes`. The card records which one produced the file.
 
     Returns
     -------
@@ -190,7 +210,7 @@ def export_student(
     was_training = model.training
     model.eval()
     try:
-        data, exporter, seq_dyn = _onnx_bytes(model, seq_len)
+        data, used, seq_dyn = _onnx_bytes(model, seq_len, exporter)
     finally:
         model.train(was_training)
     out_path.write_bytes(data)
@@ -216,7 +236,7 @@ def export_student(
             "opset": OPSET,
             "input": INPUT_NAME,
             "output": OUTPUT_NAME,
-            "exporter": exporter,
+            "exporter": used,
         },
         "input_contract": {
             "fs_hz": MODEL_FS,

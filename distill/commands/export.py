@@ -34,6 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--channels", default=None, help="channel expectation text written into the card"
     )
     parser.add_argument(
+        "--exporter",
+        choices=("auto", "legacy", "dynamo"),
+        default="auto",
+        help="ONNX exporter (auto: TorchScript, then dynamo; parity is checked either way)",
+    )
+    parser.add_argument(
         "--train-command", default=None, help="the command that trained the checkpoint (card)"
     )
 
@@ -86,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         cmd += ["--seq-len", str(args.seq_len)]
     if args.metrics:
         cmd += ["--metrics", str(args.metrics)]
+    if args.exporter != "auto":
+        cmd += ["--exporter", args.exporter]
     training = {
         k: meta[k]
         for k in ("datasets", "channels", "config", "fold", "summary", "class_weights")
@@ -102,7 +110,9 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.channels:
         fields["channels"] = args.channels
-    out = export_student(model, args.out, seq_len=int(seq_len), card_fields=fields)
+    out = export_student(
+        model, args.out, seq_len=int(seq_len), card_fields=fields, exporter=args.exporter
+    )
     card = json.loads(out.with_name(out.stem + ".card.json").read_text())
     print(
         f"wrote {out} ({card['onnx']['size_bytes']:,} bytes, sha256 {card['onnx']['sha256'][:12]}, "

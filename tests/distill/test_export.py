@@ -1,0 +1,202 @@
+"""ONNX export: parity with torch, the model card, the export and models commands."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from distill.cli import main
+from distill.export import export_student, export_tiny_student
+from distill.models import build, count_params
+
+torch.set_num_threads(1)
+
+
+def _parity(model: torch.nn.Module, onnx_path: Path, seqs: list[int]) -> float:
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    gen = torch.Generator().manual_seed(123)
+    worst = 0.0
+    for b in (1, 2):
+        for s in seqs:
+            x = torch.randn(b, s, 1, 3000, generator=gen) * 40.0
+            with torch.no_grad():
+                ref = model(x)["logits"].numpy()
+            got = sess.run(["logits"], {"eeg": x.numpy()})[0]
+            assert got.shape == (b, s, 5)
+            worst = max(worst, float(np.abs(ref - got).max()))
+    return worst
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Path]:
+    torch.manual_seed(1)
+    model = build("tiny-teacher").eval()
+    with torch.no_grad():  # move BN statistics off their defaults so they matter
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    out = tmp_path_factory.mktemp("exp") / "tiny.onnx"
+    export_student(
+        model,
+        out,
+        seq_len=4,
+        card_fields={
+            "training": {"data": "none"},
+            "metrics": {"within-night-blocks": {"causal": {"accuracy": 0.5}}},
+            "rebuild_command": "distill export --checkpoint x --out tiny.onnx",
+            "channels": "Fpz-Cz",
+        },
+    )
+    return model, out
+
+
+def test_export_parity_tiny(tiny_export) -> None:
+    """ONNX Runtime matches torch within 1e-4 on the tiny teacher for several seq lengths."""
+    model, path = tiny_export
+    assert _parity(model, path, [1, 3, 4, 11]) < 1e-4
+
+
+def test_export_card_contents(tiny_export) -> None:
+    """The card records size, sha256, parameter count, the input contract and training fields."""
+    model, path = tiny_export
+    card = json.loads(path.with_name("tiny.card.json").read_text())
+    data = path.read_bytes()
+    assert card["onnx"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert card["onnx"]["size_bytes"] == len(data) and card["onnx"]["file"] == "tiny.onnx"
+    assert card["n_params"] == count_params(model)["n_params"]
+    assert card["architecture"] == "tiny-teacher" and card["role"] == "teacher"
+    ic = card["input_contract"]
+    assert (ic["fs_hz"], ic["units"], ic["seq_len"], ic["scored_position"]) == (
+        100.0,
+        "uV",
+        4,
+        "last",
+    )
+    assert ic["channels"] == "Fpz-Cz" and ic["causal"] is True
+    assert card["metrics"]["within-night-blocks"]["causal"]["accuracy"] == 0.5
+    assert card["rebuild_command"].startswith("distill export")
+
+
+def test_export_single_file(tiny_export) -> None:
+    """The ONNX file is self-contained: no external-data side files are written."""
+    _, path = tiny_export
+    assert sorted(p.name for p in path.parent.iterdir()) == ["tiny.card.json", "tiny.onnx"]
+
+
+@pytest.mark.parametrize("name", ["deepsleepnet-student", "deepsleepnet-teacher"])
+def test_export_parity_deepsleepnet(tmp_path: Path, name: str) -> None:
+    """The paper-size DeepSleepNet student (1.55 M) and teacher (5.5 M) export with parity < 1e-4."""
+    torch.manual_seed(0)
+    model = build(name).eval()
+    path = export_student(model, tmp_path / "s.onnx", seq_len=20, card_fields={})
+    assert _parity(model, path, [1, 5, 20]) < 1e-4
+
+
+@pytest.mark.slow
+def test_export_parity_dynamo_exporter(tmp_path: Path) -> None:
+    """The dynamo exporter path also yields a parity-checked, loadable graph."""
+    torch.manual_seed(0)
+    model = build("tiny-student").eval()
+    path = export_student(model, tmp_path / "d.onnx", seq_len=5, card_fields={}, exporter="dynamo")
+    card = json.loads(path.with_name("d.card.json").read_text())
+    assert "dynamo" in card["onnx"]["exporter"]
+    seqs = [1, 5, 8] if card["input_contract"]["seq_dynamic"] else [5]
+    assert _parity(model, path, seqs) < 1e-4
+
+
+def test_export_tiny_student_helper(tmp_path: Path) -> None:
+    """export_tiny_student writes a loadable model + card; same seed, same weights."""
+    from sleepstream.inference import load_stager
+
+    p = export_tiny_student(tmp_path / "a", seed=3)
+    stager = load_stager(p)
+    x = np.random.default_rng(0).standard_normal((2, stager.seq_len, 1, 3000)).astype(np.float32)
+    q = export_tiny_student(tmp_path / "b", seed=3)
+    np.testing.assert_allclose(stager.logits(x), load_stager(q).logits(x), atol=1e-6)
+
+
+def test_export_command_from_state_dict(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`distill export` turns a bare safetensors state dict (+ --model) into ONNX + card."""
+    torch.manual_seed(0)
+    model = build("tiny-student").eval()
+    ckpt = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(ckpt))
+    metrics = tmp_path / "m.json"
+    metrics.write_text(json.dumps({"cross-dataset": {"offline": {"macro_f1": 0.4}}}))
+    out = tmp_path / "out" / "st.onnx"
+    rc = main(
+        [
+            "export",
+            "--checkpoint",
+            str(ckpt),
+            "--model",
+            "tiny-student",
+            "--out",
+            str(out),
+            "--seq-len",
+            "3",
+            "--metrics",
+            str(metrics),
+        ]
+    )
+    assert rc == 0 and out.is_file()
+    card = json.loads(out.with_name("st.card.json").read_text())
+    assert card["input_contract"]["seq_len"] == 3
+    assert card["metrics"]["cross-dataset"]["offline"]["macro_f1"] == 0.4
+    assert (
+        "--model tiny-student" in card["rebuild_command"] and str(ckpt) in card["rebuild_command"]
+    )
+    assert _parity(model, out, [3]) < 1e-4
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_export_command_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Missing --model without a sidecar, or a missing checkpoint, exit non-zero with one line."""
+    ckpt = tmp_path / "w.safetensors"
+    save_file({"x": torch.zeros(1)}, str(ckpt))
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "a.onnx")]) == 2
+    assert "--model" in capsys.readouterr().err
+    rc = main(
+        [
+            "export",
+            "--checkpoint",
+            str(ckpt),
+            "--model",
+            "tiny-student",
+            "--out",
+            str(tmp_path / "a.onnx"),
+        ]
+    )
+    assert rc == 7  # ModelError: state dict does not fit the model
+    rc = main(
+        [
+            "export",
+            "--checkpoint",
+            str(tmp_path / "no.safetensors"),
+            "--model",
+            "tiny-student",
+            "--out",
+            str(tmp_path / "a.onnx"),
+        ]
+    )
+    assert rc == 7 and "not found" in capsys.readouterr().err
+
+
+def test_models_command_json(capsys: pytest.CaptureFixture) -> None:
+    """`distill models --json` lists {name, family, role, n_params} for every registered model."""
+    from distill.models import MODEL_SPECS
+
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == list(MODEL_SPECS)
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["deepsleepnet-student"]["n_params"] == 1_552_906
+    assert all({"name", "family", "role", "n_params"} <= set(r) for r in rows)

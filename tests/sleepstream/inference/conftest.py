@@ -1,0 +1,30 @@
+"""A small real exported stager for the inference tests (exported once per session)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny-student`` trained 3 SGD steps on noise and exported (needs torch, distill)."""
+    pytest.importorskip("torch")
+    import torch
+
+    from distill.export import export_tiny_student
+
+    torch.set_num_threads(1)
+    return export_tiny_student(tmp_path_factory.mktemp("tiny"), seed=0)
+
+
+@pytest.fixture()
+def tiny_onnx(tiny_onnx_master: Path, tmp_path: Path) -> Path:
+    """A private copy (ONNX + card) that a test may corrupt."""
+    dst = tmp_path / tiny_onnx_master.name
+    shutil.copy(tiny_onnx_master, dst)
+    card = tiny_onnx_master.with_name(tiny_onnx_master.stem + ".card.json")
+    shutil.copy(card, tmp_path / card.name)
+    return dst
