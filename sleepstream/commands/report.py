@@ -9,9 +9,13 @@ from pathlib import Path
 from typing import Any
 
 HELP = "sleep statistics, figure and agreement of a recorded night"
+DESCRIPTION = """Sleep statistics (AASM definitions in sleepstream.report.stats), a PNG
+(hypnogram, hypnodensity, spectrogram) and, with --reference, accuracy, macro-F1, kappa,
+per-stage F1 and the confusion matrix (alignment rules in sleepstream.report.reference)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = DESCRIPTION
     parser.add_argument("night_dir", type=Path, help="night directory (holds night.json)")
     parser.add_argument(
         "--reference",
@@ -117,6 +121,10 @@ def run(args: argparse.Namespace) -> int:
         f"raw segments {rec['segments']} (lost {rec['lost_segments']}) · gaps {rec['gaps']} · "
         f"dropped samples {rec['dropped_samples']} · storage errors {rec['storage_errors']}\n"
     )
+    if report["status"] != "closed":
+        print(
+            f"note: night.json status is {report['status']!r} (still recording, or interrupted)\n"
+        )
     print(statistics_text(report["statistics"]))
     if "agreement" in report:
         ag = report["agreement"]
