@@ -143,7 +143,8 @@ class BrainFlowSource:
     stall_timeout_s : float
         No data for this long (s) means the board is lost.
     backoff : Backoff
-        Re-prepare schedule after a loss.
+        Re-prepare schedule after a loss (default 0.5 s doubling to 10 s, jittered,
+        forever).
     serial_patterns : sequence of str
         Device globs searched for a dongle.
     """
@@ -189,7 +190,7 @@ class BrainFlowSource:
         self.poll_s = float(poll_s)
         self.queue_size = int(queue_size)
         self.stall_timeout_s = float(stall_timeout_s)
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or Backoff(initial_s=0.5, max_s=10.0)
         self.serial_patterns = tuple(serial_patterns)
         self.name = f"board:{key}"
         self.fs = 0.0

@@ -94,7 +94,8 @@ class LSLSource:
     resolve_timeout_s : float
         How long each re-resolve attempt listens, in seconds.
     backoff : Backoff
-        Re-resolve schedule after a loss.
+        Re-resolve schedule after a loss (default 0.25 s doubling to 5 s, jittered,
+        forever).
     """
 
     def __init__(
@@ -125,7 +126,8 @@ class LSLSource:
         self.queue_size = int(queue_size)
         self.stall_timeout_s = float(stall_timeout_s)
         self.resolve_timeout_s = float(resolve_timeout_s)
-        self.backoff = backoff or Backoff()
+        # re-resolving is cheap (one multicast query): cap the back-off at a few seconds
+        self.backoff = backoff or Backoff(initial_s=0.25, max_s=5.0)
         self.name = f"lsl:{self.wanted}"
         self.fs = 0.0
         self.channels: tuple[str, ...] = ()

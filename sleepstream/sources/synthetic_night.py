@@ -293,7 +293,7 @@ class SyntheticNightSource:
     seed : int
         Makes signal and Markov stages reproducible.
     speed : "max" or float
-        Speed factor (1 = real time; 30 = one epoch per second).
+        Speed factor: 1 = real time; the default 30 gives one epoch per second (demo).
     chunk_seconds : float
         Stream time per chunk in seconds.
     trim_wake_minutes : float or None
@@ -314,7 +314,7 @@ class SyntheticNightSource:
         n_epochs: int = 960,
         fs: float = 100.0,
         seed: int = 0,
-        speed: str | float | None = 1.0,
+        speed: str | float | None = 30.0,
         chunk_seconds: float = 1.0,
         trim_wake_minutes: float | None = 30.0,
         transitions_from: Path | str | None = None,
