@@ -128,13 +128,14 @@ class StreamingResampler:
         return y
 
     def flush(self) -> np.ndarray:
-        """Outputs aligned with received input time, computed by holding the last sample.
+        """Outputs up to the end of the input's time span, holding the last sample.
 
         Call once at the end of the stream; afterwards the resampler is exhausted.
         """
         if self.identity or self._n_in == 0:
             return np.zeros(0)
-        k_end = ((self._n_in - 1) * self.up) // self.down  # last k with time <= last input
+        # last k inside the time the input covers, [0, n_in / fs_in)
+        k_end = (self._n_in * self.up - 1) // self.down
         need = (k_end * self.down + self.delay) // self.up + 1 - self._n_in
         if need > 0:
             self._buf = np.concatenate([self._buf, np.full(need, self._buf[-1])])

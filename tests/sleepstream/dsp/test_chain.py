@@ -139,3 +139,47 @@ def test_chain_real_sc4001_filtered_scored_epochs_unflagged(sc4001_night):
     flagged = [e.index for e, s in zip(out, stages, strict=True) if s >= 0 and not e.scorable]
     assert flagged == []
     assert np.median([e.window[-1].std() for e in out]) > 5.0
+
+
+def _stream(chain: SignalChain, x: np.ndarray, fs: float, channel: str, size: int) -> list:
+    ts = np.arange(x.size) / fs
+    out = []
+    for i in range(0, x.size, size):
+        out += chain.push(Chunk(x[None, i : i + size], ts[i : i + size], fs, (channel,), 0.0))
+    return out + chain.flush()
+
+
+@pytest.mark.parametrize("excerpt, tol", [(2, 0.01), (3, 0.05)])
+def test_chain_real_dreams_resampled_like_offline(dreams_dir, excerpt, tol):
+    """DREAMS at 200 Hz / 50 Hz streamed to 100 Hz matches offline resample_poly, no lag."""
+    from sleepstream.io.dreams import read_dreams_signal
+    from sleepstream.io.processing import resample_signal
+
+    x, fs, channel = read_dreams_signal(dreams_dir / f"excerpt{excerpt}.txt")
+    x = x[: int(300 * fs)].astype(np.float64)
+    chain = SignalChain(Montage(channel), epochs=EpochConfig(seq_len=1), expected_fs=fs)
+    out = _stream(chain, x, fs, channel, 97)
+    assert [e.index for e in out] == list(range(10))
+    y = np.concatenate([e.window[-1] for e in out]).astype(np.float64)
+    ref = resample_signal(x, fs)[: y.size].astype(np.float64)
+    core = slice(100, -100)
+    assert np.std(y[core] - ref[core]) < tol * np.std(ref[core])
+    lags = range(-3, 4)
+    xc = [np.dot(y[500:-500], ref[500 + lag : ref.size - 500 + lag]) for lag in lags]
+    assert lags[int(np.argmax(xc))] == 0
+
+
+def test_chain_real_dreams_saturated_epoch_flagged_clipping(dreams_dir):
+    """DREAMS excerpt 1 saturates at ±328 µV in epoch 4 (86 samples): flagged clipping only there."""
+    from sleepstream.dsp import QualityConfig
+    from sleepstream.io.dreams import read_dreams_signal
+
+    x, fs, channel = read_dreams_signal(dreams_dir / "excerpt1.txt")
+    x = x[: 20 * 3000].astype(np.float64)
+    out = _stream(SignalChain(Montage(channel), expected_fs=fs), x, fs, channel, 500)
+    assert [e.index for e in out if "clipping" in e.quality] == [4]
+    assert all(e.scorable for e in out)
+    # with the amplifier's rail known, the 23 railed samples of epoch 16 count too
+    q = QualityConfig(clip_uv=327.7, clip_fraction=0.005)
+    out = _stream(SignalChain(Montage(channel), quality=q, expected_fs=fs), x, fs, channel, 500)
+    assert [e.index for e in out if "clipping" in e.quality] == [4, 16]

@@ -22,8 +22,7 @@ def test_resampler_rate_and_alignment(fs):
     """Output count is duration x 100 Hz and sample k sits at time k / 100 s."""
     x = np.sin(2 * np.pi * 3 * np.arange(int(20 * fs)) / fs)
     y = _run(StreamingResampler(fs), x, 1000)
-    last_t = (x.size - 1) / fs
-    assert y.size == int(np.floor(last_t * 100 + 1e-9)) + 1
+    assert y.size == 2000  # 20 s of input, flushed
     t = np.arange(y.size) / 100
     np.testing.assert_allclose(y[100:-100], np.sin(2 * np.pi * 3 * t)[100:-100], atol=2e-3)
 
@@ -37,12 +36,17 @@ def test_resampler_passes_10hz_with_unit_gain(fs):
     assert np.max(np.abs(y[200:-200] - ref[200:-200])) < 0.25
 
 
-@pytest.mark.parametrize("fs", [250.0, 256.0, 125.0, 200.0, 512.0])
-@pytest.mark.parametrize("f", [55.0, 60.0, 80.0])
+@pytest.mark.parametrize(
+    "fs, f",
+    [
+        (fs, f)
+        for fs in (250.0, 256.0, 125.0, 200.0, 512.0)
+        for f in (55.0, 60.0, 80.0)
+        if f < fs / 2
+    ],
+)
 def test_resampler_rejects_above_50hz(fs, f):
     """Components above the output Nyquist (50 Hz) are attenuated by >= 60 dB-ish (< 0.2 %)."""
-    if f >= fs / 2:
-        pytest.skip("not representable at this input rate")
     t = np.arange(int(20 * fs)) / fs
     y = _run(StreamingResampler(fs), np.sin(2 * np.pi * f * t), 1000)
     assert np.max(np.abs(y[200:-200])) < 2e-3
