@@ -30,7 +30,21 @@ from sleepstream.types import Chunk
 
 log = logging.getLogger(__name__)
 
-#: liblsl configuration that keeps LSL on 127.0.0.1 (see ``../shared/RUNTIME.md``).
+#: liblsl configuration that keeps LSL on 127.0.0.1 (see ``../shared/RUNTIME.md``); the
+#: same text ships as ``lsl_loopback.cfg`` for ``LSLAPICFG=`` in other processes.
+LOOPBACK_CONFIG_TEXT = """\
+[ports]
+IPv6 = disable
+[multicast]
+ResolveScope = machine
+MachineAddresses = {127.0.0.1}
+ListenAddress = 127.0.0.1
+[lab]
+KnownPeers = {127.0.0.1}
+SessionID = sleepstream-test
+[log]
+level = -3
+"""
 LOOPBACK_CONFIG = Path(__file__).with_name("lsl_loopback.cfg")
 
 
@@ -43,17 +57,24 @@ def _pylsl() -> Any:
     return pylsl
 
 
-def load_lsl_config(path: Path | str | None = None) -> Path:
+def load_lsl_config(path: Path | str | None = None) -> str:
     """Load a liblsl configuration (default: loopback only) before any other LSL call.
 
-    Also sets ``LSLAPICFG`` so child processes use the same file. Returns the path.
+    Also sets ``LSLAPICFG`` (when the file exists) so child processes use the same
+    configuration. Returns the configuration text.
     """
-    cfg = Path(path) if path is not None else LOOPBACK_CONFIG
-    if not cfg.is_file():
-        raise SourceError(f"LSL config {cfg} not found")
-    os.environ["LSLAPICFG"] = str(cfg)
-    _pylsl().set_config_content(cfg.read_text(encoding="utf-8"))
-    return cfg
+    if path is None:
+        text, cfg = LOOPBACK_CONFIG_TEXT, LOOPBACK_CONFIG
+    else:
+        cfg = Path(path)
+        try:
+            text = cfg.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SourceError(f"LSL config {cfg}: {exc.strerror or exc}") from None
+    if cfg.is_file():
+        os.environ["LSLAPICFG"] = str(cfg)
+    _pylsl().set_config_content(text)
+    return text
 
 
 def _quote(value: str) -> str:

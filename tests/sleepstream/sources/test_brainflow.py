@@ -112,3 +112,23 @@ def test_playback_needs_a_file():
 
     with pytest.raises(UsageError, match="--file"):
         BrainFlowSource("playback")
+
+
+def test_playback_board_replays_a_brainflow_csv(tmp_path):
+    """The playback board replays a DataFilter CSV in Cyton layout, samples in order."""
+    import time
+
+    from brainflow.data_filter import DataFilter
+
+    n = 400
+    data = np.zeros((24, n))
+    data[1:9] = np.arange(n)[None, :] + 1000.0 * np.arange(8)[:, None]
+    data[22] = time.time() + np.arange(n) / 250.0
+    path = tmp_path / "night.csv"
+    DataFilter.write_file(data, str(path), "w")
+    src = BrainFlowSource("playback", file=path, master_board="cyton", poll_s=0.05)
+    chunks = asyncio.run(asyncio.wait_for(_collect(src, 150), 30))
+    x = np.concatenate([c.samples for c in chunks], axis=1)
+    assert src.channels == ("Fp1", "Fp2", "C3", "C4", "P7", "P8", "O1", "O2")
+    assert x[0, 0] == 0.0 and np.all(np.diff(x[0]) == 1.0)
+    assert np.all(x[7] - x[0] == 7000.0)

@@ -78,3 +78,15 @@ def test_lsl_vanished_outlet_is_reresolved_when_it_comes_back(lsl_outlet):
     ts = np.concatenate([c.timestamps for c in got])
     assert x[-1] > x[49]  # the ramp continued from the new outlet
     assert np.diff(ts).max() > 0.5  # the outage shows as a timestamp jump
+
+
+def test_loopback_config_file_matches_embedded_text():
+    """The shipped lsl_loopback.cfg says what the embedded loopback config says."""
+    from sleepstream.sources.lsl import LOOPBACK_CONFIG, LOOPBACK_CONFIG_TEXT
+
+    lines = [
+        ln.strip()
+        for ln in LOOPBACK_CONFIG.read_text().splitlines()
+        if ln.strip() and not ln.startswith(";")
+    ]
+    assert lines == [ln.strip() for ln in LOOPBACK_CONFIG_TEXT.splitlines() if ln.strip()]
