@@ -201,7 +201,7 @@ def test_report_unreadable_reference_is_a_one_line_error(sc4001_night, tmp_path,
 def _daemon_records_nights() -> bool:
     daemon = REPO / "sleepstream" / "daemon.py"
     replay = REPO / "sleepstream" / "commands" / "replay.py"
-    return any(p.exists() and "Recorder(" in p.read_text() for p in (daemon, replay))
+    return any(p.exists() and "sinks.recorder" in p.read_text() for p in (daemon, replay))
 
 
 @pytest.mark.slow
