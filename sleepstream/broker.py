@@ -7,6 +7,7 @@ otherwise; amqtt's own default would be every interface.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
@@ -95,8 +96,34 @@ class EmbeddedBroker:
         log.info("embedded MQTT broker on %s", self.url)
         return self
 
+    async def drain(self, timeout: float = 5.0) -> bool:
+        """Wait until every accepted message has been handed to its subscribers.
+
+        amqtt acknowledges a publish before it has forwarded it; stopping right after
+        the daemon's last PUBACK would lose the tail of the night for subscribers.
+        Returns False if messages were still in flight after ``timeout`` seconds.
+        """
+        broker = self._broker
+        if broker is None:
+            return True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            busy = not broker._broadcast_queue.empty()
+            busy = busy or any(not t.done() for t in getattr(broker, "_tasks_queue", ()))
+            for session, _handler in list(getattr(broker, "_sessions", {}).values()):
+                busy = busy or bool(getattr(session, "inflight_out", None))
+                queue = getattr(session, "delivered_message_queue", None)
+                busy = busy or (queue is not None and not queue.empty())
+            if not busy:
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
     async def __aexit__(self, *exc: object) -> None:
         if self._broker is not None:
+            if not await self.drain():
+                log.warning("embedded broker: stopping with messages still in flight")
             with contextlib.suppress(Exception):
                 await self._broker.shutdown()
             self._broker = None

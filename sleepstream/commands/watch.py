@@ -91,7 +91,7 @@ async def _watch(args: argparse.Namespace) -> int:
             if loop.time() > deadline:
                 raise BrokerError(f"cannot reach {settings.url()}: {exc}") from None
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+            delay = min(delay * 2, 0.5)
             if seen:  # reconnecting after a drop: allow another connect window
                 deadline = loop.time() + args.connect_timeout
 
