@@ -28,6 +28,7 @@ read-only file system), the next call raises :class:`~sleepstream.errors.Storage
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import errno
 import json
@@ -111,6 +112,9 @@ class Recorder:
         the report uses it to align a reference hypnogram.
     max_storage_errors : int
         Consecutive disk-full failures tolerated before :class:`StorageError`.
+    min_rewrite_s : float
+        Shortest time (s) between two rewrites of the stage files (they are rewritten
+        whole, atomically); a crash loses at most this much of the stages.
     now : callable, optional
         Wall clock returning an aware UTC datetime (tests).
     """
@@ -129,6 +133,7 @@ class Recorder:
         staged_channel: str | None = None,
         source_offset_s: float | None = None,
         max_storage_errors: int = 5,
+        min_rewrite_s: float = 1.0,
         now: Callable[[], dt.datetime] | None = None,
     ) -> None:
         if not device:
@@ -165,6 +170,8 @@ class Recorder:
         self._segment_task: asyncio.Task[None] | None = None
         self._epoch_task: asyncio.Task[None] | None = None
         self._epochs_dirty = False
+        self._closing = asyncio.Event()
+        self._min_rewrite_s = float(min_rewrite_s)
         self._consecutive_errors = 0
         self._fatal: StorageError | None = None
 
@@ -230,6 +237,7 @@ class Recorder:
                 await self._start_segment_flush(self._open)
             self._open = None
             await self._wait(self._segment_task)
+            self._closing.set()
             await self._wait(self._epoch_task)
             if self._epochs_dirty or self._rows:
                 await self._guard("stages", self._write_epoch_files, self._snapshot())
@@ -373,10 +381,18 @@ class Recorder:
         self._epochs_dirty = True
         if self._epoch_task is None or self._epoch_task.done():
             await self._wait(self._epoch_task)
+            self._epoch_task = asyncio.create_task(self._epoch_writer())
+
+    async def _epoch_writer(self) -> None:
+        """Rewrite the stage files while there is news, at most once per ``min_rewrite_s``
+        (a replay at full speed publishes hundreds of epochs a second)."""
+        while self._epochs_dirty:
             self._epochs_dirty = False
-            self._epoch_task = asyncio.create_task(
-                self._guard("stages", self._write_epoch_files, self._snapshot())
-            )
+            await self._guard("stages", self._write_epoch_files, self._snapshot())
+            if self._closing.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self._min_rewrite_s)
 
     async def publish_revised(
         self, epoch: Epoch, prediction: StagePrediction, lookahead: int
