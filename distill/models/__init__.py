@@ -79,15 +79,15 @@ def _specs() -> dict[str, ModelSpec]:
         _dsn("tiny-student", "student", "tiny", None),
     ]
     try:
-        from distill.models.salient import SALIENT_SPECS
+        from distill.models.salient import _specs as salient_specs
 
-        specs += SALIENT_SPECS
+        specs += salient_specs()
     except ImportError:  # pragma: no cover - family not written yet
         pass
     try:
-        from distill.models.transformer import TRANSFORMER_SPECS
+        from distill.models.transformer import _specs as transformer_specs
 
-        specs += TRANSFORMER_SPECS
+        specs += transformer_specs()
     except ImportError:  # pragma: no cover
         pass
     return {s.name: s for s in specs}
