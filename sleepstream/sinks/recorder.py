@@ -256,7 +256,7 @@ class Recorder:
     # ------------------------------------------------------------------ raw data
     async def write_chunk(self, chunk: Chunk) -> None:
         """Append a chunk of raw samples (``(n_channels, n_samples)``, source units)."""
-        self._raise_if_fatal()
+        self._check_open()
         if chunk.n_samples == 0:
             return
         samples = np.asarray(chunk.samples, dtype=np.float64)
@@ -326,7 +326,7 @@ class Recorder:
             "fs": seg.fs,
             "channels": list(seg.channels),
         }
-        reason = "disk full"
+        reason = ""
         try:
             pad = await self._guard(
                 name,
@@ -341,7 +341,8 @@ class Recorder:
         except ValueError as exc:  # a sampling rate EDF cannot store
             log.error("cannot write %s: %s", name, exc)
             pad, reason = None, str(exc)
-        if pad is None:  # disk full: this segment's samples are lost
+        if pad is None:  # disk full (or fatal): this segment's samples are lost
+            reason = reason or self.manifest["last_storage_error"] or "storage error"
             self.manifest["lost_segments"].append({**info, "reason": reason})
         else:
             info["padding_samples"] = int(pad)
@@ -351,7 +352,7 @@ class Recorder:
     # ------------------------------------------------------------------ stages
     async def publish(self, epoch: Epoch, prediction: StagePrediction) -> None:
         """Record one epoch's verdict (a second call for the same index is a revision)."""
-        self._raise_if_fatal()
+        self._check_open()
         m = self.manifest
         if m["epoch_grid_offset_s"] is None:
             offset = 0.0
@@ -465,6 +466,11 @@ class Recorder:
             return None
         self._consecutive_errors = 0
         return result
+
+    def _check_open(self) -> None:
+        if self.night_dir is None or self._closing.is_set():
+            raise RuntimeError("Recorder used outside its 'async with' block")
+        self._raise_if_fatal()
 
     def _raise_if_fatal(self) -> None:
         if self._fatal is not None:
