@@ -19,8 +19,8 @@ from sleepstream.sources.synthetic_night import (
 )
 from sleepstream.types import Stage
 
-#: Ten epochs of each stage, in blocks.
-STAGES = np.repeat(np.arange(5, dtype=np.int8), 10)
+#: Twenty epochs of each stage, in blocks.
+STAGES = np.repeat(np.arange(5, dtype=np.int8), 20)
 
 
 def _band_fraction(epochs: np.ndarray, lo: float, hi: float, fs: float = 100.0) -> np.ndarray:
@@ -31,7 +31,7 @@ def _band_fraction(epochs: np.ndarray, lo: float, hi: float, fs: float = 100.0) 
 
 @pytest.fixture(scope="module")
 def night() -> np.ndarray:
-    """Epochs (50, 3000) of :data:`STAGES` at 100 Hz, seed 7."""
+    """Epochs (100, 3000) of :data:`STAGES` at 100 Hz, seed 7."""
     return NightGenerator(STAGES, 100.0, seed=7).signal().reshape(-1, 3000)
 
 
@@ -46,7 +46,7 @@ def test_synthetic_night_is_deterministic_from_seed():
 
 
 def test_synthetic_night_stage_spectra_differ_as_designed(night):
-    """Delta dominates N3, alpha W, theta N1, sigma N2 (relative band power per epoch)."""
+    """Delta power N3 > W, alpha W > N3, theta N1 > W, sigma N2 > N1 and N3, theta REM > N3."""
     med = {s: {} for s in Stage}
     for s in Stage:
         ep = night[s == STAGES]
@@ -57,11 +57,48 @@ def test_synthetic_night_stage_spectra_differ_as_designed(night):
             "sigma": (12, 15),
         }.items():
             med[s][band] = float(np.median(_band_fraction(ep, lo, hi)))
-    assert med[Stage.N3]["delta"] > 2 * med[Stage.W]["delta"]
-    assert med[Stage.W]["alpha"] > 5 * med[Stage.N3]["alpha"]
+        med[s]["delta_uv2"] = med[s]["delta"] * float(np.median(ep.var(axis=1)))
+    assert med[Stage.N3]["delta_uv2"] > 2 * med[Stage.W]["delta_uv2"]
+    assert med[Stage.N3]["delta"] > 1.3 * med[Stage.W]["delta"]
+    assert med[Stage.W]["alpha"] > 2 * med[Stage.N3]["alpha"]
     assert med[Stage.N1]["theta"] > 2 * med[Stage.W]["theta"]
-    assert med[Stage.N2]["sigma"] > 2 * med[Stage.N1]["sigma"]
-    assert med[Stage.REM]["theta"] > med[Stage.N3]["theta"]
+    assert med[Stage.N2]["sigma"] > 1.3 * med[Stage.N1]["sigma"]
+    assert med[Stage.N2]["sigma"] > 5 * med[Stage.N3]["sigma"]
+    assert med[Stage.REM]["theta"] > 3 * med[Stage.N3]["theta"]
+
+
+def _features(epochs: np.ndarray) -> np.ndarray:
+    """Log relative band powers (6 bands) and log std per epoch."""
+    f = np.fft.rfftfreq(epochs.shape[1], 0.01)
+    p = np.abs(np.fft.rfft(epochs - epochs.mean(1, keepdims=True), axis=1)) ** 2
+    tot = p[:, (f >= 0.3) & (f < 35)].sum(1)
+    bands = [(0.5, 2), (2, 4), (4, 7), (8, 12), (12, 15), (15, 30)]
+    rel = [np.log(p[:, (f >= lo) & (f < hi)].sum(1) / tot) for lo, hi in bands]
+    return np.stack([*rel, np.log(epochs.std(1))], axis=1)
+
+
+def test_synthetic_night_looks_like_real_sleep_edf_to_a_real_data_classifier(
+    sc4001_dir, hypnograms_dir
+):
+    """A spectral classifier fitted on the real SC4001 Fpz-Cz night stages the synthetic
+    SC4001 night mostly right (the synthetic stages resemble the real ones)."""
+    real = np.load(sc4001_dir / "SC4001E0_FpzCz_30s_trimmed.npz")
+    fr, y = _features(real["x"].astype(np.float64)), real["y"].astype(int)
+    mu, sd = fr.mean(0), fr.std(0)
+    z = (fr - mu) / sd
+    centroids = np.stack([z[y == k].mean(0) for k in range(5)])
+    icov = np.linalg.inv(sum(np.cov(z[y == k].T) * np.sum(y == k) for k in range(5)) / y.size)
+
+    def classify(zz: np.ndarray) -> np.ndarray:
+        d = [np.einsum("ij,jk,ik->i", zz - c, icov, zz - c) for c in centroids]
+        return np.argmin(np.stack(d, axis=1), axis=1)
+
+    src = SyntheticNightSource(hypnograms_dir / "SC4001E0-PSG.edf.csv", seed=11)
+    syn = src.generator.signal().reshape(-1, 3000)
+    pred, truth = classify((_features(syn) - mu) / sd), src.stages.astype(int)
+    assert np.mean(pred == truth) > 0.75
+    for stage in (Stage.W, Stage.N2, Stage.N3, Stage.REM):
+        assert np.mean(pred[truth == stage] == stage) > 0.8, stage.name
 
 
 def test_synthetic_night_amplitudes_match_sleep_edf(night):
