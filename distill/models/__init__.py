@@ -78,18 +78,10 @@ def _specs() -> dict[str, ModelSpec]:
         _dsn("tiny-ta", "ta", "tiny", None),
         _dsn("tiny-student", "student", "tiny", None),
     ]
-    try:
-        from distill.models.salient import _specs as salient_specs
+    from distill.models.salient import _specs as salient_specs
+    from distill.models.transformer import _specs as transformer_specs
 
-        specs += salient_specs()
-    except ImportError:  # pragma: no cover - family not written yet
-        pass
-    try:
-        from distill.models.transformer import _specs as transformer_specs
-
-        specs += transformer_specs()
-    except ImportError:  # pragma: no cover
-        pass
+    specs += salient_specs() + transformer_specs()
     return {s.name: s for s in specs}
 
 

@@ -29,13 +29,13 @@ def test_param_counts_deepsleepnet_exact() -> None:
     assert got == [5_502_474, 3_448_330, 1_552_906]
 
 
-def test_param_counts_every_family_has_paper_or_ordering() -> None:
+def test_param_counts_ordered_within_family() -> None:
     """Within each family the teacher is larger than the TA, which is larger than the student."""
     by_family: dict[str, dict[str, int]] = {}
     with torch.device("meta"):
         for name, spec in MODEL_SPECS.items():
             by_family.setdefault(spec.family, {})[spec.role] = count_params(build(name))["n_params"]
-    assert {"deepsleepnet", "tiny"} <= set(by_family)
+    assert set(by_family) == {"deepsleepnet", "salient", "transformer", "tiny"}
     for family, roles in by_family.items():
         sizes = [roles[r] for r in ("teacher", "ta", "student") if r in roles]
         assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == len(sizes), family
@@ -52,3 +52,20 @@ def test_count_params_split_trainable_and_bn_stats() -> None:
     assert c["n_params"] == c["n_trainable"] + bn
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
     assert frozen and all("bias_hh" in n for n in frozen)
+
+
+def test_model_specs_complete() -> None:
+    """The registry holds exactly the names of the team contract, with family and role."""
+    expected = {
+        f"{fam}-{role}"
+        for fam, roles in {
+            "deepsleepnet": ("teacher", "ta", "student"),
+            "salient": ("teacher", "student"),
+            "transformer": ("teacher", "student"),
+            "tiny": ("teacher", "ta", "student"),
+        }.items()
+        for role in roles
+    }
+    assert set(MODEL_SPECS) == expected
+    for name, spec in MODEL_SPECS.items():
+        assert name == f"{spec.family}-{spec.role}"
