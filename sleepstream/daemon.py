@@ -110,6 +110,7 @@ class Daemon:
         extra_sinks: Callable[[str], Sequence[Any]] | None = None,
         install_signals: bool = True,
         stdout: Any = None,
+        stay: bool = False,
     ) -> None:
         self.config = config
         self.stager = stager
@@ -118,6 +119,9 @@ class Daemon:
         self.extra_sinks = extra_sinks
         self.install_signals = install_signals
         self.stdout = stdout
+        self.stay = stay
+        #: Set once every source has ended and every outbox is empty (with ``stay``).
+        self.idle = asyncio.Event()
         self.metrics: Any = None
         self.mqtt_sinks: dict[str, Any] = {}
         self.pipelines: list[DevicePipeline] = []
@@ -174,7 +178,10 @@ class Daemon:
                     p.name: DeviceResult(p.name, self._sessions[p.name]) for p in self.pipelines
                 }
                 batcher = InferenceBatcher(
-                    self.stager, metrics=self.metrics, lookahead=cfg.lookahead
+                    self.stager,
+                    metrics=self.metrics,
+                    lookahead=cfg.lookahead,
+                    batch_window_s=0.005 if len(self.pipelines) > 1 else 0.0,
                 )
                 work = asyncio.create_task(run_pipelines(self.pipelines, batcher), name="pipelines")
                 await wait_opened(self.pipelines, work)
@@ -195,6 +202,11 @@ class Daemon:
                 for p in self.pipelines:
                     r = results[p.name]
                     r.epochs, r.published = p.n_epochs, p.n_published
+                if self.stay and not self._stop.is_set():
+                    await self._wait_delivered()
+                    self.idle.set()
+                    log.info("all sources ended; staying up until SIGTERM/SIGINT")
+                    await self._stop.wait()
                 # leaving the stack flushes the outboxes and publishes "offline"
             for name, sink in self.mqtt_sinks.items():
                 r = results[name]
@@ -209,6 +221,11 @@ class Daemon:
             mqtt_url=self.mqtt_url,
             metrics_port=self.metrics.port if self.metrics else None,
         )
+
+    async def _wait_delivered(self) -> None:
+        """Wait until every MQTT outbox is empty (events acknowledged) or a stop request."""
+        while not self._stop.is_set() and any(len(s.outbox) for s in self.mqtt_sinks.values()):
+            await asyncio.sleep(0.02)
 
     async def _startup(self, stack: AsyncExitStack) -> None:
         from sleepstream.metrics import Metrics
@@ -319,12 +336,36 @@ def resolve_profile(dev: DeviceConfig) -> Any:
     return load_profile(default_profile_name(kind, board))
 
 
-def default_source(dev: DeviceConfig) -> tuple[Any, float | None]:
-    """A source from the registry; options come from the device config."""
-    from sleepstream.sources.base import open_source
+#: Command-line spelling of each source option, for error messages.
+_FLAG = {k: "--" + k.replace("_", "-") for k in (
+    "serial_port", "mac_address", "ip_address", "speed", "start", "loop", "channel", "timeout",
+)}  # fmt: skip
 
+
+def default_source(dev: DeviceConfig) -> tuple[Any, float | None]:
+    """A source from the registry with the device's options.
+
+    An option the source kind does not take is a :class:`UsageError` naming the flag;
+    an EDF replay without ``--channel`` streams the profile's channel.
+    """
+    import inspect
+
+    from sleepstream.errors import UsageError
+    from sleepstream.sources.base import open_source, parse_source_spec, source_class
+
+    kind, _arg = parse_source_spec(dev.source)
     options = dict(dev.options)
     until = options.pop("until", None)
+    params = inspect.signature(source_class(kind).__init__).parameters
+    for key in list(options):
+        if key not in params:
+            raise UsageError(
+                f"{_FLAG.get(key, key)} does not apply to {kind} sources (device {dev.name})"
+            )
+    if kind == "edf" and "channel" not in options:
+        options["channel"] = resolve_profile(dev).channel
+    if kind == "board" and "timeout" in options:
+        options["timeout"] = int(options["timeout"])
     return open_source(dev.source, **options), until
 
 

@@ -42,6 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print JSON lines instead of text")
     out.add_argument("--quiet", action="store_true", help="print nothing per epoch")
+    out.add_argument(
+        "--stay",
+        action="store_true",
+        help="keep running (broker, metrics) after a file source ends, until SIGTERM",
+    )
     add_mqtt_arguments(parser)
     add_daemon_arguments(parser, metrics_default=9108)
 
@@ -108,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(args)
     from sleepstream.daemon import Daemon
 
-    result = asyncio.run(Daemon(config).run())
+    result = asyncio.run(Daemon(config, stay=args.stay).run())
     undelivered = sum(r.undelivered for r in result.devices.values())
     if undelivered:
         import logging
