@@ -302,6 +302,14 @@ class BrainFlowSource:
 
     def _read_loop(self) -> None:
         assert self._queue is not None
+        try:
+            self._read_forever()
+        except Exception as exc:  # a bug or an odd device must not hang the consumer
+            log.exception("reader thread failed")
+            self._queue.close_threadsafe(SourceError(f"board {self.board!r} reader failed: {exc}"))
+
+    def _read_forever(self) -> None:
+        assert self._queue is not None
         last_data = time.monotonic()
         while not self._stop.wait(self.poll_s):
             try:

@@ -196,6 +196,9 @@ class LSLSource:
                 inlet.close_stream()
             raise
         fs = float(full.nominal_srate())
+        if full.channel_format() == lsl.cf_string:
+            inlet.close_stream()
+            raise SourceError(f"LSL stream {full.name()!r} carries strings, not samples")
         if fs <= 0:
             inlet.close_stream()
             raise SourceError(f"LSL stream {full.name()!r} has an irregular rate; need fixed fs")
@@ -235,6 +238,16 @@ class LSLSource:
 
     # ------------------------------------------------------------------ reader thread
     def _read_loop(self) -> None:
+        assert self._queue is not None
+        try:
+            self._read_forever()
+        except Exception as exc:  # a bug or an odd device must not hang the consumer
+            log.exception("reader thread failed")
+            self._queue.close_threadsafe(
+                SourceError(f"LSL stream {self.wanted} reader failed: {exc}")
+            )
+
+    def _read_forever(self) -> None:
         assert self._queue is not None
         lost_error = self._lsl.util.LostError
         last_data = time.monotonic()
