@@ -53,6 +53,8 @@ class Source(Protocol):
         Samples (per channel) dropped because the consumer was too slow.
     reconnects : int
         Times the device/stream was lost and brought back.
+    queue_depth : int
+        Chunks read but not yet consumed (0 for consumer-paced sources).
     """
 
     name: str
@@ -61,6 +63,7 @@ class Source(Protocol):
     received_samples: int
     dropped_samples: int
     reconnects: int
+    queue_depth: int
 
     async def __aenter__(self) -> Source: ...
 

@@ -85,8 +85,9 @@ class EDFReplaySource:
         Stream time per chunk in seconds (1 s by default).
     """
 
-    dropped_samples: int = 0
+    dropped_samples: int = 0  # paced by the consumer: nothing is ever dropped
     reconnects: int = 0
+    queue_depth: int = 0
 
     def __init__(
         self,

@@ -348,8 +348,9 @@ class SyntheticNightSource:
         :data:`TRANSITIONS`.
     """
 
-    dropped_samples: int = 0
+    dropped_samples: int = 0  # paced by the consumer: nothing is ever dropped
     reconnects: int = 0
+    queue_depth: int = 0
 
     def __init__(
         self,

@@ -132,3 +132,28 @@ def test_playback_board_replays_a_brainflow_csv(tmp_path):
     assert src.channels == ("Fp1", "Fp2", "C3", "C4", "P7", "P8", "O1", "O2")
     assert x[0, 0] == 0.0 and np.all(np.diff(x[0]) == 1.0)
     assert np.all(x[7] - x[0] == 7000.0)
+
+
+def test_slow_consumer_drops_are_counted():
+    """With a lagging consumer the oldest chunks are dropped; every sample is accounted for."""
+    src = BrainFlowSource("synthetic", poll_s=0.02, queue_size=2)
+
+    async def run():
+        delivered = 0
+        async with src:
+            async for chunk in src:
+                delivered += chunk.n_samples
+                await asyncio.sleep(0.3)  # the pipeline is stuck for a while
+                if src.dropped_samples:
+                    break
+            src._stop.set()  # stop the reader, then count what is still queued
+            await asyncio.to_thread(src._thread.join, 10)
+            await asyncio.sleep(0.05)  # let pending hand-overs land
+            queued = 0
+            while not src._queue._queue.empty():
+                queued += src._queue._queue.get_nowait().n_samples
+            return delivered, queued, src.received_samples, src.dropped_samples
+
+    delivered, queued, received, dropped = asyncio.run(asyncio.wait_for(run(), 30))
+    assert dropped > 0
+    assert delivered + dropped + queued == received
