@@ -49,6 +49,10 @@ class QualityThresholds:
         (measured before the notch) above which ``line_noise`` is flagged.
     max_gap_fraction : float
         Epochs with more missing (filled) samples than this fraction are unscored.
+    max_nonfinite_fraction : float
+        Epochs with more NaN/inf samples than this fraction are unscored.
+    max_electrode_off_fraction : float
+        Epochs with more lead-off samples (boards that report it) are unscored.
     """
 
     flat_std_uv: float = 0.5
@@ -57,6 +61,8 @@ class QualityThresholds:
     amplitude_uv: float = 500.0
     line_noise_ratio: float = 1.0
     max_gap_fraction: float = 0.1
+    max_nonfinite_fraction: float = 0.1
+    max_electrode_off_fraction: float = 0.1
 
 
 @dataclass(frozen=True)
