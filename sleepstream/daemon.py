@@ -234,11 +234,9 @@ class Daemon:
         from sleepstream.sinks.stdout import StdoutSink
 
         cfg = self.config
+        # 1. everything that can be checked without listening or loading: fail fast
         state_dir = prepare_state_dir(cfg.state_dir)
-        self.metrics = Metrics()
-        if cfg.metrics_port is not None:
-            self.metrics.serve(cfg.metrics_port, cfg.metrics_addr)
-            stack.callback(self.metrics.close)
+        built = {dev.name: self.build_source(dev) for dev in cfg.devices}
         m = cfg.mqtt
         settings_kw = dict(
             username=m.username,
@@ -250,24 +248,33 @@ class Daemon:
             client_id=m.client_id,
             topic_prefix=m.topic_prefix,
         )
+        embedded_url = f"mqtt://{cfg.broker_host}:{cfg.broker_port}"
+        settings = mqtt_settings(m.url or embedded_url, **settings_kw)
+        # 2. the model (sha256 and contract checked against its card)
+        if self.stager is None:
+            from sleepstream.inference import load_stager
+
+            self.stager = await asyncio.to_thread(load_stager, cfg.model)
+        log.info("model %s (seq_len %d)", self.stager.model_id, self.stager.seq_len)
+        # 3. listeners: metrics, then the embedded broker
+        self.metrics = Metrics()
+        if cfg.metrics_port is not None:
+            self.metrics.serve(cfg.metrics_port, cfg.metrics_addr)
+            stack.callback(self.metrics.close)
         if m.url is None:
             from sleepstream.broker import EmbeddedBroker, EmbeddedBrokerConfig
 
             broker = EmbeddedBroker(EmbeddedBrokerConfig(cfg.broker_host, cfg.broker_port))
             await stack.enter_async_context(broker)
             self.mqtt_url = broker.url
+            settings = mqtt_settings(broker.url, **settings_kw)
         else:
             self.mqtt_url = m.url
-        settings = mqtt_settings(self.mqtt_url, **settings_kw)
-        if self.stager is None:
-            from sleepstream.inference import load_stager
-
-            self.stager = await asyncio.to_thread(load_stager, cfg.model)
-        log.info("model %s (seq_len %d)", self.stager.model_id, self.stager.seq_len)
+        # 4. per device: sinks (outbox first), then the pipeline
         self._sessions: dict[str, str] = {}
         for dev in cfg.devices:
             session = self._sessions[dev.name] = session_id()
-            source, until = self.build_source(dev)
+            source, until = built[dev.name]
             sinks: list[Any] = []
             mqtt = MqttSink(
                 settings,
