@@ -114,6 +114,9 @@ class LSLSource:
         No samples for this long (s) means the stream is lost.
     resolve_timeout_s : float
         How long each re-resolve attempt listens, in seconds.
+    clocksync, dejitter : bool
+        LSL post-processing of timestamps: map the outlet's clock to the local one, and
+        smooth jitter by a running linear fit (both on by default).
     backoff : Backoff
         Re-resolve schedule after a loss (default 0.25 s doubling to 5 s, jittered,
         forever).
@@ -132,6 +135,8 @@ class LSLSource:
         stall_timeout_s: float = 10.0,
         resolve_timeout_s: float = 1.0,
         backoff: Backoff | None = None,
+        clocksync: bool = True,
+        dejitter: bool = True,
     ) -> None:
         props = {"name": name, "type": type, "source_id": source_id}
         given = {k: v for k, v in props.items() if v}
@@ -149,6 +154,7 @@ class LSLSource:
         self.resolve_timeout_s = float(resolve_timeout_s)
         # re-resolving is cheap (one multicast query): cap the back-off at a few seconds
         self.backoff = backoff or Backoff(initial_s=0.25, max_s=5.0)
+        self.clocksync, self.dejitter = bool(clocksync), bool(dejitter)
         self.name = f"lsl:{self.wanted}"
         self.fs = 0.0
         self.channels: tuple[str, ...] = ()
@@ -184,7 +190,9 @@ class LSLSource:
             return False
         if len(infos) > 1:
             log.warning("%d LSL streams match %s; using the first", len(infos), self.wanted)
-        flags = lsl.proc_clocksync | lsl.proc_dejitter
+        flags = (lsl.proc_clocksync if self.clocksync else 0) | (
+            lsl.proc_dejitter if self.dejitter else 0
+        )
         inlet = lsl.StreamInlet(
             infos[0], max_buflen=self.max_buflen, processing_flags=flags, recover=False
         )
