@@ -1,0 +1,117 @@
+"""The pipeline with real parts: synthetic-night source, the DSP chain, the tiny ONNX
+student, in-memory collecting sinks."""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from sleepstream.daemon import chain_from_profile
+from sleepstream.pipeline import DevicePipeline, InferenceBatcher, run_pipelines
+from sleepstream.profiles import load_profile
+from sleepstream.types import UNSCORED
+
+
+class Collect:
+    """A sink that keeps what it is given (causal and revised)."""
+
+    def __init__(self):
+        self.causal, self.revised = [], []
+
+    async def publish(self, epoch, prediction):
+        self.causal.append((epoch, prediction))
+
+    async def publish_revised(self, epoch, prediction, lookahead):
+        self.revised.append((epoch, prediction, lookahead))
+
+
+def _source(n_epochs=10, seed=0):
+    from sleepstream.sources.synthetic_night import SyntheticNightSource
+
+    return SyntheticNightSource(n_epochs=n_epochs, seed=seed, speed="max", trim_wake_minutes=None)
+
+
+@pytest.fixture(scope="module")
+def stager(tiny_model):
+    from sleepstream.inference import load_stager
+
+    return load_stager(tiny_model)
+
+
+def _pipeline(name, stager, sink, **kw):
+    profile = load_profile("synthetic")
+    return DevicePipeline(
+        name, _source(**kw.pop("source", {})),
+        lambda src: chain_from_profile(profile, stager.seq_len), [sink], **kw,
+    )  # fmt: skip
+
+
+def test_pipeline_scores_every_epoch_in_order_like_the_stager(stager):
+    """Each epoch is published once, in order, with the stager's own verdict on its window."""
+    sink = Collect()
+    pipe = _pipeline("bed1", stager, sink)
+    asyncio.run(run_pipelines([pipe], InferenceBatcher(stager)))
+    assert [e.index for e, _ in sink.causal] == list(range(10))
+    again = stager.predict([e for e, _ in sink.causal])
+    for (epoch, got), want in zip(sink.causal, again, strict=True):
+        assert got.stage == want.stage
+        np.testing.assert_allclose(got.probabilities, want.probabilities, atol=1e-7)
+        if not epoch.quality:
+            assert got.confidence == pytest.approx(want.confidence)
+    assert pipe.n_published == 10
+
+
+def test_pipeline_lookahead_publishes_revised_stage_when_t_plus_k_arrives(stager):
+    """--lookahead K: epoch t gets a revised verdict computed from epoch t+K's window."""
+    k = 2
+    sink = Collect()
+    pipe = _pipeline("bed1", stager, sink, lookahead=k)
+    asyncio.run(run_pipelines([pipe], InferenceBatcher(stager, lookahead=k)))
+    epochs = {e.index: e for e, _ in sink.causal}
+    revised_idx = [p.epoch_index for _, p, _ in sink.revised]
+    assert revised_idx == list(range(0, 10 - k))
+    for epoch, pred, look in sink.revised:
+        assert look == k and epoch.index == pred.epoch_index
+        want = stager.predict([epochs[pred.epoch_index + k]], lookahead=k)[0]
+        assert pred.stage == want.stage
+        np.testing.assert_allclose(pred.probabilities, want.probabilities, atol=1e-7)
+
+
+def test_pipeline_until_stops_at_the_given_stream_time(stager):
+    """``until`` ends the stream at that time: only the epochs before it are scored."""
+    sink = Collect()
+    pipe = _pipeline("bed1", stager, sink, until=4 * 30.0, source={"n_epochs": 10})
+    asyncio.run(run_pipelines([pipe], InferenceBatcher(stager)))
+    assert [e.index for e, _ in sink.causal] == [0, 1, 2, 3]
+
+
+def test_pipeline_batches_epochs_of_several_devices(stager, tiny_model):
+    """Two devices in one loop: every epoch of each is delivered to its own sinks."""
+    sinks = [Collect(), Collect()]
+    pipes = [
+        _pipeline(f"bed{i}", stager, sinks[i], source={"n_epochs": 6, "seed": i}) for i in range(2)
+    ]
+    asyncio.run(run_pipelines(pipes, InferenceBatcher(stager, batch_window_s=0.005)))
+    for s in sinks:
+        assert [e.index for e, _ in s.causal] == list(range(6))
+    a = [e.window for e, _ in sinks[0].causal]
+    b = [e.window for e, _ in sinks[1].causal]
+    assert not np.array_equal(a[-1], b[-1])  # each device got its own signal back
+
+
+def test_pipeline_stop_drains_epochs_already_read(stager):
+    """stop() ends the source; everything read so far is still scored and published."""
+    sink = Collect()
+    pipe = _pipeline("bed1", stager, sink, source={"n_epochs": 400})
+
+    async def go():
+        task = asyncio.create_task(run_pipelines([pipe], InferenceBatcher(stager)))
+        while pipe.n_epochs < 3:
+            await asyncio.sleep(0.01)
+        pipe.stop()
+        await task
+
+    asyncio.run(go())
+    assert 3 <= pipe.n_published == pipe.n_epochs < 400
+    assert [e.index for e, _ in sink.causal] == list(range(pipe.n_epochs))
+    assert all(p.stage != UNSCORED or p.reasons for _, p in sink.causal)
