@@ -42,6 +42,10 @@ from sleepstream.errors import ConfigError
 from sleepstream.types import EPOCH_SAMPLES, EPOCH_SECONDS, MODEL_FS, Epoch
 
 
+def _mask(m: np.ndarray | None, n: int) -> np.ndarray:
+    return np.zeros(n, dtype=bool) if m is None else m
+
+
 @dataclass(frozen=True)
 class EpochConfig:
     """Epoch grid, context and timestamp policy.
@@ -55,8 +59,15 @@ class EpochConfig:
     utc_origin : datetime or None
         UTC wall-clock time of stream time 0 (tz-aware); None = ``now - t_first`` at
         the first sample.
-    max_drift_samples : float
-        Timestamp deviation (samples) tolerated before re-anchoring (jitter).
+    max_drift_samples, max_drift_s : float
+        Timestamp deviation tolerated before re-anchoring (jitter): the larger of
+        ``max_drift_samples`` samples and ``max_drift_s`` seconds.  Dejittered LSL
+        timestamps wobble by a fraction of a sample; BrainFlow's host timestamps
+        jitter by 10-20 ms, hence the 20-ms floor (shorter holes are absorbed by
+        counting until they add up).
+    confirm_gap_s : float
+        A late timestamp becomes a gap only if every sample for this long stays late
+        (host-stamped sources stall and catch up); the decision delays those samples.
     max_gap_s : float
         Forward jumps longer than this (s) are clock jumps (re-anchor, no fill).
     backwards_reset_s : float
@@ -70,6 +81,8 @@ class EpochConfig:
     origin: float | None = None
     utc_origin: datetime | None = None
     max_drift_samples: float = 2.0
+    max_drift_s: float = 0.02
+    confirm_gap_s: float = 0.25
     max_gap_s: float = 12 * 3600.0
     backwards_reset_s: float = 30.0
     emit_partial: bool = False
@@ -112,7 +125,8 @@ class EpochBuffer:
             fs,
             origin=config.origin,
             epoch_s=EPOCH_SECONDS,
-            max_drift_samples=config.max_drift_samples,
+            max_drift_samples=max(config.max_drift_samples, config.max_drift_s * fs),
+            confirm_s=config.confirm_gap_s,
             max_gap_s=config.max_gap_s,
             backwards_reset_s=config.backwards_reset_s,
         )
@@ -120,6 +134,9 @@ class EpochBuffer:
         self.filters = FilterBank(fs, filters or FilterConfig())
         self.resampler = StreamingResampler(fs, MODEL_FS)
         self._hold = 0.0
+        self._back_x = np.zeros(0)  # input samples whose placement is pending
+        self._back_eoff: np.ndarray | None = None
+        self._back_from = 0
         self._parts: list[np.ndarray] = []
         self._n_part = 0
         self._r_out = 0  # relative index of the 100-Hz epoch being assembled
@@ -179,13 +196,28 @@ class EpochBuffer:
         if eoff is not None and eoff.size != x.size:
             raise ValueError(f"epochs: {x.size} samples but {eoff.size} electrode_off flags")
         self.n_samples += x.size
+        if self._back_x.size:
+            x = np.concatenate([self._back_x, x])
+            if eoff is not None or self._back_eoff is not None:
+                eoff = np.concatenate(
+                    [_mask(self._back_eoff, self._back_x.size), _mask(eoff, ts.size)]
+                )
+        base = self._back_from
         was_started = self.timeline.started
         segments = self.timeline.place(ts)
         if not was_started and self.timeline.started and self._utc0 is None:
             self._utc0 = datetime.now(UTC) - timedelta(seconds=self.timeline.grid0)
+        self._apply(segments, x, eoff, base, received_at)
+        keep = self.timeline.first_pending - base
+        self._back_x = x[keep:].copy()
+        self._back_eoff = None if eoff is None else eoff[keep:].copy()
+        self._back_from = self.timeline.first_pending
+        return self._drain()
+
+    def _apply(self, segments, x, eoff, base: int, received_at: float) -> None:
         for seg in segments:
             if seg.kind == "data":
-                sl = slice(seg.start, seg.stop)
+                sl = slice(seg.start - base, seg.stop - base)
                 self._feed(x[sl], False, None if eoff is None else eoff[sl], received_at)
             elif seg.kind == "fill":
                 self._fill(seg.count, received_at)
@@ -193,12 +225,15 @@ class EpochBuffer:
                 self.tracker.note_drop(seg.stop - seg.start)
             else:
                 self.tracker.note_clock_reset()
-        return self._drain()
 
     def flush(self) -> list[Epoch]:
         """End of stream: emit the epochs still held back by the resampler's delay."""
         if self._closed:
             return []
+        base = self._back_from
+        self._apply(self.timeline.flush(), self._back_x, self._back_eoff, base, self._last_received)
+        self._back_x = np.zeros(0)
+        self._back_eoff = None
         t = self.tracker
         if self.config.emit_partial and t.n > t.bound(t.r):
             self._fill(t.bound(t.r + 1) - t.n, self._last_received)

@@ -237,3 +237,45 @@ def test_epoch_buffer_standalone_100hz(eeg):
     np.testing.assert_array_equal(out[1].window[0], x[:3000].astype(np.float32))
     with pytest.raises(ValueError, match="timestamps"):
         buf.push(x[:10], np.arange(5), 3.0)
+
+
+def _host_stamped(n: int, fs: float, seed: int) -> np.ndarray:
+    """BrainFlow-like host timestamps: 10-sample packets stamped 0-8 ms late, and every
+    ~2 s a 70-ms stall whose backlog is caught up over the next 20 samples."""
+    rng = np.random.default_rng(seed)
+    late = np.repeat(rng.uniform(0.0, 0.008, n // 10 + 1), 10)[:n]
+    for s in range(200, n - 40, 500):
+        late[s : s + 20] += np.linspace(0.07, 0.0, 20)
+    return np.arange(n) / fs + late
+
+
+def test_epochs_host_timestamp_jitter_tolerated(eeg, chunk_signal, chain_factory, run):
+    """Host-stamped jitter with stalls raises no flag; without the confirmation it would."""
+    fs = 250.0
+    n = int(61 * fs)
+    ts = _host_stamped(n, fs, 15)
+    x = eeg(n, fs, seed=15)
+    chain = chain_factory(fs=fs)
+    out = run(chain, chunk_signal(x, ts, fs, 50))
+    assert [e.quality for e in out] == [(), ()]
+    assert chain.stats().samples_filled == 0 and chain.stats().samples_dropped == 0
+    hasty = run(chain_factory(fs=fs, confirm_gap_s=0.0), chunk_signal(x, ts, fs, 50))
+    assert any("gap" in e.quality for e in hasty)
+
+
+def test_epochs_real_gap_found_despite_jitter(eeg, chunk_signal, chain_factory, run):
+    """A 0.5-s hole in a jittery host-stamped stream is filled with 125 +- 2 samples."""
+    fs = 250.0
+    n = int(61 * fs)
+    ts = _host_stamped(n, fs, 16)
+    keep = np.ones(n, dtype=bool)
+    keep[4000:4125] = False
+    x = eeg(n, fs, seed=16)
+    outs = []
+    for size in (1, 50, 3000):
+        chain = chain_factory(fs=fs)
+        outs.append(run(chain, chunk_signal(x[keep], ts[keep], fs, size)))
+        assert abs(chain.stats().samples_filled - 125) <= 2
+    assert [e.quality for e in outs[0]] == [("gap",), ()]
+    for out in outs[1:]:
+        _assert_same(out, outs[0])
