@@ -198,6 +198,11 @@ def load_stager(
         inputs/outputs do not follow the contract.
     """
     path = Path(model_path) if model_path is not None else default_model_path()
+    if model_path is None and not path.is_file():
+        raise ModelError(
+            f"{path}: no default model is shipped in this install; pass a model path or "
+            f"write one with `distill export --checkpoint CKPT --out {path}`"
+        )
     if path.name.endswith(".card.json"):
         card = load_card(path)
         path = card.model_path
