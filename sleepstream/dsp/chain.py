@@ -6,6 +6,28 @@ notch -> band-pass -> resample to 100 Hz -> epoch buffer``; see
 :class:`SignalChain` per device from its profile and calls :meth:`SignalChain.push`
 for every chunk and :meth:`SignalChain.flush` at the end of the stream.
 
+Policies in one place (details in the modules):
+
+* **grid** - epoch ``index`` starts at stream time ``origin + 30 * index`` (origin =
+  the first sample's time unless ``EpochConfig.origin``); ``start_utc`` is
+  ``EpochConfig.utc_origin + start_time``.  Every index is emitted exactly once, in
+  order; ``Epoch.window[-1]`` is the scored epoch, earlier rows the past epochs (zeros
+  before the first, see :meth:`SignalChain.context_indices`).
+* **timestamps** (:mod:`~sleepstream.dsp.timeline`) - placed by counting; jitter up
+  to max(2 samples, 20 ms) ignored; a late stamp is a gap only if it stays late for
+  0.25 s; gaps are filled (last valid value held) and counted in ``gap_fraction``;
+  backward jumps drop the overlapping samples (``time_backwards``); jumps beyond
+  ``max_gap_s`` / ``backwards_reset_s`` re-anchor (``clock_reset``).
+* **NaN/inf** - replaced by the last finite value before any filter (flag
+  ``nonfinite``); the filters restart after >= 1 s of invalid samples.
+* **quality** (:mod:`~sleepstream.dsp.quality`) - ``gap``, ``nonfinite``,
+  ``electrode_off`` above 10 % and ``flat`` make an epoch unscored; ``clipping``,
+  ``amplitude``, ``line_noise``, ``time_backwards``, ``clock_reset`` lower the
+  confidence (:func:`~sleepstream.dsp.quality.confidence_factor`).
+* **latency** - an epoch is emitted when its last input sample (plus the resampler's
+  ~0.2-s look-ahead when fs != 100 Hz) has arrived; ``last_sample_at`` is the
+  ``received_at`` of the chunk that completed it.
+
 Sample rate policy: the rate of the first chunk must equal ``expected_fs`` within the
 relative ``fs_tolerance`` (the profile's ``fs_tolerance``) or
 :class:`~sleepstream.errors.SourceError` is raised, unless ``allow_other_fs`` is set.
@@ -17,7 +39,7 @@ tolerance still yields an exact 100-Hz model input.  A rate that changes mid-str
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,7 +61,6 @@ class ChainStats:
     clock_resets: int = 0
     epochs: int = 0
     epochs_unscored: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 class SignalChain:
