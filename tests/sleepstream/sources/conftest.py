@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -83,7 +84,8 @@ def lsl_outlet(lsl_loopback, request):
     made: list[OutletThread] = []
 
     def make(name: str, **kw) -> OutletThread:
-        o = OutletThread(lsl_loopback, f"{name}-{request.node.name}"[:60], **kw)
+        # unique per process too: parallel test runs on this machine share the LSL scope
+        o = OutletThread(lsl_loopback, f"{name}-{os.getpid()}-{request.node.name}"[:60], **kw)
         made.append(o)
         return o
 
