@@ -1,0 +1,206 @@
+"""Replay throughput: the whole SC4001 night at ``--speed max`` through the full pipeline.
+
+The night (841 epochs after the Sleep-EDF 30-min wake trim, exactly what
+``sleepstream replay`` streams) goes EDF replay source -> causal DSP -> epochs ->
+ONNX student -> MQTT sink (durable outbox, QoS 1, PUBACK awaited) -> a real mosquitto on
+127.0.0.1 -> a subscriber in another process. Each run uses the daemon's public API
+(:class:`sleepstream.daemon.Daemon`) in this process, with the stager loaded once.
+
+Epochs per second = epochs received by the subscriber / (last arrival - the moment
+the source was open, i.e. ``Daemon.started``): model load and EDF read are excluded,
+the broker hop and delivery are included. The median over ``--runs`` runs is reported.
+One extra run of the plain CLI (``sleepstream replay ... --speed max --json-summary``)
+gives the wall time a user sees, start-up included. ``--profile`` adds a cProfile run
+(top functions written to ``bench/results/profiles/throughput.txt``).
+
+    .venv/bin/python bench/throughput.py [--runs 3] [--no-cli] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import Subscriber, bench_model, mosquitto, run_edf_daemon, sc4001_window  # noqa: E402
+from common import RESULTS, emit, machine, median, percentile  # noqa: E402
+
+GOAL = 200.0
+
+
+def one_run(port: int, stager, model: Path, device: str, window) -> dict:
+    psg, t0, t_end, utc = window
+    n_expected = int(round((t_end - t0) / 30))
+    with (
+        Subscriber(port, f"sleepstream/{device}/stage") as sub,
+        tempfile.TemporaryDirectory(prefix="bench-tp-") as tmp,
+    ):
+        res = asyncio.run(
+            run_edf_daemon(
+                port=port,
+                stager=stager,
+                model=model,
+                device=device,
+                state_dir=Path(tmp),
+                speed="max",
+                start=t0,
+                until=t_end,
+                utc_origin=utc,
+            )  # fmt: skip
+        )
+        recs = sub.wait(n_expected, timeout=60)
+    last = max(r["t"] for r in recs) if recs else float("nan")
+    elapsed = last - res["t_started"]
+    order_ok = [r["epoch_index"] for r in recs] == sorted(r["epoch_index"] for r in recs)
+    return {
+        "epochs_expected": n_expected,
+        "epochs_received": len(recs),
+        "in_order": order_ok,
+        "elapsed_s": elapsed,
+        "epochs_per_s": len(recs) / elapsed,
+        "daemon_s_incl_shutdown": res["t_end"] - res["t_started"],
+        "ack_latency_ms_p50": percentile([x * 1e3 for x in res["ack_latencies_s"]], 50),
+        "ack_latency_ms_p99": percentile([x * 1e3 for x in res["ack_latencies_s"]], 99),
+        "undelivered": res["undelivered"],
+    }
+
+
+def cli_run(port: int, model: Path) -> dict:
+    from _harness import SC4001
+
+    with tempfile.TemporaryDirectory(prefix="bench-tp-cli-") as tmp:
+        cmd = [
+            str(Path(sys.executable).with_name("sleepstream")),
+            "replay", str(SC4001 / "SC4001E0-PSG.edf"),
+            "--hypnogram", str(SC4001 / "SC4001EC-Hypnogram.edf"),
+            "--channel", "EEG Fpz-Cz", "--speed", "max", "--mqtt", f"mqtt://127.0.0.1:{port}",
+            "--device", "tp-cli", "--model", str(model), "--state-dir", tmp,
+            "--no-metrics", "--json-summary",
+        ]  # fmt: skip
+        t0 = time.perf_counter()
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        return {"error": out.stderr.strip()[-500:], "command": " ".join(cmd)}
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    return {
+        "command": "sleepstream " + " ".join(cmd[1:]),
+        "wall_s": wall,
+        "epochs_per_s_incl_startup": summary["n_epochs_published"] / wall,
+        "n_epochs_published": summary["n_epochs_published"],
+        "latency_ms_p50": summary["latency_ms_p50"],
+        "latency_ms_p99": summary["latency_ms_p99"],
+        "accuracy": summary["accuracy"],
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--no-cli", action="store_true", help="skip the CLI wall-time run")
+    p.add_argument("--profile", action="store_true", help="one extra run under cProfile")
+    args = p.parse_args()
+
+    from sleepstream.inference import load_stager
+
+    model, model_desc = bench_model()
+    stager = load_stager(model)
+    window = sc4001_window()
+    runs = []
+    with mosquitto() as port:
+        for i in range(args.runs):
+            r = one_run(port, stager, model, f"tp-{i}", window)
+            print(f"run {i + 1}: {r['epochs_received']} epochs, {r['epochs_per_s']:.1f}/s",
+                  file=sys.stderr)  # fmt: skip
+            runs.append(r)
+        cli = None if args.no_cli else cli_run(port, model)
+        profile_top = None
+        if args.profile:
+            prof = cProfile.Profile()
+            prof.enable()
+            one_run(port, stager, model, "tp-prof", window)
+            prof.disable()
+            buf = io.StringIO()
+            pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(25)
+            buf2 = io.StringIO()
+            pstats.Stats(prof, stream=buf2).sort_stats("cumulative").print_stats(40)
+            out = RESULTS / "profiles" / "throughput.txt"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(
+                "# cProfile of one SC4001 --speed max run (bench/throughput.py --profile)\n"
+                "# (the inference thread's ONNX Runtime time shows as "
+                "threading wait / to_thread in the loop thread)\n\n"
+                "## by own time\n" + buf.getvalue() + "\n## cumulative\n" + buf2.getvalue()
+            )
+            profile_top = str(out.relative_to(RESULTS.parent.parent))
+    eps = median([r["epochs_per_s"] for r in runs])
+    result = {
+        "question": "whole-night replay throughput at --speed max, full pipeline incl. MQTT",
+        "data": "Sleep-EDF SC4001E0 EEG Fpz-Cz, 100 Hz, trimmed to 841 epochs",
+        "model": model_desc,
+        "model_id": stager.model_id,
+        "broker": "mosquitto 127.0.0.1 (set_tcp_nodelay true), QoS 1",
+        "runs": args.runs,
+        "load_avg_1min_at_end": os.getloadavg()[0],
+        "epochs_per_s_median": eps,
+        "goal_epochs_per_s": GOAL,
+        "goal_met": eps >= GOAL,
+        "per_run": runs,
+        "cli_run": cli,
+        "profile": profile_top,
+    }
+    row = (
+        f"| throughput | SC4001 841 epochs, --speed max, mosquitto | "
+        f"{eps:.0f} epochs/s (median of {args.runs}) | ≥ {GOAL:.0f} | "
+        f"{'met' if eps >= GOAL else 'missed'} ({(eps / GOAL - 1) * 100:+.0f} %) |"
+    )
+    emit("throughput", result, row, packages=["aiomqtt", "paho-mqtt"])
+    write_markdown(result)
+
+
+def write_markdown(r: dict) -> None:
+    m = machine()
+    per = ", ".join(f"{x['epochs_per_s']:.0f}" for x in r["per_run"])
+    lines = [
+        "## Replay throughput (whole night, `--speed max`)",
+        "",
+        f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: {m['cpu']}, "
+        f"{m['cores']} cores, shared (1-min load average {r['load_avg_1min_at_end']:.1f} "
+        "at the end).",
+        "- Command: `.venv/bin/python bench/throughput.py`",
+        f"- Data: {r['data']}. Model: {r['model']} (`{r['model_id']}`). Broker: {r['broker']}, "
+        "subscriber in a separate process.",
+        f"- Runs: {r['runs']} (each the whole night), through `sleepstream.daemon.Daemon`; "
+        "time from the source being open to the last event at the subscriber.",
+        "",
+        f"**{r['epochs_per_s_median']:.0f} epochs/s** (median; runs: {per}). Goal ≥ "
+        f"{r['goal_epochs_per_s']:.0f}: **{'met' if r['goal_met'] else 'missed'}** "
+        f"({(r['epochs_per_s_median'] / r['goal_epochs_per_s'] - 1) * 100:+.0f} %). "
+        f"All {r['per_run'][0]['epochs_expected']} events arrived in order in every run: "
+        f"{all(x['epochs_received'] == x['epochs_expected'] and x['in_order'] for x in r['per_run'])}.",
+    ]
+    if r["cli_run"] and "wall_s" in r["cli_run"]:
+        c = r["cli_run"]
+        lines += [
+            "",
+            f"Plain CLI (`{c['command']}`), start-up and model load included: "
+            f"{c['wall_s']:.1f} s wall for {c['n_epochs_published']} epochs "
+            f"({c['epochs_per_s_incl_startup']:.0f} epochs/s).",
+        ]
+    lines.append("")
+    (RESULTS / "throughput.md").write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
