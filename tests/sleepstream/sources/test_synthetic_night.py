@@ -7,15 +7,11 @@ import asyncio
 import numpy as np
 import pytest
 
-from sleepstream.errors import HypnogramError
 from sleepstream.sources.synthetic_night import (
     STAGE_STD_UV,
-    TRANSITIONS,
     NightGenerator,
     SyntheticNightSource,
-    estimate_transitions,
     markov_stages,
-    read_hypnogram_text,
 )
 from sleepstream.types import Stage
 
@@ -116,12 +112,6 @@ def test_synthetic_night_has_no_steps_at_epoch_borders(night):
     assert np.median(borders) < 1.6 * np.median(steps)
 
 
-def test_transition_matrix_matches_sleep_edf20_hypnograms(hypnograms_dir):
-    """The hard-coded Markov matrix is the one estimated from the 39 hypnograms."""
-    np.testing.assert_allclose(estimate_transitions(hypnograms_dir), TRANSITIONS, atol=1e-4)
-    np.testing.assert_allclose(TRANSITIONS.sum(axis=1), 1.0, atol=1e-3)
-
-
 def test_synthetic_night_follows_a_real_hypnogram(hypnograms_dir):
     """SC4001's hypnogram, trimmed as in Sleep-EDF-20, gives its 841 epochs and counts."""
     src = SyntheticNightSource(hypnograms_dir / "SC4001E0-PSG.edf.csv", speed="max")
@@ -145,13 +135,3 @@ def test_synthetic_night_streams_markov_night_without_shared_data():
     np.testing.assert_array_equal(x, NightGenerator(src.stages, 100.0, seed=2).signal())
     np.testing.assert_allclose(ts, np.arange(x.size) / 100.0)
     assert chunks[0].channels == ("EEG Fpz-Cz",) and chunks[0].fs == 100.0
-
-
-def test_read_hypnogram_text_rejects_unknown_symbol(tmp_path):
-    """An unknown stage symbol names the file, position and symbol."""
-    p = tmp_path / "bad.hyp"
-    p.write_text("W\r1\r2\rX\r")
-    with pytest.raises(HypnogramError, match="bad.hyp.*'X'.*epoch 3"):
-        read_hypnogram_text(p)
-    p.write_text("W\r1\r2\r3\r4\rR\r?\r")
-    assert read_hypnogram_text(p).tolist() == [0, 1, 2, 3, 3, 4, -1]
