@@ -96,7 +96,18 @@ def run(args: argparse.Namespace) -> int:
         cmd += ["--exporter", args.exporter]
     training = {
         k: meta[k]
-        for k in ("datasets", "channels", "config", "fold", "summary", "class_weights")
+        for k in (
+            "datasets",
+            "channels",
+            "split",
+            "config",
+            "fold",
+            "stage",
+            "best_epoch",
+            "best",
+            "summary",
+            "class_weights",
+        )  # fmt: skip
         if k in meta
     }
     training["checkpoint"] = str(args.checkpoint)
@@ -110,6 +121,11 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.channels:
         fields["channels"] = args.channels
+    elif meta.get("channels"):
+        fields["channels"] = (
+            "one bipolar EEG derivation like the training channels "
+            f"({', '.join(map(str, meta['channels']))}), in µV, resampled to 100 Hz"
+        )
     out = export_student(
         model, args.out, seq_len=int(seq_len), card_fields=fields, exporter=args.exporter
     )

@@ -200,3 +200,34 @@ def test_models_command_json(capsys: pytest.CaptureFixture) -> None:
     by_name = {r["name"]: r for r in rows}
     assert by_name["deepsleepnet-student"]["n_params"] == 1_552_906
     assert all({"name", "family", "role", "n_params"} <= set(r) for r in rows)
+
+
+def test_export_command_from_train_checkpoint(tmp_path: Path) -> None:
+    """A `distill train` checkpoint (weights + sidecar) exports without --model; the card
+    carries the training command, channels and the rebuild command."""
+    from distill.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = build("tiny-ta", seq_len=4).eval()
+    ckpt = save_checkpoint(
+        tmp_path / "best.safetensors",
+        model,
+        {
+            "model": "tiny-ta",
+            "model_kwargs": {"seq_len": 4},
+            "seq_len": 4,
+            "channels": ["EEG Fpz-Cz"],
+            "datasets": ["sc4001"],
+            "command": "distill train --model tiny-ta --seq-len 4",
+        },
+    )
+    out = tmp_path / "ta.onnx"
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    card = json.loads(out.with_name("ta.card.json").read_text())
+    assert card["architecture"] == "tiny-ta" and card["input_contract"]["seq_len"] == 4
+    assert "EEG Fpz-Cz" in card["input_contract"]["channels"]
+    assert card["training"]["datasets"] == ["sc4001"]
+    assert card["rebuild_command"].startswith(
+        "distill train --model tiny-ta --seq-len 4 && distill export"
+    )
+    assert _parity(model, out, [4]) < 1e-4
