@@ -80,10 +80,11 @@ def test_forward_epochs_matches_full_forward() -> None:
     torch.testing.assert_close(full["epoch_logits"], ep["epoch_logits"])
 
 
-def test_models_trainable_gradients_reach_all() -> None:
-    """One backward pass reaches every trainable parameter of a tiny model."""
+@pytest.mark.parametrize("name", ["tiny-teacher", "salient-student", "transformer-student"])
+def test_models_trainable_gradients_reach_all(name: str) -> None:
+    """One backward pass reaches every trainable parameter (no dead branch in the graph)."""
     torch.manual_seed(0)
-    model = build("tiny-teacher").train()
+    model = build(name).train()
     out = model(torch.randn(2, 3, 1, 3000) * 30)
     (out["logits"].sum() + out["epoch_logits"].sum()).backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
