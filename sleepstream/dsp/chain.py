@@ -58,6 +58,7 @@ class ChainStats:
     samples_in: int = 0
     samples_filled: int = 0
     samples_dropped: int = 0
+    samples_skipped: int = 0
     clock_resets: int = 0
     epochs: int = 0
     epochs_unscored: int = 0
@@ -150,6 +151,7 @@ class SignalChain:
             samples_in=b.n_samples,
             samples_filled=b.timeline.n_filled,
             samples_dropped=b.timeline.n_dropped,
+            samples_skipped=b.timeline.n_skipped,
             clock_resets=b.timeline.n_clock_resets,
             epochs=b.n_epochs,
             epochs_unscored=b.n_unscored,

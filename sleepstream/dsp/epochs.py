@@ -223,8 +223,9 @@ class EpochBuffer:
                 self._fill(seg.count, received_at)
             elif seg.kind == "drop":
                 self.tracker.note_drop(seg.stop - seg.start)
-            else:
+            elif seg.kind == "clock_reset":
                 self.tracker.note_clock_reset()
+            # "skip": samples before the stream started (counted by the timeline only)
 
     def flush(self) -> list[Epoch]:
         """End of stream: emit the epochs still held back by the resampler's delay."""

@@ -48,7 +48,9 @@ class Segment:
 
     ``kind`` is ``"data"`` (input samples ``start:stop``, absolute indices, placed in
     order), ``"fill"`` (``count`` missing samples), ``"drop"`` (input samples
-    ``start:stop`` discarded) or ``"clock_reset"`` (the grid was re-anchored).
+    ``start:stop`` discarded: backward timestamps), ``"skip"`` (input samples before
+    the stream started: no finite timestamp yet, or before ``origin``) or
+    ``"clock_reset"`` (the grid was re-anchored).
     """
 
     kind: str
@@ -100,6 +102,7 @@ class Timeline:
         self.n_in = 0  # input samples seen so far
         self.n_filled = 0
         self.n_dropped = 0
+        self.n_skipped = 0
         self.n_clock_resets = 0
         self._t_anchor = 0.0
         self._n_anchor = 0
@@ -150,7 +153,7 @@ class Timeline:
     def _emit(self, segs: list[Segment], kind: str, a: int, b: int) -> None:
         if b <= a:
             return
-        if segs and segs[-1].kind == kind and segs[-1].stop == a and kind in ("data", "drop"):
+        if segs and segs[-1].kind == kind and segs[-1].stop == a and kind != "clock_reset":
             segs[-1] = Segment(kind, segs[-1].start, b)
         else:
             segs.append(Segment(kind, a, b))
@@ -158,6 +161,8 @@ class Timeline:
             self.n += b - a
         elif kind == "drop":
             self.n_dropped += b - a
+        else:
+            self.n_skipped += b - a
 
     def _run(self, ts: np.ndarray, base: int, segs: list[Segment], *, final: bool) -> int:
         """Decide samples of ``ts`` (absolute index ``base + i``); return the first undecided."""
@@ -233,8 +238,8 @@ class Timeline:
         """
         finite = np.flatnonzero(np.isfinite(ts))
         if not finite.size:
-            # No usable time yet: drop (counted) until a finite timestamp arrives.
-            self._emit(segs, "drop", base, base + ts.size)
+            # No usable time yet: skip (counted) until a finite timestamp arrives.
+            self._emit(segs, "skip", base, base + ts.size)
             return ts.size
         i = int(finite[0])
         if self.origin is not None:
@@ -242,7 +247,7 @@ class Timeline:
             skip = i + (int(late[0]) if late.size else ts.size - i)
         else:
             skip = i
-        self._emit(segs, "drop", base, base + skip)
+        self._emit(segs, "skip", base, base + skip)
         if skip >= ts.size:
             return ts.size
         win = ts[skip : skip + self.confirm]

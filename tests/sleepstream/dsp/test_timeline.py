@@ -11,7 +11,7 @@ def _summary(tl: Timeline, ts: np.ndarray, size: int) -> list[tuple]:
     segs = []
     for i in range(0, ts.size, size):
         for s in tl.place(ts[i : i + size]):
-            segs.append((s.kind, s.stop - s.start if s.kind in ("data", "drop") else s.count))
+            segs.append((s.kind, s.stop - s.start if s.kind in ("data", "drop", "skip") else s.count))
     # merge consecutive segments of the same kind (chunking splits them)
     merged: list[list] = []
     for kind, n in segs:
@@ -91,3 +91,11 @@ def test_timeline_nan_timestamp_placed_by_counting():
     ts[120] = np.nan
     tl = Timeline(100.0)
     assert _summary(tl, ts, 50) == [("data", 300)]
+
+
+def test_timeline_samples_before_origin_are_skipped_not_dropped():
+    """Samples stamped before the origin are skipped (no backward-jump count)."""
+    ts = 10.0 + np.arange(1000) / 100  # 10..20 s, origin at 15 s
+    tl = Timeline(100.0, origin=15.0)
+    assert _summary(tl, ts, 64) == [("skip", 500), ("data", 500)]
+    assert tl.n_dropped == 0 and tl.n_skipped == 500 and tl.first_index == 0
