@@ -113,7 +113,7 @@ def test_export_parity_dynamo_exporter(tmp_path: Path) -> None:
 
 
 def test_export_tiny_student_helper(tmp_path: Path) -> None:
-    """export_tiny_student writes a loadable model + card; same seed, same weights."""
+    """export_tiny_student writes a loadable model + card; same seed, byte-identical ONNX."""
     from sleepstream.inference import load_stager
 
     p = export_tiny_student(tmp_path / "a", seed=3)
@@ -121,6 +121,9 @@ def test_export_tiny_student_helper(tmp_path: Path) -> None:
     x = np.random.default_rng(0).standard_normal((2, stager.seq_len, 1, 3000)).astype(np.float32)
     q = export_tiny_student(tmp_path / "b", seed=3)
     np.testing.assert_allclose(stager.logits(x), load_stager(q).logits(x), atol=1e-6)
+    assert p.read_bytes() == q.read_bytes()
+    r = export_tiny_student(tmp_path / "c", seed=4)
+    assert r.read_bytes() != p.read_bytes()
 
 
 def test_export_command_from_state_dict(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
