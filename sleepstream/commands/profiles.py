@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
 
-from sleepstream.errors import UsageError
+from sleepstream.errors import ConfigError, UsageError
 from sleepstream.profiles import available_profiles, load_profile
 
 HELP = "list the device profiles, or show one (channel, scaling, filters, quality)"
@@ -22,17 +23,25 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "list":
         if args.name:
             raise UsageError("sleepstream profiles list: takes no NAME")
-        profiles = [load_profile(path) for path in available_profiles().values()]
+        profiles, broken = [], []
+        for path in available_profiles().values():
+            try:
+                profiles.append(load_profile(path))
+            except ConfigError as exc:  # list the good ones, report the bad ones
+                broken.append(str(exc))
+        for message in broken:
+            print(f"sleepstream profiles: invalid profile: {message}", file=sys.stderr)
+        rc = ConfigError.exit_code if broken else 0
         if args.json:
             print(json.dumps([asdict(p) for p in profiles], indent=2))
-            return 0
+            return rc
         for p in profiles:
             board = f" {p.board}" if p.board else ""
             print(
                 f"{p.name:<16} {p.source + board:<22} {p.fs:>6g} Hz  {p.derivation:<12} "
                 f"{p.description}"
             )
-        return 0
+        return rc
     if not args.name:
         raise UsageError("sleepstream profiles show: NAME is required")
     profile = load_profile(args.name)

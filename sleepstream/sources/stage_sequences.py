@@ -117,3 +117,10 @@ def markov_stages(
         out[i] = state
         state = min(4, int(np.searchsorted(cum[state], u[i], side="right")))
     return out
+
+
+if __name__ == "__main__":  # python -m sleepstream.sources.stage_sequences HYPNOGRAM_DIR
+    import sys
+
+    np.set_printoptions(precision=4, suppress=True)
+    print(estimate_transitions(sys.argv[1] if len(sys.argv) > 1 else "."))

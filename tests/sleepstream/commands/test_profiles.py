@@ -46,3 +46,12 @@ def test_profiles_show_unknown_exits_with_config_error():
 def test_profiles_show_needs_a_name(capsys):
     """`profiles show` without NAME is a usage error."""
     assert main(["profiles", "show"]) == 2
+
+
+def test_profiles_list_reports_a_broken_user_profile(tmp_path, monkeypatch, capsys):
+    """A broken profile in $SLEEPSTREAM_PROFILES is named on stderr; the good ones still list."""
+    (tmp_path / "mine.toml").write_text('name = "mine"\n[signal]\nfs = "x"\n')
+    monkeypatch.setenv("SLEEPSTREAM_PROFILES", str(tmp_path))
+    assert main(["profiles", "list"]) == 6
+    captured = capsys.readouterr()
+    assert "mine.toml" in captured.err and "openbci" in captured.out
