@@ -39,6 +39,9 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, out_default: str) -
     parser.add_argument("--runs", type=Path, default=Path("runs/kd"), help="checkpoint folder")
     parser.add_argument("--fresh", action="store_true", help="retrain even if checkpoints exist")
     parser.add_argument(
+        "--teacher", type=Path, default=None, help="use this trained teacher for every seed/fold"
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="few epochs and short sequences (2+2 epochs, seq 5) unless given explicitly",
@@ -130,13 +133,15 @@ def score(model, setup: Setup, fold, seq: int, modes) -> dict[str, tuple[np.ndar
 HEAD = ("accuracy", "macro_f1", "kappa")
 
 
-def config_tag(cfg) -> str:
-    """Short hash of the training settings (seed excluded) that names the checkpoint folder."""
+def config_tag(cfg, teacher: Path | None = None) -> str:
+    """Short hash of the training settings (seed excluded) and of a given teacher file."""
     import hashlib
 
     d = cfg.to_json()
     d.pop("seed", None)
     d.pop("model", None)
+    if teacher is not None:
+        d["teacher_sha1"] = hashlib.sha1(Path(teacher).read_bytes()).hexdigest()
     return "cfg-" + hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -158,7 +163,13 @@ def run_rows(
     first chain that trains one) is added per ``extra_rows``.
     """
     from distill.commands.train import command_line, config_from_args
-    from distill.distillation import family_models, n_params, run_chain, train_plain
+    from distill.distillation import (
+        family_models,
+        load_teacher,
+        n_params,
+        run_chain,
+        train_plain,
+    )
     from distill.evaluate import PROTOCOL_LABELS, check_modes, machine
 
     t0 = time.perf_counter()
@@ -179,11 +190,12 @@ def run_rows(
         "folds": [f.name for f in setup.folds],
         "modes": list(modes),
         "quick": bool(args.quick),
+        "teacher_checkpoint": str(args.teacher) if args.teacher else None,
         "config": base_cfg.to_json(),
         "command": command_line(args),
         "machine": machine(),
     }
-    tag = config_tag(base_cfg)  # checkpoints of other settings are never reused
+    tag = config_tag(base_cfg, args.teacher)  # checkpoints of other settings are never reused
     result["runs"] = str(args.runs / args.family / args.protocol / tag)
     for seed in range(args.seeds):
         cfg = replace(base_cfg, seed=seed)
@@ -192,8 +204,11 @@ def run_rows(
             base = args.runs / args.family / args.protocol / tag / f"seed{seed}" / fold.name
             kw = dict(stage_sequences=setup.hyps, progress=not args.no_progress,
                       extra_meta={"command": result["command"]})  # fmt: skip
-            teacher, _ = train_plain(replace(cfg, model=names["teacher"]), setup.recs, fold,
-                                     out_dir=base / "teacher", reuse=not args.fresh, **kw)  # fmt: skip
+            if args.teacher is not None:
+                teacher = load_teacher(args.teacher)
+            else:
+                teacher, _ = train_plain(replace(cfg, model=names["teacher"]), setup.recs, fold,
+                                         out_dir=base / "teacher", reuse=not args.fresh, **kw)  # fmt: skip
             found: dict[str, Any] = {"teacher": teacher}
             tas: list[tuple[str, Any]] = []
             for label, what in rows:
@@ -208,7 +223,7 @@ def run_rows(
                     if chain.ta is not None:
                         tas.append((what.label, chain.ta))
                 found[label] = model
-            if tas:  # the TA row: sleepkd's TA when there is one
+            if tas and "ta" in extra_rows:  # the TA row: sleepkd's TA when there is one
                 src, found["TA"] = min(tas, key=lambda t: not t[0].startswith("sleepkd"))
                 result["ta_from"] = src
             for lab in labels:
@@ -262,7 +277,8 @@ def to_markdown(result: dict[str, Any]) -> str:
     """One table per mode: accuracy / macro-F1 (%) and kappa, mean ± sd over seeds."""
     lines = [f"## {result['title']} — {result['family']}", "",
              f"- protocol: {result['protocol_label']}",
-             f"- TA row: the assistant trained by `{result.get('ta_from', '—')}`",
+             *([f"- TA row: the assistant trained by `{result['ta_from']}`"]
+               if "ta_from" in result else []),
              f"- seeds: {result.get('seeds_done', 0)}; folds: {', '.join(result['folds'])}"
              + ("; **quick** settings (few epochs, short sequences)" if result["quick"] else ""),
              f"- command: `{result['command']}`",
