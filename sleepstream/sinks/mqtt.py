@@ -300,8 +300,9 @@ class MqttSink:
         client_id = self.settings.client_id or f"sleepstream-{self.device}-{os.getpid()}"
         will = aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True)
         while True:
+            client = make_client(self.settings, client_id=client_id, will=will)
             try:
-                async with make_client(self.settings, client_id=client_id, will=will) as client:
+                async with client:
                     self._set_connected(True)
                     if attempt:
                         log.info("%s: reconnected to %s", self.device, self.settings.url())
@@ -326,6 +327,8 @@ class MqttSink:
                 if self._closing and attempt > 3:
                     raise TimeoutError("broker unreachable at shutdown") from None
                 await asyncio.sleep(delay)
+            finally:
+                _consume_disconnect(client)
 
     async def _drain(self, client: Any) -> None:
         """Deliver the outbox in order until closing and empty; raise on connection loss."""
@@ -378,3 +381,10 @@ class MqttSink:
     def _update_depth(self) -> None:
         if self.metrics is not None:
             self.metrics.queue_depth.labels(self.device, "outbox").set(len(self.outbox))
+
+
+def _consume_disconnect(client: Any) -> None:
+    """Mark aiomqtt's disconnect future as seen (avoids 'exception never retrieved')."""
+    fut = getattr(client, "_disconnected", None)
+    if fut is not None:  # paho may report the disconnect after the context has exited
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())
