@@ -148,7 +148,11 @@ class StreamingResampler:
         out = np.empty(k1 - k0)
         # Row j of ``win`` holds x[base + j : base + j + L]; output k needs the row that
         # ends at its newest input sample, times the phase's taps oldest-first.
-        win = np.lib.stride_tricks.sliding_window_view(self._buf, self._L)
+        buf = self._buf
+        st = buf.strides[0]
+        win = np.lib.stride_tricks.as_strided(
+            buf, shape=(buf.size - self._L + 1, self._L), strides=(st, st), writeable=False
+        )
         step = 8192
         for s in range(k0, k1, step):
             ks = np.arange(s, min(k1, s + step), dtype=np.int64)
