@@ -254,6 +254,8 @@ class Timeline:
         if win.size < self.confirm and not final:
             return skip
         t0 = float(np.nanmin(win - np.arange(win.size) / self.fs))
+        if float(ts[skip]) - t0 < 1e-6:
+            t0 = float(ts[skip])  # regular stamps: keep the first timestamp exactly
         self.started = True
         if self.origin is None:
             self.grid0 = t0
