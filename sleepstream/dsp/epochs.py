@@ -37,7 +37,7 @@ import numpy as np
 from sleepstream.dsp.filters import FilterBank, FilterConfig
 from sleepstream.dsp.quality import QualityConfig, RawEpochTracker, RawStats, assess
 from sleepstream.dsp.resample import StreamingResampler
-from sleepstream.dsp.timeline import Timeline
+from sleepstream.dsp.timeline import Segment, Timeline
 from sleepstream.errors import ConfigError
 from sleepstream.types import EPOCH_SAMPLES, EPOCH_SECONDS, MODEL_FS, Epoch
 
@@ -134,6 +134,7 @@ class EpochBuffer:
         self.filters = FilterBank(fs, filters or FilterConfig())
         self.resampler = StreamingResampler(fs, MODEL_FS)
         self._hold = 0.0
+        self._last_received = 0.0
         self._back_x = np.zeros(0)  # input samples whose placement is pending
         self._back_eoff: np.ndarray | None = None
         self._back_from = 0
@@ -214,7 +215,14 @@ class EpochBuffer:
         self._back_from = self.timeline.first_pending
         return self._drain()
 
-    def _apply(self, segments, x, eoff, base: int, received_at: float) -> None:
+    def _apply(
+        self,
+        segments: list[Segment],
+        x: np.ndarray,
+        eoff: np.ndarray | None,
+        base: int,
+        received_at: float,
+    ) -> None:
         for seg in segments:
             if seg.kind == "data":
                 sl = slice(seg.start - base, seg.stop - base)
@@ -243,8 +251,6 @@ class EpochBuffer:
         return self._drain()
 
     # ------------------------------------------------------------------ internals
-    _last_received = 0.0
-
     def _fill(self, count: int, received_at: float) -> None:
         block = max(1, int(EPOCH_SECONDS * self.fs))
         while count > 0:
