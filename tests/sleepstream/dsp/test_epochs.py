@@ -279,3 +279,43 @@ def test_epochs_real_gap_found_despite_jitter(eeg, chunk_signal, chain_factory, 
     assert [e.quality for e in outs[0]] == [("gap",), ()]
     for out in outs[1:]:
         _assert_same(out, outs[0])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_epochs_random_chunking_equals_one_shot(eeg, chain_factory, seed):
+    """Random chunk sizes (1-600) on a 256-Hz stream with jitter, stalls, a gap, a
+    backward jump, NaN and lead-off give exactly the epochs of a single push."""
+    from sleepstream.types import Chunk
+
+    fs = 256.0
+    n = int(95 * fs)
+    rng = np.random.default_rng(100 + seed)
+    ts = _host_stamped(n, fs, seed)
+    x = eeg(n, fs, seed=seed, offset_uv=250.0)
+    x[rng.integers(0, n, 40)] = np.nan
+    x[9000:9300] = np.inf
+    keep = np.ones(n, dtype=bool)
+    keep[12000:12800] = False
+    ts[18000:] -= 0.5
+    eoff = np.zeros(n, dtype=bool)
+    eoff[20000:20500] = True
+    x, ts, eoff = x[keep], ts[keep], eoff[keep]
+    filt = FilterConfig(notch_hz=50.0, bandpass_hz=(0.3, 35.0))
+
+    def go(bounds):
+        chain = chain_factory(fs=fs, filters=filt)
+        out = []
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            out += chain.push(Chunk(x[None, a:b], ts[a:b], fs, ("EEG",), float(b), eoff[a:b]))
+        return out + chain.flush(), chain.stats()
+
+    cuts = np.cumsum(rng.integers(1, 600, n))
+    bounds = [0, *[int(c) for c in cuts if c < x.size], x.size]
+    one, s1 = go([0, x.size])
+    many, s2 = go(bounds)
+    assert [e.index for e in one] == [0, 1, 2]
+    assert s1 == s2
+    _assert_same(many, one)
+    assert all(np.isfinite(e.window).all() for e in one)
+    flags = set().union(*(e.quality for e in one))
+    assert {"nonfinite", "gap", "time_backwards", "electrode_off"} <= flags

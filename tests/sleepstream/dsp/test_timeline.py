@@ -11,7 +11,9 @@ def _summary(tl: Timeline, ts: np.ndarray, size: int) -> list[tuple]:
     segs = []
     for i in range(0, ts.size, size):
         for s in tl.place(ts[i : i + size]):
-            segs.append((s.kind, s.stop - s.start if s.kind in ("data", "drop", "skip") else s.count))
+            segs.append(
+                (s.kind, s.stop - s.start if s.kind in ("data", "drop", "skip") else s.count)
+            )
     # merge consecutive segments of the same kind (chunking splits them)
     merged: list[list] = []
     for kind, n in segs:
