@@ -183,3 +183,38 @@ def test_chain_real_dreams_saturated_epoch_flagged_clipping(dreams_dir):
     q = QualityConfig(clip_uv=327.7, clip_fraction=0.005)
     out = _stream(SignalChain(Montage(channel), quality=q, expected_fs=fs), x, fs, channel, 500)
     assert [e.index for e in out if "clipping" in e.quality] == [4, 16]
+
+
+@pytest.mark.slow
+def test_chain_brainflow_synthetic_board_host_timestamps(chain_factory):
+    """BrainFlow's synthetic board (real host timestamps, 250 Hz) for 32 s: one clean epoch,
+    no backward drops, and fill only where the board really fell behind (< 1 %)."""
+    import time
+
+    bf = pytest.importorskip("brainflow.board_shim")
+    bf.BoardShim.disable_board_logger()
+    board_id = bf.BoardIds.SYNTHETIC_BOARD.value
+    fs = float(bf.BoardShim.get_sampling_rate(board_id))
+    ts_row = bf.BoardShim.get_timestamp_channel(board_id)
+    eeg_row = bf.BoardShim.get_eeg_channels(board_id)[0]
+    board = bf.BoardShim(board_id, bf.BrainFlowInputParams())
+    chain = chain_factory(fs=fs, filters=FilterConfig(notch_hz=50.0, bandpass_hz=(0.3, 35.0)))
+    out = []
+    board.prepare_session()
+    try:
+        board.start_stream()
+        t_end = time.monotonic() + 32.0
+        while time.monotonic() < t_end:
+            time.sleep(0.05)
+            data = board.get_board_data()
+            if data.shape[1]:
+                c = Chunk(data[[eeg_row]], data[ts_row], fs, ("EEG",), time.perf_counter())
+                out += chain.push(c)
+        board.stop_stream()
+    finally:
+        board.release_session()
+    s = chain.stats()
+    assert [e.index for e in out] == [0]
+    assert s.samples_dropped == 0 and "time_backwards" not in out[0].quality
+    assert s.samples_filled < 0.01 * s.samples_in
+    assert out[0].scorable
