@@ -40,6 +40,8 @@ tolerance still yields an exact 100-Hz model input.  A rate that changes mid-str
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import numpy as np
 
@@ -104,6 +106,35 @@ class SignalChain:
         self.fs_tolerance = float(fs_tolerance)
         self.allow_other_fs = allow_other_fs
         self.buffer: EpochBuffer | None = None
+
+    @classmethod
+    def from_profile(
+        cls,
+        profile: object,
+        *,
+        seq_len: int,
+        utc_origin: datetime | None = None,
+        origin: float | None = None,
+    ) -> SignalChain:
+        """A chain for a profile-like object (duck-typed, the profile module is not imported).
+
+        Reads ``channel``, ``reference`` (tuple: mean of several), ``scale_to_uv``,
+        ``notch_hz``, ``bandpass_hz``, ``fs``, ``fs_tolerance`` and ``quality`` (see
+        :meth:`QualityConfig.from_thresholds`).
+        """
+        p: Any = profile
+        refs = tuple(getattr(p, "reference", ()) or ())
+        reference = None if not refs else (refs[0] if len(refs) == 1 else refs)
+        notch = getattr(p, "notch_hz", None) or None
+        bandpass = getattr(p, "bandpass_hz", None)
+        return cls(
+            Montage(p.channel, reference, float(getattr(p, "scale_to_uv", 1.0))),
+            filters=FilterConfig(notch_hz=notch, bandpass_hz=tuple(bandpass) if bandpass else None),
+            quality=QualityConfig.from_thresholds(getattr(p, "quality", None), line_hz=notch),
+            epochs=EpochConfig(seq_len=seq_len, utc_origin=utc_origin, origin=origin),
+            expected_fs=getattr(p, "fs", None),
+            fs_tolerance=float(getattr(p, "fs_tolerance", 1e-6)),
+        )
 
     @property
     def fs(self) -> float | None:

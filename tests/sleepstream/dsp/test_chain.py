@@ -218,3 +218,38 @@ def test_chain_brainflow_synthetic_board_host_timestamps(chain_factory):
     assert s.samples_dropped == 0 and "time_backwards" not in out[0].quality
     assert s.samples_filled < 0.01 * s.samples_in
     assert out[0].scorable
+
+
+def test_chain_from_shipped_profiles(eeg):
+    """Every shipped profile maps onto a chain that turns its channels into epochs."""
+    from sleepstream.profiles import available_profiles, load_profile
+
+    names = list(available_profiles())
+    assert "cyton" in names and "edf-replay" in names
+    for name in names:
+        p = load_profile(name)
+        chain = SignalChain.from_profile(p, seq_len=2)
+        assert chain.expected_fs == p.fs and chain.fs_tolerance == p.fs_tolerance
+        assert chain.quality_config.clip_uv == p.quality.clip_uv
+        assert chain.filter_config.notch_hz == p.notch_hz
+        chans = (p.channel, *p.reference)
+        n = int(p.fs * 31)
+        rows = np.zeros((len(chans), n))
+        rows[0] = eeg(n, p.fs, seed=1) / p.scale_to_uv
+        out = []
+        for i in range(0, n, 1000):
+            c = Chunk(
+                rows[:, i : i + 1000], np.arange(i, min(n, i + 1000)) / p.fs, p.fs, chans, 0.0
+            )
+            out += chain.push(c)
+        assert [e.index for e in out] == [0], name
+        assert out[0].scorable, (name, out[0].quality)
+
+
+def test_chain_from_profile_mean_reference():
+    """A profile with two references stages channel - mean(references)."""
+    from types import SimpleNamespace
+
+    p = SimpleNamespace(channel="C3", reference=("A1", "A2"), scale_to_uv=1.0, fs=100.0)
+    chain = SignalChain.from_profile(p, seq_len=1)
+    assert chain.montage.name == "C3-mean(A1,A2)" and chain.fs_tolerance == 1e-6
