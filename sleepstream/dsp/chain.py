@@ -25,16 +25,18 @@ Policies in one place (details in the modules):
   ``amplitude``, ``line_noise``, ``time_backwards``, ``clock_reset`` lower the
   confidence (:func:`~sleepstream.dsp.quality.confidence_factor`).
 * **latency** - an epoch is emitted when its last input sample (plus the resampler's
-  ~0.2-s look-ahead when fs != 100 Hz) has arrived; ``last_sample_at`` is the
-  ``received_at`` of the chunk that completed it.
+  ~0.2-s look-ahead when fs != 100 Hz, plus up to 0.25 s while a late timestamp
+  awaits confirmation) has arrived; ``last_sample_at`` is the ``received_at`` of the
+  chunk that completed it.
 
 Sample rate policy: the rate of the first chunk must equal ``expected_fs`` within the
 relative ``fs_tolerance`` (the profile's ``fs_tolerance``) or
 :class:`~sleepstream.errors.SourceError` is raised, unless ``allow_other_fs`` is set.
 When accepted, the chain is built for the chunk's own rate (filters designed at that
 rate, the resampler takes any rate to 100 Hz), so a 250.0-Hz profile fed 251 Hz within
-tolerance still yields an exact 100-Hz model input.  A rate that changes mid-stream always raises
-:class:`~sleepstream.errors.SourceError` (filter and resampler state cannot carry over).
+tolerance still yields an exact 100-Hz model input.  A rate that changes mid-stream
+always raises :class:`~sleepstream.errors.SourceError` (filter and resampler state
+cannot carry over).
 """
 
 from __future__ import annotations
