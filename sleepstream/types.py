@@ -93,7 +93,7 @@ class Epoch:
         Fraction of the epoch's samples that were missing and filled.
     quality : tuple of str
         Quality flags (``flat``, ``clipping``, ``nonfinite``, ``amplitude``,
-        ``line_noise``, ``electrode_off``, ``gap``).
+        ``line_noise``, ``electrode_off``, ``gap``, ``time_backwards``, ``clock_reset``).
     unscored_reasons : tuple of str
         Non-empty when the epoch must not get a stage.
     last_sample_at : float
