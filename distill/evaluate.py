@@ -186,9 +186,17 @@ def summarise(
 def machine() -> dict[str, Any]:
     import os
 
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
     return {
         "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": cpu,
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
     }

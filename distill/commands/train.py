@@ -149,7 +149,10 @@ def pick_folds(folds, which: str):
 
 
 def command_line(args: argparse.Namespace) -> str:
-    """The full, explicit command equivalent to this invocation (every option spelled out)."""
+    """An exact command equivalent to this invocation.
+
+    Options left at their default are omitted (they are implied); the rest are spelled out.
+    """
     parser = getattr(args, "_parser", None)
     if parser is None:
         return "distill " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -158,6 +161,8 @@ def command_line(args: argparse.Namespace) -> str:
         if not action.option_strings or action.dest in ("help", "_parser"):
             continue
         val = getattr(args, action.dest, None)
+        if val == action.default and not action.required:
+            continue
         flag = action.option_strings[-1]
         if isinstance(action, argparse._StoreTrueAction):
             words += [flag] if val else []
