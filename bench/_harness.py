@@ -284,6 +284,7 @@ async def run_edf_daemon(
     t_end = time.perf_counter()
     r = result.devices[device]
     return {
+        **histogram_totals(daemon.metrics),
         "t_started": t_started,
         "t_end": t_end,
         "epochs": r.epochs,
@@ -292,6 +293,22 @@ async def run_edf_daemon(
         "undelivered": r.undelivered,
         "ack_latencies_s": list(r.latencies_s),
     }
+
+
+def histogram_totals(metrics) -> dict:
+    """Sum and count of the daemon's inference-seconds and batch-size histograms."""
+    out: dict = {}
+    for attr in ("inference", "inference_batch"):
+        hist = getattr(metrics, attr, None)
+        if hist is None:
+            continue
+        for metric in hist.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_sum"):
+                    out[f"{attr}_sum"] = out.get(f"{attr}_sum", 0.0) + sample.value
+                elif sample.name.endswith("_count"):
+                    out[f"{attr}_count"] = out.get(f"{attr}_count", 0.0) + sample.value
+    return out
 
 
 def proc_cpu_seconds(pid: int) -> float:

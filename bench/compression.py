@@ -43,7 +43,8 @@ def count_macs(model, seq_len: int) -> dict[str, int]:
     Conv1d: ``out_elems * in_ch / groups * k``; Linear: ``rows * in * out``; LSTM/GRU:
     per step and direction ``gates * H * (I + H)`` (gates 4 / 3) times steps, batch and
     layers; MultiheadAttention: Q/K/V/out projections ``4 * L * E^2`` plus ``2 * L^2 * E``
-    for the scores and the weighted sum. Element-wise ops, pooling and norms are not
+    for the scores and the weighted sum; hand-written attention blocks (modules with
+    ``qkv`` and ``heads``): their Linear layers plus ``2 * L^2 * E``. Element-wise ops, pooling and norms are not
     counted (they are a few % of a conv net's work).
     """
     import torch
@@ -69,6 +70,11 @@ def count_macs(model, seq_len: int) -> dict[str, int]:
             i = m.hidden_size * dirs
         totals["rnn"] += total
 
+    def block_attention(m, inp, out):
+        # hand-written attention (q @ k^T and att @ v, not nn.Linear): 2 * B * T^2 * D
+        b, t, d = inp[0].shape
+        totals["attention"] += 2 * b * t * t * d
+
     def mha(m, inp, out):
         q = inp[0]
         length = q.shape[1] if m.batch_first else q.shape[0]
@@ -87,6 +93,8 @@ def count_macs(model, seq_len: int) -> dict[str, int]:
             hooks.append(mod.register_forward_hook(rnn))
         elif isinstance(mod, nn.MultiheadAttention):
             hooks.append(mod.register_forward_hook(mha))
+        elif hasattr(mod, "qkv") and hasattr(mod, "heads"):
+            hooks.append(mod.register_forward_hook(block_attention))
     try:
         with torch.no_grad():
             model(torch.zeros(1, seq_len, 1, 3000))
@@ -148,7 +156,11 @@ def worker(args: argparse.Namespace) -> None:
         set_threads(t)
         for _ in range(3):
             run(t)  # warm-up
-    for _ in range(args.iters):
+    t_begin = time.perf_counter()
+    for i in range(args.iters):
+        # bounded time per worker (slow teachers on a loaded machine): at least 5 windows
+        if i >= 5 and time.perf_counter() - t_begin > args.max_seconds:
+            break
         for t in (1, 2):  # alternate thread settings so both see the same load
             set_threads(t)
             t0 = time.perf_counter()
@@ -156,6 +168,7 @@ def worker(args: argparse.Namespace) -> None:
             times[t].append((time.perf_counter() - t0) * 1e3)
     out["seq_len"] = int(seq)
     out["latency_ms"] = {str(t): float(np.median(v)) for t, v in times.items()}
+    out["n_timed"] = len(times[1])
     # VmHWM, not ru_maxrss: ru_maxrss survives exec and would report the parent's peak.
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -166,7 +179,7 @@ def worker(args: argparse.Namespace) -> None:
         for _ in range(3):
             stagers[1].logits(x1)
         one = []
-        for _ in range(args.iters):
+        for _ in range(max(5, len(times[1]))):
             t0 = time.perf_counter()
             stagers[1].logits(x1)
             one.append((time.perf_counter() - t0) * 1e3)
@@ -175,9 +188,9 @@ def worker(args: argparse.Namespace) -> None:
     print(json.dumps(out))
 
 
-def spawn(name: str, engine: str, onnx: Path, iters: int) -> dict:
+def spawn(name: str, engine: str, onnx: Path, iters: int, max_seconds: float = 6.0) -> dict:
     cmd = [sys.executable, __file__, "--worker", name, "--engine", engine]
-    cmd += ["--onnx", str(onnx), "--iters", str(iters)]
+    cmd += ["--onnx", str(onnx), "--iters", str(iters), "--max-seconds", str(max_seconds)]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise RuntimeError(f"worker {name}/{engine} failed: {res.stderr[-2000:]}")
@@ -189,13 +202,48 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=3, help="worker rounds (default 3)")
     p.add_argument("--iters", type=int, default=15, help="timed windows per worker and setting")
+    p.add_argument(
+        "--max-seconds", type=float, default=6.0, help="timing budget per worker (>= 5 windows)"
+    )
     p.add_argument("--families", nargs="*", help="families (default: all except tiny)")
+    p.add_argument(
+        "--markdown-only", action="store_true", help="rewrite the .md from the saved JSON"
+    )
+    p.add_argument(
+        "--profile-ort",
+        nargs="+",
+        metavar="MODEL",
+        help="ONNX Runtime per-operator profile of these models -> results/profiles/",
+    )
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--engine", choices=("ort", "torch"), help=argparse.SUPPRESS)
     p.add_argument("--onnx", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         worker(args)
+        return
+    if args.markdown_only:
+        import torch
+        from common import RESULTS
+
+        from distill.models import build
+
+        saved = json.loads((RESULTS / "compression.json").read_text())
+        for m in saved["models"]:  # MACs are cheap: recount with the current counter
+            torch.manual_seed(0)
+            model = build(m["model"]).eval()
+            m["macs_per_window"] = count_macs(model, m["seq_len"])
+        for fam, r in saved["ratios"].items():
+            fm = {m["role"]: m for m in saved["models"] if m["family"] == fam}
+            r["macs_ratio"] = (
+                fm["student"]["macs_per_window"]["total"]
+                / fm["teacher"]["macs_per_window"]["total"]
+            )
+        (RESULTS / "compression.json").write_text(json.dumps(saved, indent=2) + "\n")
+        write_markdown(saved, table_rows(saved["models"]))
+        return
+    if args.profile_ort:
+        profile_ort(args.profile_ort)
         return
 
     import torch
@@ -237,7 +285,7 @@ def main() -> None:
     for r in range(args.rounds):
         for m in models:
             for engine in ("ort", "torch"):
-                res = spawn(m["model"], engine, Path(m["onnx_path"]), args.iters)
+                res = spawn(m["model"], engine, Path(m["onnx_path"]), args.iters, args.max_seconds)
                 samples.setdefault((m["model"], engine), []).append(res)
                 print(
                     f"round {r + 1}: {m['model']:22s} {engine:5s} "
@@ -283,12 +331,66 @@ def main() -> None:
         "weights": "untrained (seed 0): size, MACs and speed do not depend on weight values",
         "runs": args.rounds,
         "iters_per_run": args.iters,
+        "max_seconds": args.max_seconds,
         "latency_definition": "one causal window, batch 1, seq = model.seq_len epochs "
         "(= one scored epoch); median over rounds of per-worker medians",
         "goals": {"params_ratio_max": GOAL_PARAMS_RATIO, "speedup_min": GOAL_SPEEDUP},
         "models": models,
         "ratios": ratios,
     }
+    rows = table_rows(models)
+    emit("compression", result, "\n".join(rows), packages=["torch", "onnx"])
+    write_markdown(result, rows)
+
+
+def profile_ort(names: list[str], windows: int = 10) -> None:
+    """Per-op-type time share of one causal window in ONNX Runtime (1 thread)."""
+    import collections
+    import os as _os
+    import tempfile
+
+    import numpy as np
+    import onnxruntime as ort
+    from _harness import export_model
+    from common import RESULTS
+
+    out = ["# ONNX Runtime profile, 1 intra-op thread, batch 1, seq = seq_len, "
+           f"{windows} windows (bench/compression.py --profile-ort)", ""]  # fmt: skip
+    for name in names:
+        path = export_model(name)
+        with tempfile.TemporaryDirectory() as tmp:
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = 1
+            so.inter_op_num_threads = 1
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            so.enable_profiling = True
+            so.profile_file_prefix = _os.path.join(tmp, "p")
+            sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            seq = json.loads(path.with_name(path.stem + ".card.json").read_text())[
+                "input_contract"
+            ]["seq_len"]
+            x = (np.random.default_rng(0).standard_normal((1, seq, 1, 3000)) * 30).astype(
+                np.float32
+            )
+            for _ in range(windows):
+                sess.run(None, {"eeg": x})
+            events = json.loads(Path(sess.end_profiling()).read_text())
+        by_op: collections.Counter = collections.Counter()
+        for e in events:
+            if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+                by_op[e["args"].get("op_name", "?")] += e["dur"]
+        total = sum(by_op.values()) or 1
+        out.append(f"## {name}: {total / windows / 1e3:.2f} ms of kernels per window")
+        for op, dur in by_op.most_common(8):
+            out.append(f"  {op:24s} {dur / windows / 1e3:8.2f} ms  {100 * dur / total:5.1f} %")
+        out.append("")
+    dest = RESULTS / "profiles" / "compression_ort_ops.txt"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text("\n".join(out) + "\n")
+    print("\n".join(out))
+
+
+def table_rows(models: list[dict]) -> list[str]:
     rows = []
     for m in models:
         rows.append(
@@ -300,8 +402,7 @@ def main() -> None:
             f"{m['ort']['peak_rss_mb']:.0f} ({m['ort']['model_rss_mb']:.0f}) | "
             f"{m['torch']['peak_rss_mb']:.0f} ({m['torch']['model_rss_mb']:.0f}) |"
         )
-    emit("compression", result, "\n".join(rows), packages=["torch", "onnx"])
-    write_markdown(result, rows)
+    return rows
 
 
 def write_markdown(result: dict, rows: list[str]) -> None:
@@ -314,8 +415,9 @@ def write_markdown(result: dict, rows: list[str]) -> None:
         f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: "
         f"{mach['cpu']}, {mach['cores']} cores, {mach['mem_gb']} GB, shared and noisy.",
         "- Command: `.venv/bin/python bench/compression.py` "
-        f"(rounds {result['runs']}, {result['iters_per_run']} timed windows per worker "
-        "and thread setting).",
+        f"(rounds {result['runs']}; per worker and thread setting up to "
+        f"{result['iters_per_run']} timed windows, or as many as fit in "
+        f"{result.get('max_seconds', 6):g} s, at least 5).",
         "- Weights: untrained (seed 0); size, MACs and speed do not depend on them. "
         "Accuracy loss is measured by `distill compare`, not here.",
         "- Latency: one causal window at batch 1 (seq = the model's seq_len epochs, "
@@ -336,19 +438,54 @@ def write_markdown(result: dict, rows: list[str]) -> None:
         "",
     ]
     for fam, r in result["ratios"].items():
+        fm = {m["role"]: m for m in result["models"] if m["family"] == fam}
+        per_round = [
+            t / s_
+            for t, s_ in zip(
+                fm["teacher"]["ort"]["latency_ms_1thread_per_round"],
+                fm["student"]["ort"]["latency_ms_1thread_per_round"],
+                strict=False,
+            )
+        ]
+        pr = r["params_ratio"]
+        sp = r["speedup_ort_1thread"]
         lines += [
-            f"**{fam}, student / teacher**: params {r['params_ratio']:.3f} "
-            f"(goal ≤ {GOAL_PARAMS_RATIO}: {'met' if r['params_goal_met'] else 'missed'}, "
-            f"{(GOAL_PARAMS_RATIO - r['params_ratio']) / GOAL_PARAMS_RATIO * 100:+.0f} % margin); "
-            f"ONNX size {r['onnx_size_ratio']:.3f}; MACs {r['macs_ratio']:.3f}. "
-            f"Speed-up ORT {r['speedup_ort_1thread']:.2f}× (1 thread) / "
-            f"{r['speedup_ort_2threads']:.2f}× (2 threads), torch "
-            f"{r['speedup_torch_1thread']:.2f}× / {r['speedup_torch_2threads']:.2f}× "
-            f"(goal ≥ {GOAL_SPEEDUP}×: ORT 1 thread "
-            f"{'met' if r['speedup_goal_met_ort_1thread'] else 'missed'} by "
-            f"{(r['speedup_ort_1thread'] / GOAL_SPEEDUP - 1) * 100:+.0f} %).",
+            f"**{fam}, student / teacher**: params {pr:.4f} (goal ≤ {GOAL_PARAMS_RATIO}: "
+            + (
+                f"met with {GOAL_PARAMS_RATIO - pr:.4f} to spare"
+                if r["params_goal_met"]
+                else f"missed by {pr - GOAL_PARAMS_RATIO:.4f}, i.e. "
+                f"{(pr / GOAL_PARAMS_RATIO - 1) * 100:.1f} %"
+            )
+            + f"); ONNX size {r['onnx_size_ratio']:.3f}; MACs {r['macs_ratio']:.3f} "
+            f"(so at most ≈ {1 / r['macs_ratio']:.1f}× from compute alone). "
+            f"Speed-up ORT {sp:.2f}× at 1 thread (per round: "
+            + ", ".join(f"{x:.2f}×" for x in per_round)
+            + f"), {r['speedup_ort_2threads']:.2f}× at 2 threads; torch "
+            f"{r['speedup_torch_1thread']:.2f}× / {r['speedup_torch_2threads']:.2f}×. "
+            f"Goal ≥ {GOAL_SPEEDUP}× (ORT, 1 thread): "
+            + (
+                f"**met** (+{(sp / GOAL_SPEEDUP - 1) * 100:.0f} %)."
+                if r["speedup_goal_met_ort_1thread"]
+                else f"**missed** by {(1 - sp / GOAL_SPEEDUP) * 100:.0f} %."
+            ),
             "",
         ]
+    lines += [
+        "MACs per window by layer kind (M): "
+        + "; ".join(
+            f"{m['model']} "
+            + ", ".join(
+                f"{k} {v / 1e6:.0f}" for k, v in m["macs_per_window"].items() if k != "total" and v
+            )
+            for m in result["models"]
+        )
+        + ".",
+        "",
+    ]
+    notes = RESULTS / "compression.notes.md"
+    if notes.exists():
+        lines += [notes.read_text().strip(), ""]
     (RESULTS / "compression.md").write_text("\n".join(lines))
 
 

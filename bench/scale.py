@@ -22,7 +22,13 @@ outbox events were dropped. N is searched by doubling from 1, then by bisection,
 within ``--budget`` seconds. CPU % = the trial process's CPU time (all threads) over the
 streaming wall time (100 % = one core); per device at real time = that / N / S.
 
-    .venv/bin/python bench/scale.py [--speed 10] [--epochs 12] [--modes aligned staggered]
+Pace and real time: with ``staggered`` starts, N devices at pace S give the daemon the
+same work and the same arrival pattern as N x S devices at real time (epochs arrive at
+N*S/30 per second with uniform phases, chunks at N*S per second); only the number of
+connections and buffers differs (memory per device is reported). With ``aligned``
+starts, a burst of N epochs is what N real-time devices also produce every 30 s.
+
+    .venv/bin/python bench/scale.py [--speed 30] [--epochs 10] [--modes aligned staggered]
 """
 
 from __future__ import annotations
@@ -233,8 +239,8 @@ def search(mode: str, port: int, model: Path, args, deadline: float) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--speed", type=float, default=10.0, help="pace of every device (10)")
-    p.add_argument("--epochs", type=int, default=12, help="epochs per device and trial (12)")
+    p.add_argument("--speed", type=float, default=30.0, help="pace of every device (30)")
+    p.add_argument("--epochs", type=int, default=10, help="epochs per device and trial (10)")
     p.add_argument("--modes", nargs="+", default=["aligned", "staggered"])
     p.add_argument("--max-n", type=int, default=1024)
     p.add_argument("--budget", type=float, default=540.0, help="seconds for the whole search")
@@ -320,6 +326,21 @@ def write_markdown(r: dict, args) -> None:
             + f"; goal ≥ {GOAL_N}: {'met' if n >= GOAL_N else 'missed'} "
             f"({(n / GOAL_N - 1) * 100:+.0f} %)."
         )
+    ok = [t for s in r["searches"] for t in s["trials"] if "rss_mb" in t]
+    if len(ok) >= 2:
+        big, small = max(ok, key=lambda t: t["n"]), min(ok, key=lambda t: t["n"])
+        if big["n"] > small["n"]:
+            per = (big["rss_mb"] - small["rss_mb"]) / (big["n"] - small["n"])
+            lines.append(f"Memory per device ≈ {per:.2f} MB (RSS from N = {small['n']} to "
+                         f"N = {big['n']}).")  # fmt: skip
+    for s in r["searches"]:
+        b = s["best"]
+        if s["mode"] == "staggered" and b:
+            lines.append(
+                f"Staggered N = {b['n']} at {args.speed:g}x is the work and arrival pattern of "
+                f"≈ {b['n'] * args.speed:.0f} devices at real time; CPU "
+                f"{b['cpu_pct_per_device_realtime']:.3f} % of one core per real-time device."
+            )
     lines.append("")
     (RESULTS / "scale.md").write_text("\n".join(lines))
 

@@ -73,6 +73,11 @@ def one_run(port: int, stager, model: Path, device: str, window) -> dict:
         "ack_latency_ms_p50": percentile([x * 1e3 for x in res["ack_latencies_s"]], 50),
         "ack_latency_ms_p99": percentile([x * 1e3 for x in res["ack_latencies_s"]], 99),
         "undelivered": res["undelivered"],
+        "inference_calls": res.get("inference_count"),
+        "inference_s_total": res.get("inference_sum"),
+        "mean_batch": (res.get("inference_batch_sum") or 0)
+        / max(1, res.get("inference_count") or 1),
+        "inference_share_of_elapsed": (res.get("inference_sum") or 0) / elapsed,
     }
 
 
@@ -150,6 +155,7 @@ def main() -> None:
         "data": "Sleep-EDF SC4001E0 EEG Fpz-Cz, 100 Hz, trimmed to 841 epochs",
         "model": model_desc,
         "model_id": stager.model_id,
+        "seq_len": stager.seq_len,
         "broker": "mosquitto 127.0.0.1 (set_tcp_nodelay true), QoS 1",
         "runs": args.runs,
         "load_avg_1min_at_end": os.getloadavg()[0],
@@ -172,6 +178,9 @@ def main() -> None:
 def write_markdown(r: dict) -> None:
     m = machine()
     per = ", ".join(f"{x['epochs_per_s']:.0f}" for x in r["per_run"])
+    all_ok = all(
+        x["epochs_received"] == x["epochs_expected"] and x["in_order"] for x in r["per_run"]
+    )
     lines = [
         "## Replay throughput (whole night, `--speed max`)",
         "",
@@ -188,7 +197,10 @@ def write_markdown(r: dict) -> None:
         f"{r['goal_epochs_per_s']:.0f}: **{'met' if r['goal_met'] else 'missed'}** "
         f"({(r['epochs_per_s_median'] / r['goal_epochs_per_s'] - 1) * 100:+.0f} %). "
         f"All {r['per_run'][0]['epochs_expected']} events arrived in order in every run: "
-        f"{all(x['epochs_received'] == x['epochs_expected'] and x['in_order'] for x in r['per_run'])}.",
+        f"{all_ok}. Inference (ONNX Runtime, 1 intra-op thread, in `asyncio.to_thread`) took "
+        f"{median([x['inference_share_of_elapsed'] for x in r['per_run']]) * 100:.0f} % of "
+        f"the elapsed time (mean batch {median([x['mean_batch'] for x in r['per_run']]):.1f} "
+        f"windows of {r['seq_len']} epochs; every scored epoch re-encodes its whole window).",
     ]
     if r["cli_run"] and "wall_s" in r["cli_run"]:
         c = r["cli_run"]
