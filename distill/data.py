@@ -278,12 +278,17 @@ def _guarded(n: int, blocks: Sequence[tuple[int, int]], guard: int) -> np.ndarra
     return out
 
 
-def within_night_blocks(rec: Recording, k: int = 5, guard: int = 20) -> list[Fold]:
+def within_night_blocks(
+    rec: Recording, k: int = 5, guard: int = 20, val: str = "next"
+) -> list[Fold]:
     """``k`` folds over contiguous blocks of one night.
 
-    Fold ``j`` tests on block ``j`` and validates (early stopping) on block ``(j + 1) % k``;
-    training epochs are the rest, minus ``guard`` epochs on each side of both held-out
-    blocks, so no training window of ``guard`` (= seq) epochs overlaps a held-out epoch.
+    Fold ``j`` tests on block ``j`` and validates (early stopping) on another block:
+    ``val="next"`` (default) takes block ``(j + 1) % k``; ``val="neighbour"`` takes block
+    ``j + 1``, or ``j - 1`` for the last block, so the training epochs form as few runs as
+    possible and the two night edges (where the wake is) are never both held out. Training
+    epochs are the rest, minus ``guard`` epochs on each side of the held-out blocks, so no
+    training window of ``guard`` (= seq) epochs overlaps a held-out epoch.
     Optimistic: train and test come from the same night.
     """
     n = rec.n_epochs
@@ -294,17 +299,21 @@ def within_night_blocks(rec: Recording, k: int = 5, guard: int = 20) -> list[Fol
     bounds = block_bounds(n, k)
     folds = []
     for j in range(k):
-        t, v = bounds[j], bounds[(j + 1) % k]
-        test = runs_to_mask([t], n)
-        val = runs_to_mask([v], n)
+        if val == "next":
+            vj = (j + 1) % k
+        elif val == "neighbour":
+            vj = j + 1 if j + 1 < k else j - 1
+        else:
+            raise UsageError(f"within-night-blocks val={val!r}: valid: neighbour, next")
+        t, v = bounds[j], bounds[vj]
         train = _guarded(n, [t, v], guard)
         folds.append(
             Fold(
                 f"block{j}",
                 "within-night-blocks",
                 {rec.name: train},
-                {rec.name: val},
-                {rec.name: test},
+                {rec.name: runs_to_mask([v], n)},
+                {rec.name: runs_to_mask([t], n)},
             )
         )
     return folds

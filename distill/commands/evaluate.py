@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
         cfg = config_from_args(args, args.model)
         split = "full" if proto == "cross-dataset" else proto
-        folds = make_folds(split, recs, args.folds, cfg.seq_len, args.seed)
+        folds = make_folds(split, recs, args.folds, cfg.seq_len, args.seed, args.val_block)
         runs = args.runs or Path("runs") / f"eval-{args.model}-{proto}"
         source = str(runs)
         for fold in folds:

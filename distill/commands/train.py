@@ -53,6 +53,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="SC4001 derivations (first = evaluation channel; >1 = channel swap)",
     )
     g.add_argument("--data", type=Path, default=None, help="shared data folder")
+    g.add_argument(
+        "--val-block",
+        choices=("next", "neighbour"),
+        default="next",
+        help="within-night-blocks validation block: the next one (cyclic) or a "
+        "neighbour of the test block (the last block takes the previous one)",
+    )
     g.add_argument("--no-progress", action="store_true")
     parser.set_defaults(_parser=parser)
 
@@ -123,7 +130,7 @@ def load_recordings(args: argparse.Namespace, datasets=("sc4001",)):
     return recs, trimmed_stage_sequences(hyps, exclude=("SC4001",))
 
 
-def make_folds(split: str, recs, k: int, guard: int, seed: int):
+def make_folds(split: str, recs, k: int, guard: int, seed: int, val: str = "next"):
     from distill.data import full_night_fold, nightwise_kfold, within_night_blocks
     from sleepstream.errors import UsageError
 
@@ -132,7 +139,7 @@ def make_folds(split: str, recs, k: int, guard: int, seed: int):
     if len(recs) != 1:
         raise UsageError(f"--split {split} needs exactly one night, got {len(recs)}")
     if split == "within-night-blocks":
-        return within_night_blocks(recs[0], k, guard)
+        return within_night_blocks(recs[0], k, guard, val=val)
     return [full_night_fold(recs[0], k=max(k, 2), guard=guard)]
 
 
@@ -185,7 +192,9 @@ def run(args: argparse.Namespace) -> int:
         else ("sc4001",)
     )
     recs, hyps = load_recordings(args, datasets)
-    folds = pick_folds(make_folds(args.split, recs, args.folds, cfg.seq_len, args.seed), args.fold)
+    folds = pick_folds(
+        make_folds(args.split, recs, args.folds, cfg.seq_len, args.seed, args.val_block), args.fold
+    )
     cmd = command_line(args)
     done = []
     for fold in folds:

@@ -89,6 +89,20 @@ def test_within_night_blocks_guard_separates_train_from_heldout():
         within_night_blocks(rec, k=2, guard=10)
 
 
+def test_within_night_blocks_neighbour_validation():
+    """Neighbour validation: the last block validates on the previous one, not the first."""
+    rec = id_recording(400)
+    folds = within_night_blocks(rec, k=4, guard=10, val="neighbour")
+    assert [mask_to_runs(f.val[rec.name]) for f in folds] == [
+        [[100, 200]],
+        [[200, 300]],
+        [[300, 400]],
+        [[200, 300]],
+    ]
+    assert mask_to_runs(folds[3].train[rec.name]) == [[0, 190]]
+    assert mask_to_runs(within_night_blocks(rec, k=4, guard=10)[3].val[rec.name]) == [[0, 100]]
+
+
 def test_trainset_windows_never_show_heldout_epochs():
     """Training windows, time shifts included, never contain a held-out epoch."""
     rec = id_recording(200)
