@@ -87,6 +87,10 @@ def one_run(port: int, stager, model: Path, device: str, n_epochs: int, speed: f
         "ack_latency_ms": stats([x * 1e3 for x in res["ack_latencies_s"]]),
         "e2e_ms_all": [round(x, 3) for x in e2e],
         "load_avg_1min": [load0, os.getloadavg()[0]],
+        "inference_calls": res.get("inference_count"),
+        "inference_ms_mean": 1e3
+        * (res.get("inference_sum") or 0)
+        / max(1, res.get("inference_count") or 1),
     }
 
 
@@ -118,6 +122,7 @@ def main() -> None:
         "file timestamps, handed over every 1/speed s)",
         "model": model_desc,
         "model_id": stager.model_id,
+        "seq_len": stager.seq_len,
         "broker": "mosquitto 127.0.0.1, set_tcp_nodelay true; daemon QoS 1 via outbox; "
         "subscriber paho-mqtt in a separate process, QoS 1, TCP_NODELAY",
         "runs": args.runs,
@@ -175,7 +180,17 @@ def write_markdown(r: dict, args: argparse.Namespace) -> None:
         f"{r['goal_p99_ms']:.0f} ms: **{'met' if r['goal_met'] else 'missed'}** "
         f"({(r['e2e_ms_p99_median'] / r['goal_p99_ms'] - 1) * 100:+.0f} %).",
         "",
+        f"Breakdown (medians): inference of one {r.get('seq_len', 20)}-epoch window took "
+        f"{run['inference_ms_mean']:.2f} ms on average (daemon's inference histogram, "
+        f"{run['inference_calls']} calls); last sample → event built "
+        f"{run['event_latency_ms_field']['p50']:.2f} ms (DSP + queue + inference); event built → "
+        f"subscriber {run['e2e_ms']['p50'] - run['event_latency_ms_field']['p50']:.2f} ms "
+        "(outbox + QoS 1 publish + mosquitto + subscriber).",
+        "",
     ]
+    notes = RESULTS / "e2e_latency.notes.md"
+    if notes.exists():
+        lines += [notes.read_text().strip(), ""]
     (RESULTS / "e2e_latency.md").write_text("\n".join(lines))
 
 

@@ -115,7 +115,11 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--no-cli", action="store_true", help="skip the CLI wall-time run")
     p.add_argument("--profile", action="store_true", help="one extra run under cProfile")
+    p.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the JSON")
     args = p.parse_args()
+    if args.markdown_only:
+        write_markdown(json.loads((RESULTS / "throughput.json").read_text()))
+        return
 
     from sleepstream.inference import load_stager
 
@@ -187,7 +191,7 @@ def write_markdown(r: dict) -> None:
         f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: {m['cpu']}, "
         f"{m['cores']} cores, shared (1-min load average {r['load_avg_1min_at_end']:.1f} "
         "at the end).",
-        "- Command: `.venv/bin/python bench/throughput.py`",
+        f"- Command: `.venv/bin/{r['command']}`",
         f"- Data: {r['data']}. Model: {r['model']} (`{r['model_id']}`). Broker: {r['broker']}, "
         "subscriber in a separate process.",
         f"- Runs: {r['runs']} (each the whole night), through `sleepstream.daemon.Daemon`; "
@@ -211,6 +215,9 @@ def write_markdown(r: dict) -> None:
             f"({c['epochs_per_s_incl_startup']:.0f} epochs/s).",
         ]
     lines.append("")
+    notes = RESULTS / "throughput.notes.md"
+    if notes.exists():
+        lines += [notes.read_text().strip(), ""]
     (RESULTS / "throughput.md").write_text("\n".join(lines))
 
 
