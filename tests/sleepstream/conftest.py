@@ -80,7 +80,7 @@ class Mosquitto:
                 "set_tcp_nodelay true\n"
             )
         )
-        os.chmod(self.workdir, 0o755)
+        os.chmod(self.workdir, self.workdir.stat().st_mode | 0o755)
         os.chmod(conf, 0o644)
         self.proc = subprocess.Popen(
             [binary, "-c", str(conf)],
@@ -124,20 +124,29 @@ def mosquitto(tmp_path_factory):
 class Subscriber:
     """An MQTT subscriber (paho, in its own thread) collecting messages of a topic filter."""
 
-    def __init__(self, port: int, topic: str = "sleepstream/#", host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        port: int,
+        topic: str = "sleepstream/#",
+        host: str = "127.0.0.1",
+        *,
+        persistent: bool = False,
+    ) -> None:
         import paho.mqtt.client as paho
 
         self.messages: list[tuple[str, bytes, bool]] = []
         self.lock = threading.Lock()
         self.subscribed = threading.Event()
         self.client = paho.Client(
-            paho.CallbackAPIVersion.VERSION2, client_id=f"test-sub-{os.getpid()}-{id(self)}"
+            paho.CallbackAPIVersion.VERSION2,
+            client_id=f"test-sub-{os.getpid()}-{id(self)}",
+            clean_session=not persistent,
         )
         self.client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(topic, qos=1)
         self.client.on_subscribe = lambda *a: self.subscribed.set()
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.1, 1)
-        self.client.connect_async(host, port, keepalive=5)
+        self.client.connect_async(host, port, keepalive=30)
         self.client.loop_start()
         if not self.subscribed.wait(10):
             raise RuntimeError(f"subscriber could not subscribe on port {port}")
@@ -172,8 +181,8 @@ def subscribe():
     """``subscribe(port, topic)`` -> a :class:`Subscriber` (closed afterwards)."""
     subs: list[Subscriber] = []
 
-    def make(port: int, topic: str = "sleepstream/#") -> Subscriber:
-        sub = Subscriber(port, topic)
+    def make(port: int, topic: str = "sleepstream/#", persistent: bool = False) -> Subscriber:
+        sub = Subscriber(port, topic, persistent=persistent)
         subs.append(sub)
         return sub
 
