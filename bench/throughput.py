@@ -100,7 +100,8 @@ def cli_run(port: int, model: Path) -> dict:
         return {"error": out.stderr.strip()[-500:], "command": " ".join(cmd)}
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     return {
-        "command": "sleepstream " + " ".join(cmd[1:]),
+        "command": "sleepstream "
+        + " ".join(cmd[1:]).replace(tmp, "TMP").replace(f":{port}", ":PORT"),
         "wall_s": wall,
         "epochs_per_s_incl_startup": summary["n_epochs_published"] / wall,
         "n_epochs_published": summary["n_epochs_published"],
