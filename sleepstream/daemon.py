@@ -211,9 +211,8 @@ class Daemon:
             for name, sink in self.mqtt_sinks.items():
                 r = results[name]
                 r.delivered = sink.delivered
-                r.undelivered = (
-                    len(sink.outbox) if sink.outbox._db else r.published - sink.delivered
-                )
+                # this session's epochs not acknowledged: they stay in the outbox
+                r.undelivered = max(0, r.published - len(sink.latencies_s))
                 r.latencies_s = list(sink.latencies_s)
         return DaemonResult(
             results,
@@ -224,7 +223,7 @@ class Daemon:
 
     async def _wait_delivered(self) -> None:
         """Wait until every MQTT outbox is empty (events acknowledged) or a stop request."""
-        while not self._stop.is_set() and any(len(s.outbox) for s in self.mqtt_sinks.values()):
+        while not self._stop.is_set() and any(s.pending for s in self.mqtt_sinks.values()):
             await asyncio.sleep(0.02)
 
     async def _startup(self, stack: AsyncExitStack) -> None:

@@ -72,6 +72,7 @@ class DevicePipeline:
         self.lookahead = lookahead
         self.n_epochs = 0
         self.n_published = 0
+        self.sink_errors = 0
         self.opened = asyncio.Event()
         self.error: BaseException | None = None
         self._predictions: asyncio.Queue[Any] = asyncio.Queue()
@@ -120,12 +121,20 @@ class DevicePipeline:
                 return
             epoch, prediction, lookahead = item
             for sink in self.sinks:
-                if lookahead:
-                    revised = getattr(sink, "publish_revised", None)
-                    if revised is not None:
-                        await revised(epoch, prediction, lookahead)
-                else:
-                    await sink.publish(epoch, prediction)
+                try:
+                    if lookahead:
+                        revised = getattr(sink, "publish_revised", None)
+                        if revised is not None:
+                            await revised(epoch, prediction, lookahead)
+                    else:
+                        await sink.publish(epoch, prediction)
+                except Exception as exc:  # one failing sink must not stop the others
+                    self.sink_errors += 1
+                    if self.sink_errors <= 10 or self.sink_errors % 100 == 0:
+                        log.error(
+                            "%s: sink %s failed on epoch %d (%d errors so far): %s",
+                            self.name, type(sink).__name__, epoch.index, self.sink_errors, exc,
+                        )  # fmt: skip
             if not lookahead:
                 self.n_published += 1
 

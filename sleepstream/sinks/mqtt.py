@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from sleepstream.errors import BrokerError, UsageError
+from sleepstream.errors import BrokerError, StorageError, UsageError
 from sleepstream.sinks.base import EventContext, build_event
-from sleepstream.sinks.outbox import Outbox
+from sleepstream.sinks.outbox import Outbox, OutboxItem
 from sleepstream.types import Epoch, StagePrediction
 
 log = logging.getLogger(__name__)
@@ -241,6 +241,10 @@ class MqttSink:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._arrival: dict[str, float] = {}
+        # fallback when the outbox cannot be written (disk full): kept in order in memory
+        self._memory: deque[OutboxItem] = deque(maxlen=outbox.max_events)
+        self._memory_mode = False
+        self._last_seq = 0  # newest outbox seq acknowledged (pruning may lag on a full disk)
         #: Acknowledged latencies (s) of this session's events, newest last.
         self.latencies_s: deque[float] = deque(maxlen=1_000_000)
 
@@ -284,7 +288,18 @@ class MqttSink:
     def enqueue(self, event: dict[str, Any], *, arrival: float | None = None) -> None:
         """Store an already built event; ``arrival`` (perf_counter) feeds the histogram."""
         payload = json.dumps(event, separators=(",", ":")).encode()
-        dropped = self.outbox.append(event["event_id"], self.stage_topic, payload)
+        dropped = 0
+        if not self._memory:
+            try:
+                dropped = self.outbox.append(event["event_id"], self.stage_topic, payload)
+            except StorageError as exc:
+                log.error("%s: %s; keeping events in memory until it is writable", self.device, exc)
+                self._memory_mode = True
+        if self._memory or self._memory_mode:
+            if len(self._memory) == self._memory.maxlen:
+                dropped = 1
+                log.warning("%s: in-memory queue full: dropped the oldest event", self.device)
+            self._memory.append(OutboxItem(-1, event["event_id"], self.stage_topic, payload))
         if arrival:
             self._arrival[event["event_id"]] = arrival
         if dropped and self.metrics is not None:
@@ -334,12 +349,15 @@ class MqttSink:
         """Deliver the outbox in order until closing and empty; raise on connection loss."""
         disconnected = getattr(client, "_disconnected", None)
         while True:
-            items = self.outbox.peek(64)
+            items = self.outbox.peek(64, after_seq=self._last_seq)
+            if not items and self._memory:
+                items = [self._memory[0]]
             if not items:
+                self._memory_mode = False  # memory drained: try the outbox again
                 if self._closing:
                     return
                 self._wakeup.clear()
-                if len(self.outbox):
+                if self._memory or self.outbox.peek(1, after_seq=self._last_seq):
                     continue
                 waiter = asyncio.ensure_future(self._wakeup.wait())
                 waits = [waiter] + ([disconnected] if disconnected is not None else [])
@@ -354,7 +372,14 @@ class MqttSink:
                 await client.publish(
                     item.topic, item.payload, qos=1, timeout=self.settings.publish_timeout
                 )
-                self.outbox.ack(item.seq)
+                if item.seq < 0:
+                    self._memory.popleft()
+                else:
+                    self._last_seq = item.seq
+                    try:
+                        self.outbox.ack(item.seq)
+                    except StorageError as exc:  # delivered; pruned on a later start
+                        log.error("%s: %s", self.device, exc)
                 self.delivered += 1
                 self._acknowledged(item.event_id)
 
@@ -370,6 +395,11 @@ class MqttSink:
             self.metrics.epoch_latency.labels(self.device).observe(latency)
         self._update_depth()
 
+    @property
+    def pending(self) -> int:
+        """Events not yet acknowledged by the broker (outbox plus in-memory fallback)."""
+        return len(self.outbox) + len(self._memory)
+
     def _set_connected(self, up: bool) -> None:
         if up:
             self.connected.set()
@@ -380,7 +410,7 @@ class MqttSink:
 
     def _update_depth(self) -> None:
         if self.metrics is not None:
-            self.metrics.queue_depth.labels(self.device, "outbox").set(len(self.outbox))
+            self.metrics.queue_depth.labels(self.device, "outbox").set(self.pending)
 
 
 def _consume_disconnect(client: Any) -> None:

@@ -253,3 +253,29 @@ def test_mqtt_sink_survives_a_hung_broker(mosquitto, subscribe, tmp_path):
     unique = list(dict.fromkeys(e["event_id"] for e in sub.stage_events()))
     assert unique == [f"bed1:s1:{i}" for i in range(n)]
     assert sink.delivered >= n
+
+
+def test_mqtt_sink_keeps_publishing_when_the_outbox_cannot_be_written(
+    mosquitto, subscribe, tmp_path
+):
+    """Disk full (outbox writes fail): events go on in order from memory; nothing is lost."""
+    from sleepstream.errors import StorageError
+
+    class FullDisk(Outbox):
+        """A real outbox whose appends fail after a few, like a filling disk."""
+
+        full_after = 3
+
+        def append(self, event_id, topic, payload):
+            if len(self) + self.delivered_before >= self.full_after:
+                raise StorageError(f"outbox {self.path}: database or disk is full")
+            return super().append(event_id, topic, payload)
+
+        delivered_before = 0
+
+    sub = subscribe(mosquitto.port, "sleepstream/+/stage")
+    box = FullDisk(tmp_path / "o.sqlite")
+    sink = asyncio.run(_publish(mqtt_settings(mosquitto.url), box, 12, pause=0.0))
+    assert sub.wait_for(lambda s: len(s.stage_events()) >= 12, 20)
+    assert [e["epoch_index"] for e in sub.stage_events()] == list(range(12))
+    assert sink.delivered == 12 and sink.pending == 0
