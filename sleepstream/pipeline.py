@@ -171,9 +171,9 @@ class DevicePipeline:
         if dropped > self._seen_dropped:
             m.samples_dropped.labels(self.name).inc(dropped - self._seen_dropped)
             self._seen_dropped = dropped
-        qsize = getattr(src, "qsize", None)
-        if callable(qsize):
-            m.queue_depth.labels(self.name, "source").set(qsize())
+        depth = getattr(src, "queue_depth", None)  # Source protocol: chunks waiting
+        if isinstance(depth, int | float):
+            m.queue_depth.labels(self.name, "source").set(depth)
 
     def accept(self, epoch: Epoch, prediction: StagePrediction) -> None:
         """Called by the batcher with each causal prediction (in order)."""

@@ -71,6 +71,7 @@ def test_daemon_metrics_latency_count_equals_published_epochs(
     assert _sample(text, "sleepstream_samples_received_total", "bed1") == 12 * 3000
     assert _sample(text, "sleepstream_broker_connected", "bed1") == 1
     assert 'sleepstream_queue_depth{device="bed1",queue="outbox"} 0.0' in text
+    assert 'sleepstream_queue_depth{device="bed1",queue="source"} 0.0' in text
     assert "sleepstream_inference_seconds_count" in text
     assert result.devices["bed1"].published == 12
 
