@@ -134,6 +134,9 @@ class RunConfig:
     outbox_max_events : int
     print_mode : str
         ``"line"``, ``"json"`` or ``"none"``: what is printed to stdout per epoch.
+    record : bool
+        Keep the night (raw EDF segments, stages, hypnogram) under
+        ``<state_dir>/nights/<device>/`` with :class:`~sleepstream.sinks.recorder.Recorder`.
     """
 
     devices: tuple[DeviceConfig, ...]
@@ -147,6 +150,7 @@ class RunConfig:
     state_dir: Path = field(default_factory=default_state_dir)
     outbox_max_events: int = 100_000
     print_mode: str = "line"
+    record: bool = False
 
     def __post_init__(self) -> None:
         if not self.devices:

@@ -221,6 +221,23 @@ class Daemon:
             metrics_port=self.metrics.port if self.metrics else None,
         )
 
+    def _recorder(self, dev: DeviceConfig, state_dir: Path) -> Any:
+        """The night recorder of one device (raw EDF segments, stages, manifest)."""
+        from sleepstream.sinks.recorder import Recorder
+
+        profile = resolve_profile(dev)
+        start = dev.options.get("start")
+        return Recorder(
+            state_dir,
+            device=dev.name,
+            profile=profile.name,
+            model_id=self.stager.model_id,
+            card_sha256=str(getattr(self.stager.card, "sha256", "")),
+            scale_to_uv=abs(profile.scale_to_uv),
+            staged_channel=profile.channel,
+            source_offset_s=float(start) if start is not None else None,
+        )
+
     async def _wait_delivered(self) -> None:
         """Wait until every MQTT outbox is empty (events acknowledged) or a stop request."""
         while not self._stop.is_set() and any(s.pending for s in self.mqtt_sinks.values()):
@@ -290,6 +307,8 @@ class Daemon:
                     stream=self.stdout,
                 )  # fmt: skip
                 sinks.append(await stack.enter_async_context(out))
+            if cfg.record:
+                sinks.append(await stack.enter_async_context(self._recorder(dev, state_dir)))
             if self.extra_sinks is not None:
                 sinks.extend(self.extra_sinks(dev.name))
             seq_len = self.stager.seq_len

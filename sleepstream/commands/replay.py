@@ -54,6 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json-summary", action="store_true", help="print one JSON object")
     parser.add_argument(
+        "--no-record",
+        action="store_true",
+        help="with --state-dir: do not keep the replayed night under STATE_DIR/nights/",
+    )
+    parser.add_argument(
         "--print-events", action="store_true", help="also print each stage as it comes"
     )
     add_mqtt_arguments(parser)
@@ -133,7 +138,9 @@ def run(args: argparse.Namespace) -> int:
     hyp = reference_window(args.path, args.hypnogram, trim=not args.no_trim)
     t0 = float(hyp.onsets[0])
     t_end = float(hyp.onsets[-1]) + EPOCH_SECONDS
-    device = DeviceConfig(check_device_name(args.device), f"edf:{args.path}", args.profile)
+    device = DeviceConfig(
+        check_device_name(args.device), f"edf:{args.path}", args.profile, {"start": t0}
+    )
     config = RunConfig(
         devices=(device,),
         mqtt=mqtt_options(args),
@@ -146,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
         state_dir=args.state_dir or default_state_dir(),
         outbox_max_events=args.outbox_max_events,
         print_mode="line" if args.print_events else "none",
+        # an explicit --state-dir also keeps the replayed night (sinks.recorder)
+        record=args.state_dir is not None and not args.no_record,
     )
     collector = CollectSink()
     start_utc = edf_start_utc(args.path)

@@ -43,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--json", action="store_true", help="print JSON lines instead of text")
     out.add_argument("--quiet", action="store_true", help="print nothing per epoch")
     out.add_argument(
+        "--no-record",
+        action="store_true",
+        help="do not keep the night (raw EDF, stages) under STATE_DIR/nights/",
+    )
+    out.add_argument(
         "--stay",
         action="store_true",
         help="keep running (broker, metrics) after a file source ends, until SIGTERM",
@@ -79,6 +84,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         state_dir=args.state_dir or default_state_dir(),
         outbox_max_events=args.outbox_max_events,
         print_mode="none" if args.quiet else ("json" if args.json else "line"),
+        record=not args.no_record,
     )
     if args.config:
         if args.board or args.lsl or args.source:

@@ -59,7 +59,9 @@ def test_run_without_flags_starts_embedded_broker_and_prints_stages(
     assert rc == 0
     stages = {"W", "N1", "N2", "N3", "REM", "unscored"}
     assert all(any(s in line.split() for s in stages) for line in lines)
-    assert (tmp_path / "xdg" / "sleepstream" / "outbox" / "bed1.sqlite").is_file()
+    state = tmp_path / "xdg" / "sleepstream"  # the per-user default state directory
+    assert (state / "outbox" / "bed1.sqlite").is_file()
+    assert len(list(state.glob("nights/bed1/*/night.json"))) == 1  # the night is recorded
 
 
 def test_run_openbci_without_dongle_fails_fast_with_clear_message(tmp_path, helpers, tiny_model):
