@@ -134,6 +134,9 @@ class RunConfig:
     outbox_max_events : int
     print_mode : str
         ``"line"``, ``"json"`` or ``"none"``: what is printed to stdout per epoch.
+    flush_timeout_s : float
+        At shutdown, how long (s) to keep trying to deliver the outbox before leaving
+        the rest for the next start.
     record : bool
         Keep the night (raw EDF segments, stages, hypnogram) under
         ``<state_dir>/nights/<device>/`` with :class:`~sleepstream.sinks.recorder.Recorder`.
@@ -151,6 +154,7 @@ class RunConfig:
     outbox_max_events: int = 100_000
     print_mode: str = "line"
     record: bool = False
+    flush_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.devices:
@@ -168,6 +172,8 @@ class RunConfig:
             raise UsageError(f"--broker-port {self.broker_port}: must be in 0..65535")
         if self.outbox_max_events < 1:
             raise UsageError(f"--outbox-max-events {self.outbox_max_events}: must be >= 1")
+        if not self.flush_timeout_s >= 0:
+            raise UsageError(f"--flush-timeout {self.flush_timeout_s}: must be >= 0 s")
         if self.print_mode not in ("line", "json", "none"):
             raise UsageError(f"print mode {self.print_mode!r}: line, json or none")
 

@@ -298,6 +298,7 @@ class Daemon:
                 session=session,
                 outbox=Outbox(outbox_path(state_dir, dev.name), max_events=cfg.outbox_max_events),
                 metrics=self.metrics,
+                flush_timeout=cfg.flush_timeout_s,
             )
             sinks.append(await stack.enter_async_context(mqtt))
             self.mqtt_sinks[dev.name] = mqtt

@@ -61,7 +61,9 @@ def mqtt_options(args: argparse.Namespace) -> MqttOptions:
     )
 
 
-def add_daemon_arguments(parser: argparse.ArgumentParser, *, metrics_default: int | None) -> None:
+def add_daemon_arguments(
+    parser: argparse.ArgumentParser, *, metrics_default: int | None, flush_default: float = 10.0
+) -> None:
     g = parser.add_argument_group("daemon")
     g.add_argument(
         "--metrics-port",
@@ -91,6 +93,12 @@ def add_daemon_arguments(parser: argparse.ArgumentParser, *, metrics_default: in
         type=int,
         default=100_000,
         help="outbox capacity; the oldest events are dropped beyond it (%(default)s)",
+    )
+    g.add_argument(
+        "--flush-timeout",
+        type=float,
+        default=flush_default,
+        help="seconds to keep delivering the outbox at shutdown (%(default)s)",
     )
     g.add_argument(
         "--log-level",

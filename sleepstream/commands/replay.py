@@ -62,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--print-events", action="store_true", help="also print each stage as it comes"
     )
     add_mqtt_arguments(parser)
-    add_daemon_arguments(parser, metrics_default=None)
+    add_daemon_arguments(parser, metrics_default=None, flush_default=60.0)
 
 
 class CollectSink:
@@ -152,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         lookahead=args.lookahead,
         state_dir=args.state_dir or default_state_dir(),
         outbox_max_events=args.outbox_max_events,
+        flush_timeout_s=args.flush_timeout,
         print_mode="line" if args.print_events else "none",
         # an explicit --state-dir also keeps the replayed night (sinks.recorder)
         record=args.state_dir is not None and not args.no_record,

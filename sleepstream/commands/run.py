@@ -83,6 +83,7 @@ def build_config(args: argparse.Namespace) -> RunConfig:
         lookahead=args.lookahead,
         state_dir=args.state_dir or default_state_dir(),
         outbox_max_events=args.outbox_max_events,
+        flush_timeout_s=args.flush_timeout,
         print_mode="none" if args.quiet else ("json" if args.json else "line"),
         record=not args.no_record,
     )
