@@ -214,3 +214,29 @@ def test_daemon_kill9_restart_delivers_events_scored_before_the_kill(
         assert list(dict.fromkeys(got)) == want  # in order, each at least once
     finally:
         broker.stop()
+
+
+def test_daemon_systemd_unit_is_hardened_and_env_example_names_real_flags():
+    """The unit has the hardening of the issue; every SLEEPSTREAM_* in the example env file
+    is a real ``sleepstream run`` option (or the password variable)."""
+    import argparse
+    from pathlib import Path
+
+    from sleepstream.commands import run as run_cmd
+
+    root = Path(__file__).resolve().parents[2] / "systemd"
+    unit = (root / "sleepstream@.service").read_text()
+    for directive in (
+        "EnvironmentFile=-/etc/sleepstream/%i.env", "Restart=on-failure", "DynamicUser=yes",
+        "ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes",
+        "StateDirectory=sleepstream/%i", "SupplementaryGroups=dialout",
+        "DeviceAllow=char-ttyUSB rw", "KillSignal=SIGTERM",
+    ):  # fmt: skip
+        assert f"\n{directive}\n" in unit, directive
+    parser = argparse.ArgumentParser()
+    run_cmd.add_arguments(parser)
+    dests = {a.dest.upper() for a in parser._actions}
+    env = (root / "sleepstream.env.example").read_text()
+    names = set(re.findall(r"^#?SLEEPSTREAM_([A-Z_]+)=", env, re.M))
+    assert names, "no variables in the example"
+    assert names - {"MQTT_PASSWORD"} <= dests, names - dests
