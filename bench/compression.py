@@ -412,7 +412,7 @@ def write_markdown(result: dict, rows: list[str]) -> None:
     lines = [
         "## Compression: teacher vs TA vs student",
         "",
-        f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: "
+        f"- Date: {result['date']}; machine: "
         f"{mach['cpu']}, {mach['cores']} cores, {mach['mem_gb']} GB, shared and noisy.",
         "- Command: `.venv/bin/python bench/compression.py` "
         f"(rounds {result['runs']}; per worker and thread setting up to "

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -99,7 +99,14 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=200, help="epochs per run (>= 200)")
     p.add_argument("--speed", type=float, default=30.0, help="wall-clock pace (1 = real time)")
     p.add_argument("--runs", type=int, default=1)
+    p.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the JSON")
     args = p.parse_args()
+    if args.markdown_only:
+        saved = json.loads((RESULTS / "e2e_latency.json").read_text())
+        args.epochs, args.runs = saved["epochs_per_run"], saved["runs"]
+        args.speed = float(saved["pacing"].split("speed ", 1)[1].split(" ", 1)[0])
+        write_markdown(saved, args)
+        return
 
     from sleepstream.inference import load_stager
 
@@ -149,7 +156,7 @@ def write_markdown(r: dict, args: argparse.Namespace) -> None:
     lines = [
         "## End-to-end latency (last sample in -> event at an MQTT subscriber)",
         "",
-        f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: {m['cpu']}, "
+        f"- Date: {r['date']}; machine: {m['cpu']}, "
         f"{m['cores']} cores, shared (1-min load average {run['load_avg_1min'][0]:.1f} at the "
         f"start, {run['load_avg_1min'][1]:.1f} at the end of run 1).",
         f"- Command: `.venv/bin/python bench/e2e_latency.py --epochs {args.epochs} "

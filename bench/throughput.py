@@ -189,7 +189,7 @@ def write_markdown(r: dict) -> None:
     lines = [
         "## Replay throughput (whole night, `--speed max`)",
         "",
-        f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: {m['cpu']}, "
+        f"- Date: {r['date']}; machine: {m['cpu']}, "
         f"{m['cores']} cores, shared (1-min load average {r['load_avg_1min_at_end']:.1f} "
         "at the end).",
         f"- Command: `.venv/bin/{r['command']}`",
