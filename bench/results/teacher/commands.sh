@@ -22,3 +22,15 @@ nice -n 10 .venv/bin/python -m distill evaluate --checkpoint runs/teacher-dsn/wn
 nice -n 10 .venv/bin/python -m distill evaluate --checkpoint runs/teacher-dsn/full/best.safetensors \
   --protocol cross-dataset --mode both --out bench/results/teacher \
   --stem deepsleepnet-teacher-cross-dataset
+
+# 4. variant v2 (reported in teacher.md, not the headline): neighbour validation block,
+#    up to 16 stage-2 epochs.
+for F in 0 1 2 3; do
+  nice -n 10 .venv/bin/python -m distill train --split within-night-blocks --folds 4 --fold $F \
+    --val-block neighbour --out runs/teacher-dsn/wnb-v2 \
+    --model deepsleepnet-teacher --stride 10 --assembled-ratio 0.5 --epochs 16 --seed 0 --resume &
+done
+wait
+nice -n 10 .venv/bin/python -m distill evaluate --checkpoint runs/teacher-dsn/wnb-v2 \
+  --protocol within-night-blocks --mode both --out bench/results/teacher \
+  --stem deepsleepnet-teacher-within-night-blocks-v2
