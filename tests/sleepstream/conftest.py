@@ -121,6 +121,27 @@ def mosquitto(tmp_path_factory):
     broker.stop()
 
 
+@pytest.fixture
+def persistent_mosquitto():
+    """A mosquitto that saves sessions every second (to survive its own SIGKILL), in a
+    world-writable temporary folder (it drops root to user ``mosquitto``)."""
+    import tempfile
+
+    if mosquitto_binary() is None:
+        pytest.skip("mosquitto binary not found (Debian: apt-get install mosquitto)")
+    work = Path(tempfile.mkdtemp(prefix="sleepstream-mq-"))
+    work.chmod(0o777)
+    port = free_port()
+    conf = (
+        f"listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
+        f"persistence true\npersistence_location {work}/\nautosave_interval 1\n"
+    )
+    broker = Mosquitto(work, port, extra_config=conf).start()
+    yield broker
+    broker.stop()
+    shutil.rmtree(work, ignore_errors=True)
+
+
 class Subscriber:
     """An MQTT subscriber (paho, in its own thread) collecting messages of a topic filter."""
 

@@ -125,3 +125,45 @@ def test_replay_through_embedded_broker_is_seen_by_watch(sc4001_dir, tiny_model,
     events = [json.loads(line) for line in out.splitlines()]
     assert [e["epoch_index"] for e in events] == list(range(841))
     assert json.loads(replay.stdout.strip().splitlines()[-1])["n_epochs_published"] == 841
+
+
+def test_replay_survives_broker_killed_for_ten_seconds(
+    sc4001_dir, tiny_model, persistent_mosquitto, subscribe, tmp_path, helpers
+):
+    """Fault injection: SIGKILL the broker mid-night, keep it down 10 s, restart it: the
+    replay never exits early and the subscriber ends with all 841 event_ids, in order,
+    exactly once after dedup."""
+    import time
+
+    broker = persistent_mosquitto
+    sub = subscribe(broker.port, "sleepstream/replay/stage", persistent=True)
+    time.sleep(2.5)  # the broker autosaves the subscriber's session
+    proc = subprocess.Popen(
+        helpers.sleepstream_cmd(
+            *_replay_args(
+                sc4001_dir, tiny_model, tmp_path / "state", "--mqtt", broker.url, "--no-record"
+            )
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=helpers.daemon_env(),
+    )
+    try:
+        assert sub.wait_for(lambda s: len(s.stage_events()) >= 50, 300)
+        broker.kill()
+        time.sleep(10.0)
+        still_running_or_ok = proc.poll() in (None, 0)
+        broker.start()
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert still_running_or_ok and proc.returncode == 0, err[-2000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["n_epochs_published"] == 841 and summary["n_events_undelivered"] == 0
+    assert sub.wait_for(lambda s: len({e["event_id"] for e in s.stage_events()}) >= 841, 30)
+    unique = list(dict.fromkeys(e["event_id"] for e in sub.stage_events()))
+    assert len(unique) == 841
+    session = unique[0].split(":")[1]
+    assert unique == [f"replay:{session}:{i}" for i in range(841)]

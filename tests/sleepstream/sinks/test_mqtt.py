@@ -70,55 +70,41 @@ def test_mqtt_sink_status_is_retained_online_then_offline(mosquitto, subscribe, 
     assert late.wait_for(lambda s: s.statuses() == ["offline"], 10)  # retained
 
 
-def test_mqtt_sink_redelivers_in_order_after_broker_outage(helpers, subscribe, tmp_path):
+def test_mqtt_sink_redelivers_in_order_after_broker_outage(
+    persistent_mosquitto, subscribe, tmp_path
+):
     """Broker SIGKILLed mid-stream and restarted: all events arrive in order, once after dedup.
 
     The broker persists sessions (autosave every second), so the subscriber's persistent
     session survives the crash and receives what the sink delivers after the restart,
     whoever reconnects first.
     """
-    import shutil
-    import tempfile
+    broker = persistent_mosquitto
+    sub = subscribe(broker.port, "sleepstream/+/stage", persistent=True)
+    time.sleep(2.5)  # let the broker autosave the subscriber's session
+    settings = mqtt_settings(broker.url)
+    outbox = Outbox(tmp_path / "o.sqlite")
+    n = 40
 
-    if helpers.mosquitto_binary() is None:
-        pytest.skip("mosquitto binary not found (Debian: apt-get install mosquitto)")
-    work = Path(tempfile.mkdtemp(prefix="sleepstream-mq-"))
-    work.chmod(0o777)  # mosquitto drops root to user "mosquitto" and writes its db here
-    port = helpers.free_port()
-    conf = (
-        f"listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
-        f"persistence true\npersistence_location {work}/\nautosave_interval 1\n"
-    )
-    broker = helpers.Mosquitto(work, port, extra_config=conf).start()
-    try:
-        sub = subscribe(port, "sleepstream/+/stage", persistent=True)
-        time.sleep(2.5)  # let the broker autosave the subscriber's session
-        settings = mqtt_settings(f"mqtt://127.0.0.1:{port}")
-        outbox = Outbox(tmp_path / "o.sqlite")
-        n = 40
+    async def scenario():
+        async with MqttSink(settings, device="bed1", session="s1", outbox=outbox) as sink:
+            for i in range(n):
+                if i == 10:
+                    await asyncio.sleep(0.3)
+                    broker.kill()
+                if i == 30:
+                    await asyncio.sleep(1.0)  # events 10..29 wait in the outbox
+                    broker.start()
+                await sink.publish(_epoch(i), _pred(i))
+                await asyncio.sleep(0.01)
+            return sink
 
-        async def scenario():
-            async with MqttSink(settings, device="bed1", session="s1", outbox=outbox) as sink:
-                for i in range(n):
-                    if i == 10:
-                        await asyncio.sleep(0.3)
-                        broker.kill()
-                    if i == 30:
-                        await asyncio.sleep(1.0)  # events 10..29 wait in the outbox
-                        broker.start()
-                    await sink.publish(_epoch(i), _pred(i))
-                    await asyncio.sleep(0.01)
-                return sink
-
-        sink = asyncio.run(scenario())
-        sub.wait_for(lambda s: len({e["event_id"] for e in s.stage_events()}) >= n, 30)
-        unique = list(dict.fromkeys(e["event_id"] for e in sub.stage_events()))
-        assert unique == [f"bed1:s1:{i}" for i in range(n)], broker.log.read_text()[-800:]
-        assert sink.delivered >= n
-        assert len(Outbox(tmp_path / "o.sqlite").open()) == 0
-    finally:
-        broker.stop()
-        shutil.rmtree(work, ignore_errors=True)
+    sink = asyncio.run(scenario())
+    sub.wait_for(lambda s: len({e["event_id"] for e in s.stage_events()}) >= n, 30)
+    unique = list(dict.fromkeys(e["event_id"] for e in sub.stage_events()))
+    assert unique == [f"bed1:s1:{i}" for i in range(n)], broker.log.read_text()[-800:]
+    assert sink.delivered >= n
+    assert len(Outbox(tmp_path / "o.sqlite").open()) == 0
 
 
 def test_mqtt_sink_delivers_leftovers_of_a_previous_run_first(mosquitto, subscribe, tmp_path):
