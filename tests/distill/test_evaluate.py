@@ -220,3 +220,40 @@ def test_evaluate_onnx_matches_checkpoint(tiny_runs, shared_data, tmp_path):
     t = json.loads((tmp_path / "t.json").read_text())["modes"]
     assert o["causal"]["pooled"]["n_epochs"] > 400
     assert o["causal"]["pooled"]["confusion"] == t["causal"]["pooled"]["confusion"]
+
+
+def test_evaluate_model_trains_then_scores_cross_dataset(shared_data, tmp_path):
+    """`--model` trains on SC4001 (run folder written) and scores DREAMS in one command."""
+    from distill.cli import main
+
+    rc = main(
+        [
+            "evaluate",
+            "--model",
+            "tiny-student",
+            "--protocol",
+            "cross-dataset",
+            "--mode",
+            "offline",
+            "--data",
+            str(shared_data),
+            "--runs",
+            str(tmp_path / "runs"),
+            "--pretrain-epochs",
+            "1",
+            "--epochs",
+            "1",
+            "--seq-len",
+            "3",
+            "--no-progress",
+            "--out",
+            str(tmp_path),
+            "--stem",
+            "m",
+        ]
+    )
+    assert rc == 0
+    assert (tmp_path / "runs" / "best.safetensors").is_file()
+    res = json.loads((tmp_path / "m.json").read_text())
+    assert res["model"] == "tiny-student" and len(res["test_set"]) == 8
+    assert list(res["modes"]) == ["offline"]
