@@ -35,7 +35,7 @@ async def _watch(args: argparse.Namespace) -> int:
     import aiomqtt
 
     from sleepstream.sinks.base import format_line
-    from sleepstream.sinks.mqtt import make_client, mqtt_settings, read_password
+    from sleepstream.sinks.mqtt_settings import make_client, mqtt_settings, read_password
 
     settings = mqtt_settings(
         args.mqtt or "mqtt://127.0.0.1:1883",
