@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--train-command", default=None, help="the command that trained the checkpoint (card)"
     )
+    parser.add_argument(
+        "--description", default=None, help="plain-text account of the training (card)"
+    )
 
 
 def _load(args: argparse.Namespace):
@@ -111,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
         if k in meta
     }
     training["checkpoint"] = str(args.checkpoint)
+    if args.description:
+        training["description"] = args.description
     train_cmd = args.train_command or meta.get("command")
     if train_cmd:
         training["command"] = train_cmd
