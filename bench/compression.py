@@ -339,8 +339,8 @@ def main() -> None:
         "ratios": ratios,
     }
     rows = table_rows(models)
-    emit("compression", result, "\n".join(rows), packages=["torch", "onnx"])
-    write_markdown(result, rows)
+    path = emit("compression", result, "\n".join(rows), packages=["torch", "onnx"])
+    write_markdown(json.loads(path.read_text()), rows)
 
 
 def profile_ort(names: list[str], windows: int = 10) -> None:

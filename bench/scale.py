@@ -379,14 +379,14 @@ def main() -> None:
         for m, s in head.items()
     )
     best = max((s["max_n_passing"] for s in searches), default=0)
-    emit(
+    path = emit(
         "scale",
         result,
         f"| scale | synthetic-night x N, speed {args.speed:g} | {row} | ≥ {GOAL_N} | "
         f"{'met' if best >= GOAL_N else 'missed'} ({(best / GOAL_N - 1) * 100:+.0f} %) |",
         packages=["aiomqtt", "paho-mqtt"],
     )
-    write_markdown(result, args)
+    write_markdown(json.loads(path.read_text()), args)
 
 
 def write_markdown(r: dict, args) -> None:

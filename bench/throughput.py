@@ -176,8 +176,8 @@ def main() -> None:
         f"{eps:.0f} epochs/s (median of {args.runs}) | ≥ {GOAL:.0f} | "
         f"{'met' if eps >= GOAL else 'missed'} ({(eps / GOAL - 1) * 100:+.0f} %) |"
     )
-    emit("throughput", result, row, packages=["aiomqtt", "paho-mqtt"])
-    write_markdown(result)
+    path = emit("throughput", result, row, packages=["aiomqtt", "paho-mqtt"])
+    write_markdown(json.loads(path.read_text()))
 
 
 def write_markdown(r: dict) -> None:
