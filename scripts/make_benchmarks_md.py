@@ -1,0 +1,82 @@
+"""Assemble BENCHMARKS.md from the per-benchmark Markdown files under bench/results/.
+
+Every section is written by the committed command named inside it; this script only
+concatenates them in a fixed order under a common header. Run from the repository root:
+
+    .venv/bin/python scripts/make_benchmarks_md.py
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+HEADER = """# BENCHMARKS
+
+Every figure below was produced by the committed command printed in its section; each
+section names its date, machine, data, split and number of runs. The machine is the
+project's 2-core x86_64 CPU box (AMD EPYC, 23.5 GB, no GPU), shared with other jobs
+while these ran, so absolute times are noisy: speeds are medians, and comparisons are
+ratios measured side by side in one run.
+
+**Read accuracy figures for what they are.** The only whole night with EEG here is
+SC4001 (one subject). `within-night-blocks` tests on held-out blocks of that same night
+and is optimistic; `cross-dataset` trains on SC4001 and tests on the eight 30-min DREAMS
+excerpts (other subjects, C3-A1/Cz-A1 montage, another lab), which no model here saw
+during training or model selection. Neither is comparable to the paper's 20-night
+Sleep-EDF-20 or ISRUC-III figures. The KD tables use `--quick` settings (3 + 3 training
+epochs, 5-epoch context) to fit the CPU budget: their differences are mostly within
+seed-to-seed noise and do not reproduce or refute the paper's ordering.
+
+Regenerate this file: `.venv/bin/python scripts/make_benchmarks_md.py`.
+
+## Contents
+"""
+
+SECTIONS = [
+    ("Default student (shipped model), cross-dataset", "default-student/cross-dataset.md"),
+    ("Accuracy against the peer: YASA", "peer_yasa.md"),
+    ("DeepSleepNet teacher (issue 3)", "teacher.md"),
+    ("KD comparison, cross-dataset", "kd/compare-deepsleepnet-cross-dataset-quick.md"),
+    ("KD comparison, within-night block 0", "kd/compare-deepsleepnet-within-night-blocks-quick.md"),
+    ("SleepKD ablations", "kd/ablate-deepsleepnet-cross-dataset-paper-quick.md"),
+    ("Compression", "compression.md"),
+    ("End-to-end latency", "e2e_latency.md"),
+    ("Replay throughput", "throughput.md"),
+    ("Scale: devices per daemon", "scale.md"),
+    ("Memory", "memory.md"),
+    ("Soak", "soak.md"),
+]
+
+PEER_INTRO = """`.venv/bin/python bench/peer_yasa.py` (one run; both stagers are deterministic).
+The student is causal (sees only the past, as in the daemon); YASA is offline (whole
+recording). SC4001 is the student's training night: its student row is not a
+generalisation result. Raw figures: `bench/results/peer_yasa.json`.
+
+"""
+
+
+def main() -> int:
+    parts = [HEADER]
+    present = [(t, RESULTS / f) for t, f in SECTIONS if (RESULTS / f).is_file()]
+    parts += [
+        f"- [{t}](#{t.lower().replace(' ', '-').replace(',', '').replace(':', '')})"
+        for t, _ in present
+    ]
+    for title, path in present:
+        body = path.read_text().strip()
+        body = "\n".join(
+            ("#" + line) if line.startswith("#") else line for line in body.splitlines()
+        )  # demote the file's own headings under this section
+        intro = PEER_INTRO if path.name == "peer_yasa.md" else ""
+        rel = path.relative_to(ROOT)
+        parts.append(f"\n## {title}\n\nSource: `{rel}`.\n\n{intro}{body}\n")
+    (ROOT / "BENCHMARKS.md").write_text("\n".join(parts) + "\n")
+    print(f"wrote BENCHMARKS.md ({len(present)} sections)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
