@@ -213,7 +213,10 @@ def write_markdown(r: dict) -> None:
             "",
             f"Plain CLI (`{c['command']}`), start-up and model load included: "
             f"{c['wall_s']:.1f} s wall for {c['n_epochs_published']} epochs "
-            f"({c['epochs_per_s_incl_startup']:.0f} epochs/s).",
+            f"({c['epochs_per_s_incl_startup']:.0f} epochs/s); its summary: accuracy "
+            f"{c['accuracy']:.3f} against the SC4001 hypnogram, acknowledged latency p50 "
+            f"{c['latency_ms_p50']:.1f} ms / p99 {c['latency_ms_p99']:.1f} ms (at max speed "
+            "these include queueing behind earlier epochs, so they are not real-time latencies).",
         ]
     lines.append("")
     notes = RESULTS / "throughput.notes.md"
