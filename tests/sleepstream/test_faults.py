@@ -10,6 +10,7 @@ epochs inside the gap as ``unscored`` (reason ``gap``) and continues the epoch g
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import threading
 import time
@@ -75,36 +76,46 @@ class GappyOutlet:
         del outlet
 
 
-def test_daemon_lsl_outlet_gone_for_60s_of_stream_time_publishes_gap_and_resumes(
-    sc4001_dir, mosquitto, subscribe, tmp_path, tiny_model
-):
-    """Outlet gone for 60 s of stream time: gap epochs unscored (``gap``), grid contiguous,
-    epochs after the gap scored, the daemon never exits."""
+def _gap_scenario(sc4001_dir, mosquitto, subscribe, tmp_path, model, *, give_up=False):
+    """Run the daemon on a :class:`GappyOutlet` (8 epochs, 60 s gap, 8 epochs) and check
+    what every variant must show; returns the pipeline (for its counters)."""
     pylsl = pytest.importorskip("pylsl")
     from sleepstream.config import DeviceConfig, MqttOptions, RunConfig
     from sleepstream.daemon import Daemon
-    from sleepstream.sources.lsl import load_lsl_config
+    from sleepstream.sources.base import Backoff
+    from sleepstream.sources.lsl import LSLSource, load_lsl_config
 
     load_lsl_config()
     x = np.load(sc4001_dir / "SC4001E0_FpzCz_30s_trimmed.npz")["x"]
     n_before, n_gap, n_after = 8, 2, 8  # epochs
     before = x[100 : 100 + n_before].reshape(-1)
     after = x[100 + n_before + n_gap : 100 + n_before + n_gap + n_after].reshape(-1)
-    name = f"sleepstream-gap-{os.getpid()}"
-    outlet = GappyOutlet(pylsl, name, before, after, gap_s=n_gap * EPOCH / FS)
+    name = f"sleepstream-gap-{os.getpid()}-{int(give_up)}"
+    outlet = GappyOutlet(
+        pylsl, name, before, after, gap_s=n_gap * EPOCH / FS, pause_s=4.0 if give_up else 2.0
+    )
     sub = subscribe(mosquitto.port, "sleepstream/+/stage")
     cfg = RunConfig(
         devices=(DeviceConfig("lsl-gap", f"lsl:{name}", "lsl-generic", {"timeout": 20.0}),),
         mqtt=MqttOptions(url=mosquitto.url),
         metrics_port=None,
-        model=tiny_model,
+        model=model,
         state_dir=tmp_path / "state",
         print_mode="none",
     )
+    build_source = None
+    if give_up:
+        # a real LSL inlet that gives up after two quick re-resolve attempts: its reader
+        # raises SourceError mid-stream, as a source that cannot recover by itself does
+        def build_source(dev):
+            backoff = Backoff(initial_s=0.1, max_s=0.1, max_attempts=2)
+            src = LSLSource(name, timeout=1.0, resolve_timeout_s=0.2, backoff=backoff)
+            return src, None
+
     last_wanted = n_before + n_gap + n_after - 2  # the last epoch may still be filling
 
     async def scenario():
-        daemon = Daemon(cfg, install_signals=False)
+        daemon = Daemon(cfg, install_signals=False, build_source=build_source)
         task = asyncio.create_task(daemon.run())
         outlet.thread.start()
         await asyncio.to_thread(outlet.outlet_down.wait, 120)
@@ -117,20 +128,18 @@ def test_daemon_lsl_outlet_gone_for_60s_of_stream_time_publishes_gap_and_resumes
             60,
         )
         alive_after = not task.done()
-        reconnects = daemon.pipelines[0].source.reconnects
         daemon.request_stop()
         await task
-        return alive_during_outage, alive_after, ok, reconnects
+        return alive_during_outage, alive_after, ok, daemon.pipelines[0]
 
     try:
-        alive_during, alive_after, ok, reconnects = asyncio.run(scenario())
+        alive_during, alive_after, ok, pipeline = asyncio.run(scenario())
     finally:
         outlet.stop.set()
         outlet.thread.join(10)
     events = sub.stage_events()
     assert alive_during and alive_after, "the daemon ended while the source was gone"
     assert ok, f"events: {[(e['epoch_index'], e['stage']) for e in events]}"
-    assert reconnects >= 1
     idx = [e["epoch_index"] for e in events]
     assert idx == list(range(len(idx))), idx  # contiguous grid, each epoch once
     by_index = {e["epoch_index"]: e for e in events}
@@ -144,6 +153,27 @@ def test_daemon_lsl_outlet_gone_for_60s_of_stream_time_publishes_gap_and_resumes
     after_gap = [by_index[k] for k in range(n_before + n_gap, last_wanted + 1)]
     assert after_gap and all(e["stage"] != "unscored" for e in after_gap), table
     # epoch start times stay on the 30-s grid across the gap
-    starts = [np.datetime64(e["epoch_start"].replace("Z", "")) for e in events]
-    steps = np.diff(starts).astype("timedelta64[ms]").astype(float) / 1e3
+    starts = [dt.datetime.fromisoformat(e["epoch_start"]) for e in events]
+    steps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
     assert np.allclose(steps, 30.0), steps
+    return pipeline
+
+
+def test_daemon_lsl_outlet_gone_for_60s_of_stream_time_publishes_gap_and_resumes(
+    sc4001_dir, mosquitto, subscribe, tmp_path, tiny_model
+):
+    """Outlet gone for 60 s of stream time: the inlet re-resolves it, gap epochs are
+    unscored (``gap``), the grid is contiguous, later epochs scored, the daemon stays up."""
+    pipeline = _gap_scenario(sc4001_dir, mosquitto, subscribe, tmp_path, tiny_model)
+    assert pipeline.source.reconnects >= 1
+
+
+def test_daemon_survives_a_source_that_gives_up_mid_stream(
+    sc4001_dir, mosquitto, subscribe, tmp_path, tiny_model
+):
+    """An LSL inlet whose own re-resolving gives up raises SourceError mid-stream: the
+    pipeline re-enters the source with back-off instead of ending the daemon, and the
+    lost stream time still comes out as ``gap`` epochs on the same grid."""
+    pipeline = _gap_scenario(sc4001_dir, mosquitto, subscribe, tmp_path, tiny_model, give_up=True)
+    assert pipeline.source_reopens >= 1
+    assert pipeline.last_source_error  # why it last failed is kept for the operator
