@@ -120,6 +120,9 @@ def main() -> None:
         f"({(steady / GOAL_MB - 1) * 100:+.0f} %). Exit code after SIGTERM: {rc}.",
         "",
     ]
+    notes = RESULTS / "memory.notes.md"
+    if notes.exists():
+        lines += [notes.read_text().strip(), ""]
     (RESULTS / "memory.md").write_text("\n".join(lines))
 
 
