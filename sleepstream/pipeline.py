@@ -32,6 +32,14 @@ log = logging.getLogger(__name__)
 _END = object()
 
 
+class _SourceFailed(Exception):
+    """A source error raised while iterating an already open source (not the DSP's)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class DevicePipeline:
     """Source -> DSP -> epochs for one device, and the delivery of its predictions.
 
@@ -50,6 +58,11 @@ class DevicePipeline:
     metrics : Metrics, optional
     until : float, optional
         Stop after this stream time in seconds (samples at or past it are not used).
+    lookahead : int
+        K > 0: also hand revised predictions for epoch ``t - K`` to the sinks.
+    reopen_backoff : Backoff, optional
+        Delays (s) between attempts to re-enter a source that failed mid-stream
+        (default: 1 s doubling to 30 s, jittered, forever).
     """
 
     def __init__(
@@ -62,6 +75,7 @@ class DevicePipeline:
         metrics: Any = None,
         until: float | None = None,
         lookahead: int = 0,
+        reopen_backoff: Any = None,
     ) -> None:
         self.name = name
         self.source = source
@@ -80,38 +94,94 @@ class DevicePipeline:
         self._reader: asyncio.Task[None] | None = None
         self._seen_received = 0
         self._seen_dropped = 0
+        #: Times the source was re-entered after failing mid-stream, and why it last failed.
+        self.source_reopens = 0
+        self.last_source_error = ""
+        #: Schedule for re-entering a failed source (forever by default).
+        self.reopen_backoff = reopen_backoff or _default_reopen_backoff()
+        self._fresh = False
 
     # -- tasks ----------------------------------------------------------------------
     async def read(self, batcher: InferenceBatcher) -> None:
-        """Task ``<device>:source``: read chunks, make epochs, hand them to inference."""
+        """Task ``<device>:source``: read chunks, make epochs, hand them to inference.
+
+        A :class:`~sleepstream.errors.SourceError` raised by the source *after* it was
+        first opened (a reader that gave up, a stream that cannot be re-resolved yet) does
+        not end the pipeline: the source is left, re-entered with jittered back-off
+        (``reopen_backoff``) until it delivers again, and the same DSP chain continues, so
+        the lost stream time becomes ``gap`` epochs on the same grid. Errors at the first
+        open, and errors of the DSP chain (e.g. a changed sample rate), still end it.
+        """
+        from sleepstream.errors import SourceError
+
         self._reader = asyncio.current_task()
+        dsp: Any = None
+        delays = None
         try:
-            async with self.source as src:
-                dsp = self.make_dsp(src)
-                self.opened.set()
-                async for chunk in src:
-                    chunk = self._clip(chunk)
-                    if chunk is None:
+            while True:
+                entered = False
+                try:
+                    async with self.source as src:
+                        entered = True
+                        if dsp is None:
+                            dsp = self.make_dsp(src)
+                            self.opened.set()
+                        else:
+                            self.source_reopens += 1
+                            log.warning("%s: source reopened after a failure", self.name)
+                        self._fresh = False
+                        await self._consume(src, dsp, batcher)
                         break
-                    self._count_samples(src, chunk)
-                    for sink in self.sinks:
-                        write = getattr(sink, "write_chunk", None)
-                        if write is not None:
-                            await write(chunk)
-                    for epoch in dsp.push(chunk):
-                        await self._submit(batcher, epoch)
-                    if self.until is not None and chunk.timestamps[-1] + 0.5 / chunk.fs >= (
-                        self.until
-                    ):
-                        break
-                for epoch in dsp.flush():
-                    await self._submit(batcher, epoch)
+                except _SourceFailed as failed:
+                    why = failed.error
+                except SourceError as exc:
+                    if dsp is None or entered:  # first open, or the DSP chain's own error
+                        raise
+                    why = exc
+                if self._fresh or delays is None:  # it delivered since it was opened
+                    delays = self.reopen_backoff.delays()
+                delay = next(delays, None)
+                if delay is None:
+                    raise why
+                self.last_source_error = str(why)
+                log.warning(
+                    "%s: source failed mid-stream (%s); reopening in %.1f s", self.name, why, delay
+                )
+                await asyncio.sleep(delay)
+            for epoch in dsp.flush():
+                await self._submit(batcher, epoch)
         except asyncio.CancelledError:
             if not self.opened.is_set():
                 raise
             log.info("%s: source stopped", self.name)
         finally:
             await batcher.end(self)
+
+    async def _consume(self, src: Any, dsp: Any, batcher: InferenceBatcher) -> bool:
+        """Read ``src`` to its end (or ``until``); a source error becomes ``_SourceFailed``."""
+        from sleepstream.errors import SourceError
+
+        it = src.__aiter__()
+        while True:
+            try:
+                chunk = await it.__anext__()
+            except StopAsyncIteration:
+                return True
+            except SourceError as exc:
+                raise _SourceFailed(exc) from None
+            self._fresh = True
+            chunk = self._clip(chunk)
+            if chunk is None:
+                return True
+            self._count_samples(src, chunk)
+            for sink in self.sinks:
+                write = getattr(sink, "write_chunk", None)
+                if write is not None:
+                    await write(chunk)
+            for epoch in dsp.push(chunk):
+                await self._submit(batcher, epoch)
+            if self.until is not None and chunk.timestamps[-1] + 0.5 / chunk.fs >= self.until:
+                return True
 
     async def deliver(self) -> None:
         """Task ``<device>:sinks``: publish predictions to every sink, in order."""
@@ -278,6 +348,12 @@ class InferenceBatcher:
         revised = await asyncio.to_thread(self.stager.predict, [e for _, e in later], k)
         for (p, _), pred in zip(later, revised, strict=True):
             p.accept_revised(pred, k)
+
+
+def _default_reopen_backoff() -> Any:
+    from sleepstream.sources.base import Backoff
+
+    return Backoff(initial_s=1.0, max_s=30.0)
 
 
 async def run_pipelines(pipelines: Sequence[DevicePipeline], batcher: InferenceBatcher) -> None:
