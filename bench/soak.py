@@ -145,14 +145,18 @@ class Subscriber:
         self.client.disconnect()
 
 
-def rss_mb(pid: int) -> float | None:
+def rss_mb(pid: int) -> dict[str, float] | None:
+    """VmRSS and its parts (RssAnon: heap; RssFile: mapped files, e.g. the memory-mapped
+    EDF and libraries; RssShmem) of a process, in MB."""
+    out: dict[str, float] = {}
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+            key = line.split(":", 1)[0]
+            if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+                out[key] = round(int(line.split()[1]) / 1024, 2)
     except OSError:
         return None
-    return None
+    return out if "VmRSS" in out else None
 
 
 def schedule(duration: float, down: float) -> list[tuple[float, str]]:
@@ -196,6 +200,7 @@ def main() -> int:
     daemon = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env)
     t0 = time.monotonic()
     rss: list[tuple[float, float]] = []
+    parts: list[tuple[float, float, float]] = []
     faults = schedule(args.duration, args.down)
     done_faults: list[dict] = []
     pending = list(faults)
@@ -207,7 +212,8 @@ def main() -> int:
                 break
             r = rss_mb(daemon.pid)
             if r is not None:
-                rss.append((round(now, 1), round(r, 2)))
+                rss.append((round(now, 1), r["VmRSS"]))
+                parts.append((round(now, 1), r.get("RssAnon", 0.0), r.get("RssFile", 0.0)))
             if pending and now >= pending[0][0]:
                 at, kind = pending.pop(0)
                 before = sub.count()
@@ -254,6 +260,14 @@ def main() -> int:
     base = statistics.median([r for t, r in rss if args.warmup <= t < args.warmup + 30])
     final = statistics.median([r for t, r in rss if t >= end_s - 30])
     growth = 100.0 * (final - base) / base
+
+    def window(col: int, lo: float, hi: float) -> float:
+        return statistics.median([p[col] for p in parts if lo <= p[0] < hi])
+
+    anon_base = window(1, args.warmup, args.warmup + 30)
+    anon_final = window(1, end_s - 30, end_s + 1)
+    file_base = window(2, args.warmup, args.warmup + 30)
+    file_final = window(2, end_s - 30, end_s + 1)
     stderr_tail = log_path.read_text()[-3000:]
     ok = (
         alive_throughout and rc == 0 and lost == 0 and in_order and outbox_left == 0
@@ -278,8 +292,12 @@ def main() -> int:
         "rss_mb_final": round(final, 1),
         "rss_mb_peak_after_warmup": round(max(after), 1),
         "rss_growth_pct": round(growth, 2),
+        "rss_anon_mb_baseline_final": [anon_base, anon_final],
+        "rss_file_mb_baseline_final": [file_base, file_final],
+        "rss_anon_growth_pct": round(100.0 * (anon_final - anon_base) / anon_base, 2),
         "rss_goal_pct": args.goal_growth,
         "rss_samples": rss,
+        "rss_parts_samples_t_anon_file": parts,
         "goal_met": ok,
         "daemon_stderr_tail": stderr_tail[-800:],
     }
@@ -296,6 +314,7 @@ def main() -> int:
 
 def write_markdown(r: dict, command: str) -> None:
     m = machine()
+    anon, mapped = r["rss_anon_mb_baseline_final"], r["rss_file_mb_baseline_final"]
     date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     kinds = ", ".join(f"{f['kind']} at {f['at_s']:.0f} s ({f['down_s']:g} s)" for f in r["faults"])
     growth_verdict = (
@@ -327,6 +346,8 @@ def write_markdown(r: dict, command: str) -> None:
 | RSS at the end (median of the last 30 s) | {r["rss_mb_final"]} MB |
 | RSS peak after warm-up | {r["rss_mb_peak_after_warmup"]} MB |
 | RSS growth | {r["rss_growth_pct"]:+.2f} % |
+| RssAnon (heap) after warm-up -> end | {anon[0]} -> {anon[1]} MB ({r["rss_anon_growth_pct"]:+.2f} %) |
+| RssFile (mapped files) after warm-up -> end | {mapped[0]} -> {mapped[1]} MB |
 
 Goals: zero lost events: **{lost_verdict}**; RSS growth < {r["rss_goal_pct"]:g} % after
 warm-up: **{growth_verdict}**.
