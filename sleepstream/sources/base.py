@@ -236,3 +236,25 @@ def open_source(spec: str, **options: Any) -> Source:
         return cls(**options)
     except TypeError as exc:
         raise UsageError(f"source {kind!r}: {exc}") from None
+
+
+class QueueCounters:
+    """The :class:`Source` counters of a threaded source that hands over through ``self._queue``.
+
+    A subclass sets ``self._queue`` (a :class:`ChunkQueue`, or ``None`` before it opens).
+    """
+
+    _queue: ChunkQueue | None
+
+    @property
+    def received_samples(self) -> int:
+        return self._queue.received_samples if self._queue else 0
+
+    @property
+    def dropped_samples(self) -> int:
+        return self._queue.dropped_samples if self._queue else 0
+
+    @property
+    def queue_depth(self) -> int:
+        """Chunks waiting for the consumer."""
+        return self._queue.qsize() if self._queue else 0

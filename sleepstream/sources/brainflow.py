@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from sleepstream.errors import SourceError, UsageError
-from sleepstream.sources.base import Backoff, ChunkQueue
+from sleepstream.sources.base import Backoff, ChunkQueue, QueueCounters
 from sleepstream.sources.boards import BOARD_NAMES, BOARDS, SERIAL_BOARDS
 from sleepstream.types import Chunk
 
@@ -122,7 +122,7 @@ def _explain(exc: BaseException) -> str:
     return f"{hint} ({text})" if hint else text
 
 
-class BrainFlowSource:
+class BrainFlowSource(QueueCounters):
     """A BrainFlow board as an async source of :class:`Chunk`.
 
     Parameters
@@ -202,20 +202,6 @@ class BrainFlowSource:
         self._board: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-
-    # ------------------------------------------------------------------ counters
-    @property
-    def received_samples(self) -> int:
-        return self._queue.received_samples if self._queue else 0
-
-    @property
-    def dropped_samples(self) -> int:
-        return self._queue.dropped_samples if self._queue else 0
-
-    @property
-    def queue_depth(self) -> int:
-        """Chunks waiting for the consumer."""
-        return self._queue.qsize() if self._queue else 0
 
     # ------------------------------------------------------------------ board handling
     def _layout(self) -> tuple[int, list[int], int, tuple[str, ...], float]:

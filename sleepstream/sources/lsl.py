@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from sleepstream.errors import SourceError, UsageError
-from sleepstream.sources.base import Backoff, ChunkQueue
+from sleepstream.sources.base import Backoff, ChunkQueue, QueueCounters
 from sleepstream.types import Chunk
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def channel_labels(info: Any, n: int) -> tuple[str, ...]:
     return tuple(labels)
 
 
-class LSLSource:
+class LSLSource(QueueCounters):
     """An LSL stream as an async source of :class:`Chunk`.
 
     Parameters
@@ -166,20 +166,6 @@ class LSLSource:
         self._queue: ChunkQueue | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-
-    # ------------------------------------------------------------------ counters
-    @property
-    def received_samples(self) -> int:
-        return self._queue.received_samples if self._queue else 0
-
-    @property
-    def dropped_samples(self) -> int:
-        return self._queue.dropped_samples if self._queue else 0
-
-    @property
-    def queue_depth(self) -> int:
-        """Chunks waiting for the consumer."""
-        return self._queue.qsize() if self._queue else 0
 
     # ------------------------------------------------------------------ inlet handling
     def _connect(self, timeout: float) -> bool:
