@@ -337,17 +337,17 @@ class InferenceBatcher:
         if self.metrics is not None:
             self.metrics.inference.observe(time.perf_counter() - t0)
             self.metrics.inference_batch.observe(len(epochs))
+        k = self.lookahead
+        later = [e for _, e in items if e.index >= k and e.scorable] if k else []
+        revised = await asyncio.to_thread(self.stager.predict, later, k) if later else []
+        by_epoch = {id(e): pred for e, pred in zip(later, revised, strict=True)}
+        # Hand each revision over right after the epoch that made it: the device keeps only
+        # its last K + 1 epochs, so a batch of several epochs of one device must not push
+        # epoch t out before its revision (computed from t + K) arrives.
         for (p, e), pred in zip(items, preds, strict=True):
             p.accept(e, pred)
-        k = self.lookahead
-        if not k:
-            return
-        later = [(p, e) for p, e in items if e.index >= k and e.scorable]
-        if not later:
-            return
-        revised = await asyncio.to_thread(self.stager.predict, [e for _, e in later], k)
-        for (p, _), pred in zip(later, revised, strict=True):
-            p.accept_revised(pred, k)
+            if id(e) in by_epoch:
+                p.accept_revised(by_epoch[id(e)], k)
 
 
 def _default_reopen_backoff() -> Any:

@@ -77,6 +77,26 @@ def test_pipeline_lookahead_publishes_revised_stage_when_t_plus_k_arrives(stager
         np.testing.assert_allclose(pred.probabilities, want.probabilities, atol=1e-7)
 
 
+def test_batcher_revises_every_epoch_when_one_batch_holds_many_epochs_of_a_device(stager):
+    """A batch of 10 epochs of one device still yields the revision of every epoch t < 10 - K."""
+    k = 2
+    first = Collect()
+    asyncio.run(run_pipelines([_pipeline("bed1", stager, first)], InferenceBatcher(stager)))
+    epochs = [e for e, _ in first.causal]
+    pipe = _pipeline("bed1", stager, Collect(), lookahead=k)
+
+    async def one_batch():
+        await InferenceBatcher(stager, lookahead=k)._score([(pipe, e) for e in epochs])
+        items = []
+        while not pipe._predictions.empty():
+            items.append(pipe._predictions.get_nowait())
+        return items
+
+    items = asyncio.run(one_batch())
+    revised = [pred.epoch_index for _, pred, look in items if look == k]
+    assert revised == list(range(0, len(epochs) - k))
+
+
 def test_pipeline_until_stops_at_the_given_stream_time(stager):
     """``until`` ends the stream at that time: only the epochs before it are scored."""
     sink = Collect()
