@@ -61,6 +61,22 @@ def mqtt_options(args: argparse.Namespace) -> MqttOptions:
     )
 
 
+def daemon_settings(args: argparse.Namespace) -> dict:
+    """The :class:`~sleepstream.config.RunConfig` fields that ``run`` and ``replay`` share."""
+    return dict(
+        mqtt=mqtt_options(args),
+        broker_host=args.broker_host,
+        broker_port=args.broker_port,
+        metrics_port=None if args.no_metrics else args.metrics_port,
+        metrics_addr=args.metrics_addr,
+        model=args.model,
+        lookahead=args.lookahead,
+        state_dir=args.state_dir or default_state_dir(),
+        outbox_max_events=args.outbox_max_events,
+        flush_timeout_s=args.flush_timeout,
+    )
+
+
 def add_daemon_arguments(
     parser: argparse.ArgumentParser, *, metrics_default: int | None, flush_default: float = 10.0
 ) -> None:

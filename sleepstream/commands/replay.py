@@ -31,10 +31,10 @@ import numpy as np
 from sleepstream.commands._daemon_args import (
     add_daemon_arguments,
     add_mqtt_arguments,
-    mqtt_options,
+    daemon_settings,
     setup_logging,
 )
-from sleepstream.config import DeviceConfig, RunConfig, check_device_name, default_state_dir
+from sleepstream.config import DeviceConfig, RunConfig, check_device_name
 from sleepstream.errors import DataFileError, HypnogramError
 from sleepstream.types import EPOCH_SECONDS, UNSCORED, Epoch, StagePrediction
 
@@ -143,16 +143,7 @@ def run(args: argparse.Namespace) -> int:
     )
     config = RunConfig(
         devices=(device,),
-        mqtt=mqtt_options(args),
-        broker_host=args.broker_host,
-        broker_port=args.broker_port,
-        metrics_port=None if args.no_metrics else args.metrics_port,
-        metrics_addr=args.metrics_addr,
-        model=args.model,
-        lookahead=args.lookahead,
-        state_dir=args.state_dir or default_state_dir(),
-        outbox_max_events=args.outbox_max_events,
-        flush_timeout_s=args.flush_timeout,
+        **daemon_settings(args),
         print_mode="line" if args.print_events else "none",
         # an explicit --state-dir also keeps the replayed night (sinks.recorder)
         record=args.state_dir is not None and not args.no_record,

@@ -8,7 +8,7 @@ import asyncio
 from sleepstream.commands._daemon_args import (
     add_daemon_arguments,
     add_mqtt_arguments,
-    mqtt_options,
+    daemon_settings,
     setup_logging,
 )
 from sleepstream.config import DeviceConfig, RunConfig, check_device_name, default_state_dir
@@ -74,16 +74,7 @@ def source_spec(args: argparse.Namespace) -> str:
 def build_config(args: argparse.Namespace) -> RunConfig:
     """RunConfig from flags (and ``--config`` for the devices)."""
     common = dict(
-        mqtt=mqtt_options(args),
-        broker_host=args.broker_host,
-        broker_port=args.broker_port,
-        metrics_port=None if args.no_metrics else args.metrics_port,
-        metrics_addr=args.metrics_addr,
-        model=args.model,
-        lookahead=args.lookahead,
-        state_dir=args.state_dir or default_state_dir(),
-        outbox_max_events=args.outbox_max_events,
-        flush_timeout_s=args.flush_timeout,
+        **daemon_settings(args),
         print_mode="none" if args.quiet else ("json" if args.json else "line"),
         record=not args.no_record,
     )
