@@ -24,12 +24,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from distill import methods
 from distill.checkpoint import load_model, save_checkpoint
-from distill.train import TrainConfig, fit, set_determinism, train_run
+from distill.train import (
+    TrainConfig,
+    fit,
+    fold_masks,
+    run_metadata,
+    set_determinism,
+    train_run,
+)
 from sleepstream.errors import UsageError
 
 ROLES = ("teacher", "ta", "student")
@@ -99,10 +105,6 @@ def uses_assistant(spec: MethodSpec) -> bool:
     return bool(cls.uses_assistant and getattr(cfg, "chain", True))
 
 
-def _masks(recs, d: dict) -> list[np.ndarray]:
-    return [np.asarray(d.get(r.name, np.zeros(r.n_epochs, bool)), bool) for r in recs]
-
-
 def distil_run(
     cfg: TrainConfig,
     guides: list[torch.nn.Module],
@@ -133,21 +135,14 @@ def distil_run(
     student = models.build(cfg.model, **cfg.model_kwargs)
     distiller = methods.build(spec.name, student, guides, **spec.options)
     t0 = time.perf_counter()
-    train_m, val_m = _masks(recs, fold.train), _masks(recs, fold.val)
+    train_m, val_m = fold_masks(recs, fold.train), fold_masks(recs, fold.val)
     has_val = any(m.any() for m in val_m)
     ts1 = TrainSet(recs, train_m, seq=1, stride=1)
     weights = class_weights(ts1.labels(), cfg.weight_power)
     if cfg.balance == "weights":
         distiller.class_weights = torch.as_tensor(weights, dtype=torch.float32)
     sidecar = {
-        "model": cfg.model,
-        "model_kwargs": cfg.model_kwargs,
-        "seq_len": cfg.seq_len,
-        "config": cfg.to_json(),
-        "fold": fold.to_json(),
-        "datasets": sorted({r.dataset for r in recs}),
-        "channels": sorted({c for r in recs for c in r.channels}),
-        "class_weights": weights.tolist(),
+        **run_metadata(cfg, recs, fold, weights),
         "distillation": {
             "method": spec.name,
             "options": dict(spec.options),

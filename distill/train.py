@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -361,6 +361,25 @@ def fit(
     return FitResult(best, best_epoch, history, time.perf_counter() - t0)
 
 
+def fold_masks(recs: Sequence, spans: dict) -> list[np.ndarray]:
+    """One boolean epoch mask per recording (all False where ``spans`` omits it)."""
+    return [np.asarray(spans.get(r.name, np.zeros(r.n_epochs, bool)), bool) for r in recs]
+
+
+def run_metadata(cfg: TrainConfig, recs: Sequence, fold, weights: np.ndarray) -> dict:
+    """The checkpoint sidecar fields every training run records (model, data, fold)."""
+    return {
+        "model": cfg.model,
+        "model_kwargs": cfg.model_kwargs,
+        "seq_len": cfg.seq_len,
+        "config": cfg.to_json(),
+        "fold": fold.to_json(),
+        "datasets": sorted({r.dataset for r in recs}),
+        "channels": sorted({c for r in recs for c in r.channels}),
+        "class_weights": weights.tolist(),
+    }
+
+
 def train_run(
     cfg: TrainConfig,
     recs: list,
@@ -396,26 +415,13 @@ def train_run(
     model = models.build(cfg.model, **cfg.model_kwargs)
     t0 = time.perf_counter()
 
-    def masks(d: dict) -> list[np.ndarray]:
-        return [np.asarray(d.get(r.name, np.zeros(r.n_epochs, bool)), bool) for r in recs]
-
-    train_m, val_m = masks(fold.train), masks(fold.val)
+    train_m, val_m = fold_masks(recs, fold.train), fold_masks(recs, fold.val)
     has_val = any(m.any() for m in val_m)
     ts1 = TrainSet(recs, train_m, seq=1, stride=1)
     weights = class_weights(ts1.labels(), cfg.weight_power)
     ce_w = weights if cfg.balance == "weights" else None
     samp_w = weights if cfg.balance == "sampler" else None
-    sidecar = {
-        "model": cfg.model,
-        "model_kwargs": cfg.model_kwargs,
-        "seq_len": cfg.seq_len,
-        "config": cfg.to_json(),
-        "fold": fold.to_json(),
-        "datasets": sorted({r.dataset for r in recs}),
-        "channels": sorted({c for r in recs for c in r.channels}),
-        "class_weights": weights.tolist(),
-        **(extra_meta or {}),
-    }
+    sidecar = {**run_metadata(cfg, recs, fold, weights), **(extra_meta or {})}
     common = dict(
         augment=cfg.augment,
         seed=cfg.seed,
