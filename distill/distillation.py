@@ -166,7 +166,7 @@ def distil_run(
         val1 = make_validator(recs, val_m, 1, "causal", "epoch_logits") if has_val else None
         r1 = fit(student, ts1, loss_fn, cfg.pretrain, validate=val1, stage_name="pretrain",
                  stage_index=1, **common)  # fmt: skip
-        summary["pretrain"] = _stage_summary(r1)
+        summary["pretrain"] = r1.summary()
     if cfg.sequence.epochs:
         asm = None
         if cfg.assembled_ratio > 0 and stage_sequences:
@@ -182,20 +182,11 @@ def distil_run(
         val2 = make_validator(recs, val_m, cfg.seq_len, cfg.val_mode, "logits") if has_val else None
         r2 = fit(student, ts2, loss_fn, cfg.sequence, validate=val2, stage_name="sequence",
                  stage_index=2, **common)  # fmt: skip
-        summary["sequence"] = _stage_summary(r2)
+        summary["sequence"] = r2.summary()
     summary["wall_s"] = time.perf_counter() - t0
     if out_dir is not None:
         save_checkpoint(Path(out_dir) / "best.safetensors", student, dict(sidecar, summary=summary))
     return student.eval(), summary
-
-
-def _stage_summary(r) -> dict[str, Any]:
-    return {
-        "best_val_macro_f1": r.best_metric,
-        "best_epoch": r.best_epoch,
-        "history": r.history,
-        "wall_s": r.wall_s,
-    }
 
 
 def _cached(out_dir: Path | None, reuse: bool) -> torch.nn.Module | None:

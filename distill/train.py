@@ -179,6 +179,15 @@ class FitResult:
     history: list[dict[str, Any]]
     wall_s: float
 
+    def summary(self) -> dict[str, Any]:
+        """What a run records of one training stage."""
+        return {
+            "best_val_macro_f1": self.best_metric,
+            "best_epoch": self.best_epoch,
+            "history": self.history,
+            "wall_s": self.wall_s,
+        }
+
 
 def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
     for g in opt.param_groups:
@@ -444,12 +453,7 @@ def train_run(
             stage_index=1,
             **common,
         )
-        summary["pretrain"] = {
-            "best_val_macro_f1": r1.best_metric,
-            "best_epoch": r1.best_epoch,
-            "history": r1.history,
-            "wall_s": r1.wall_s,
-        }
+        summary["pretrain"] = r1.summary()
     if cfg.sequence.epochs:
         asm = None
         if cfg.assembled_ratio > 0 and stage_sequences:
@@ -478,12 +482,7 @@ def train_run(
             stage_index=2,
             **common,
         )
-        summary["sequence"] = {
-            "best_val_macro_f1": r2.best_metric,
-            "best_epoch": r2.best_epoch,
-            "history": r2.history,
-            "wall_s": r2.wall_s,
-        }
+        summary["sequence"] = r2.summary()
     summary["wall_s"] = time.perf_counter() - t0
     if out_dir is not None:
         save_checkpoint(Path(out_dir) / "best.safetensors", model, dict(sidecar, summary=summary))
