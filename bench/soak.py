@@ -44,17 +44,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import free_port  # noqa: E402
 from common import RESULTS, emit, machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SC4001 = Path(os.environ.get("SLEEPSTREAM_SHARED_DATA", "/work/shared/data")) / "sleep_edf_sc4001"
+REPO = Path(__file__).resolve().parents[1]
+SC4001 = (
+    Path(os.environ.get("SLEEPSTREAM_SHARED_DATA", REPO.parent / "shared" / "data"))
+    / "sleep_edf_sc4001"
+)
 DEVICE = "soak"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, timeout: float = 10.0) -> bool:
