@@ -29,7 +29,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache" / "bench-models"
-SC4001 = Path("/work/shared/data/sleep_edf_sc4001")
+SHARED_DATA = Path(os.environ.get("SLEEPSTREAM_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SC4001 = SHARED_DATA / "sleep_edf_sc4001"
 
 
 def free_port() -> int:

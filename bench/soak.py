@@ -44,15 +44,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import free_port  # noqa: E402
+from _harness import SC4001, free_port  # noqa: E402
 from common import RESULTS, emit, machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-REPO = Path(__file__).resolve().parents[1]
-SC4001 = (
-    Path(os.environ.get("SLEEPSTREAM_SHARED_DATA", REPO.parent / "shared" / "data"))
-    / "sleep_edf_sc4001"
-)
 DEVICE = "soak"
 
 
