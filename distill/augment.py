@@ -43,6 +43,7 @@ tolerance to scale errors (the warm-up, a different stage mix).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -126,7 +127,8 @@ class AugmentConfig:
         bad = [s for s in items if s not in cls.FLAGS]
         if bad:
             raise UsageError(f"augmentation {bad[0]!r}: valid: none, {', '.join(cls.FLAGS)}")
-        return cls(**{k: True for k in items}, **params)
+        kw: dict[str, Any] = {k: True for k in items}
+        return cls(**kw, **params)
 
     @property
     def active(self) -> tuple[str, ...]:
@@ -143,7 +145,7 @@ class AugmentConfig:
         bad = sorted(set(d) - names)
         if bad:
             raise UsageError(f"augment config: unknown key {bad[0]!r}")
-        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        kw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
         return cls(**kw)
 
 
@@ -187,7 +189,13 @@ def augment(
     return out.reshape(x.shape).astype(np.float32)
 
 
-def _mix(out, shape, derivations, cfg, rng) -> np.ndarray:
+def _mix(
+    out: np.ndarray,
+    shape: tuple[int, ...],
+    derivations: dict[str, np.ndarray],
+    cfg: AugmentConfig,
+    rng: np.random.Generator,
+) -> np.ndarray:
     if not derivations:
         raise UsageError("augment mix needs another derivation of the same epochs, e.g. pz_oz=...")
     names = sorted(derivations)
@@ -198,8 +206,8 @@ def _mix(out, shape, derivations, cfg, rng) -> np.ndarray:
                 f"expected {shape}"
             )
     b = out.shape[0]
-    pick = rng.integers(len(names), size=b)
-    a = rng.uniform(cfg.mix_range[0], cfg.mix_range[1], b)
+    pick = rng.integers(len(names), size=(b,))
+    a = rng.uniform(cfg.mix_range[0], cfg.mix_range[1], size=(b,))
     other = np.stack(
         [
             np.asarray(derivations[names[int(k)]][i], np.float64).reshape(-1)
@@ -229,9 +237,11 @@ def _filter(out: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np
     return np.fft.irfft(spec * h, n=n, axis=1)
 
 
-def _time_scale(out: np.ndarray, s: int, cfg: AugmentConfig, rng: np.random.Generator):
+def _time_scale(
+    out: np.ndarray, s: int, cfg: AugmentConfig, rng: np.random.Generator
+) -> np.ndarray:
     b, n = out.shape
-    k = rng.uniform(1.0 - cfg.time_scale_max, 1.0 + cfg.time_scale_max, b)
+    k = rng.uniform(1.0 - cfg.time_scale_max, 1.0 + cfg.time_scale_max, size=(b,))
     t = np.arange(EPOCH_SAMPLES) - (EPOCH_SAMPLES - 1) / 2.0
     centres = np.arange(s) * EPOCH_SAMPLES + (EPOCH_SAMPLES - 1) / 2.0
     grid = np.arange(n)
@@ -242,11 +252,11 @@ def _time_scale(out: np.ndarray, s: int, cfg: AugmentConfig, rng: np.random.Gene
     return res
 
 
-def _coloured_noise(out: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator):
+def _coloured_noise(out: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
     b, n = out.shape
     q25, q75 = np.percentile(out, [25.0, 75.0], axis=1)
-    level = (q75 - q25) / _IQR_TO_STD * rng.uniform(0.0, cfg.noise_max, b)
-    beta = rng.uniform(cfg.noise_beta[0], cfg.noise_beta[1], b)
+    level = (q75 - q25) / _IQR_TO_STD * rng.uniform(0.0, cfg.noise_max, size=(b,))
+    beta = rng.uniform(cfg.noise_beta[0], cfg.noise_beta[1], size=(b,))
     f = np.maximum(np.fft.rfftfreq(n, 1.0 / FS_HZ), 0.5)
     white = np.fft.rfft(rng.standard_normal((b, n)), axis=1)
     noise = np.fft.irfft(white * f[None, :] ** (-beta[:, None] / 2.0), n=n, axis=1)
