@@ -1,0 +1,461 @@
+"""Recipe experiments for issue 11: train on SC4001 only, select on an SC4001 proxy, score DREAMS.
+
+This is an experiment harness (fast iteration over recipes); the chosen recipe is then run
+through the product (``distill train`` / ``distill distill``) for the shipped model.
+
+Data flow of one training pass
+------------------------------
+The training epochs of a derivation are cut into random *sessions* (contiguous runs of
+``session_len`` epochs inside the training mask). Each session is one continuous stretch
+of recording: it is augmented as one item (:func:`distill.augment.augment`, one amplifier
+draw), then normalised causally from its own start with the daemon's code
+(:func:`sleepstream.dsp.normalise.normalise_night`, cold start, prior = reference), then
+optionally given a residual gain. Stage 1 trains the epoch encoder on its epochs; stage 2
+(``seq_len > 0``) trains the sequence head on causal windows ending at every epoch of the
+session, zero-padded before the session start (the windows the daemon sees at the start of
+a night), with the encoder frozen (split form: the head reads per-epoch states).
+
+Proxy (model selection; SC4001 alone, never DREAMS)
+---------------------------------------------------
+``cross-derivation``, both directions (Fpz-Cz -> Pz-Oz, Pz-Oz -> Fpz-Cz), 4 contiguous time
+blocks: fold (direction A->B, j) trains on derivation A minus blocks j and j+1 (guard of 20
+epochs on each side), early-stops on derivation B block j+1 and scores derivation B block j.
+Held-out blocks are cut into 60-epoch "excerpts" (30 min, like DREAMS) scored causally from
+a cold start (normaliser restarted, history zero-padded). The proxy score is Cohen's kappa
+pooled over the 841 scored epochs of a direction, averaged over both directions.
+It is derivation-disjoint and time-disjoint but same night and same subject; derivation
+mixing cannot be judged by it (mixing would show the validation derivation in training).
+
+DREAMS (test set): a *final* model per recipe and seed is trained on all of SC4001 (both
+derivations unless the recipe says otherwise) for a fixed number of passes (the median of
+the proxy folds' best pass counts, computed from SC4001 alone), then scored once on the 8
+excerpts, causal, pooled over 480 epochs. Nothing derived from DREAMS is written except
+metrics.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from distill.augment import AugmentConfig, augment
+from distill.data import load_dreams_recordings, load_sc4001_recording
+from distill.models import build
+from sleepstream.dsp.normalise import NormalisationSpec, normalise_night, usable_epochs
+from sleepstream.scoring import agreement
+
+SAMPLES = 3000
+DERIVATIONS = ("EEG Fpz-Cz", "EEG Pz-Oz")
+PROXY_BLOCKS = 4
+GUARD = 20
+EXCERPT = 60
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that defines one training recipe (stored in the ledger)."""
+
+    name: str
+    model: str = "deepsleepnet-student"
+    model_kwargs: dict = field(default_factory=dict)
+    normalise: dict = field(default_factory=lambda: {"kind": "running-robust-scale"})
+    augment: dict = field(default_factory=dict)  # AugmentConfig fields
+    post_gain: float = 1.0  # residual log-uniform gain after normalisation (>= 1)
+    session_len: tuple[int, int] = (20, 240)
+    # stage 1: epoch encoder
+    epochs1: int = 40
+    patience1: int = 8
+    lr1: float = 1e-3
+    wd1: float = 1e-2
+    batch1: int = 64
+    balance: float = 0.5  # class weights freq**-balance (0 = none)
+    label_smoothing: float = 0.0
+    # stage 2: sequence head on frozen states (0 = epoch-only model)
+    seq_len: int = 0
+    epochs2: int = 20
+    patience2: int = 5
+    lr2: float = 1e-3
+    wd2: float = 1e-2
+    batch2: int = 64
+    loss_last_only: bool = True
+    final_derivations: tuple[str, ...] = DERIVATIONS
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------------- data
+@dataclass
+class Night:
+    """One derivation of one night: raw epochs (n, 3000) µV and labels (n,)."""
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    others: dict[str, np.ndarray] = field(default_factory=dict)  # same epochs, other derivations
+
+
+def sc4001_nights(data_dir: Path) -> dict[str, Night]:
+    rec = load_sc4001_recording(data_dir, DERIVATIONS)
+    xs = {ch: rec.signals[ch].reshape(-1, SAMPLES) for ch in DERIVATIONS}
+    out = {}
+    for ch in DERIVATIONS:
+        others = {c.split()[-1].replace("-", "_").lower(): xs[c] for c in DERIVATIONS if c != ch}
+        out[ch] = Night(f"SC4001/{ch}", xs[ch], rec.labels.copy(), others)
+    return out
+
+
+def dreams_nights(data_dir: Path) -> list[Night]:
+    """The 8 excerpts, read in place (never cached or copied)."""
+    return [
+        Night(r.name, r.primary.reshape(-1, SAMPLES), r.labels.copy())
+        for r in load_dreams_recordings(data_dir)
+    ]
+
+
+def runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    m = np.concatenate([[False], mask, [False]])
+    e = np.flatnonzero(m[1:] != m[:-1])
+    return [(int(a), int(b)) for a, b in zip(e[::2], e[1::2], strict=True)]
+
+
+def block_bounds(n: int, k: int = PROXY_BLOCKS) -> list[tuple[int, int]]:
+    edges = np.linspace(0, n, k + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def proxy_folds(n: int) -> list[tuple[np.ndarray, tuple[int, int], tuple[int, int]]]:
+    """(train mask, val block, test block) per fold j (time blocks of one night)."""
+    out = []
+    bounds = block_bounds(n)
+    for j in range(PROXY_BLOCKS):
+        t, v = bounds[j], bounds[(j + 1) % PROXY_BLOCKS]
+        train = np.ones(n, bool)
+        for a, b in (t, v):
+            train[max(0, a - GUARD) : min(n, b + GUARD)] = False
+        out.append((train, v, t))
+    return out
+
+
+# ----------------------------------------------------------------------- session sampling
+def _sessions(mask: np.ndarray, lo: int, hi: int, rng: np.random.Generator) -> list:
+    out = []
+    for a, b in runs(mask):
+        s = a
+        while s < b:
+            length = int(rng.integers(lo, hi + 1))
+            out.append((s, min(b, s + length)))
+            s += length
+    return out
+
+
+def pass_data(
+    nights: list[tuple[Night, np.ndarray]],
+    recipe: Recipe,
+    rng: np.random.Generator,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One pass: per session, (normalised epochs (L, 3000) float32, labels (L,))."""
+    cfg = AugmentConfig.from_dict(recipe.augment) if recipe.augment else AugmentConfig()
+    spec = NormalisationSpec.from_card(recipe.normalise)
+    out = []
+    for night, mask in nights:
+        for a, b in _sessions(mask, *recipe.session_len, rng):
+            x = night.x[a:b]
+            c = cfg if (night.others or not cfg.mix) else replace(cfg, mix=False)
+            if c.active:
+                others = {k: v[a:b][None, :, None, :] for k, v in night.others.items()}
+                x = augment(x[None, :, None, :], c, rng, **(others if c.mix else {}))[0, :, 0]
+            xn = normalise_night(x, usable_epochs(x), spec)
+            if recipe.post_gain > 1.0:
+                lg = math.log(recipe.post_gain)
+                xn = xn * np.float32(math.exp(rng.uniform(-lg, lg)))
+            out.append((xn, night.y[a:b]))
+    return out
+
+
+def eval_sessions(night: Night, blocks: list[tuple[int, int]], spec: NormalisationSpec):
+    """Cold-started 60-epoch excerpts of the given blocks: [(normalised x, labels)]."""
+    out = []
+    for a, b in blocks:
+        for s in range(a, b, EXCERPT):
+            e = min(b, s + EXCERPT)
+            x = night.x[s:e]
+            out.append((normalise_night(x, usable_epochs(x), spec), night.y[s:e]))
+    return out
+
+
+# ----------------------------------------------------------------------------- model
+class Model:
+    """A registry model used as encoder (stage 1) + sequence head on frozen states (stage 2)."""
+
+    def __init__(self, recipe: Recipe, seed: int):
+        torch.manual_seed(seed)
+        self.net = build(recipe.model, **recipe.model_kwargs)
+        self.recipe = recipe
+
+    def epoch_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_epochs(x[:, None, None, :])["epoch_logits"][:, 0]
+
+    @torch.no_grad()
+    def states(self, x: np.ndarray) -> torch.Tensor:
+        self.net.eval()
+        xs = torch.from_numpy(np.ascontiguousarray(x, np.float32))
+        return torch.cat(
+            [self.net.epoch_state(xs[i : i + 256, None]) for i in range(0, len(xs), 256)]
+        )
+
+    def pad_state(self) -> torch.Tensor:
+        return self.states(np.zeros((1, SAMPLES), np.float32))
+
+    def head(self, states: torch.Tensor) -> torch.Tensor:
+        return self.net.sequence_logits(states)
+
+
+def windows_of(states: torch.Tensor, seq: int, pad_state: torch.Tensor) -> torch.Tensor:
+    """(L, D) -> (L, seq, D): causal windows ending at each row; before row 0 the state of
+    an all-zero epoch (what the product's zero-padded windows give)."""
+    pad = torch.cat([pad_state.expand(seq - 1, -1), states])
+    return pad.unfold(0, seq, 1).permute(0, 2, 1)
+
+
+@torch.no_grad()
+def predict(model: Model, sessions, stage: int) -> tuple[np.ndarray, np.ndarray]:
+    ys, ps = [], []
+    model.net.eval()
+    for x, y in sessions:
+        if stage == 1:
+            xs = torch.from_numpy(np.ascontiguousarray(x, np.float32))
+            logits = torch.cat(
+                [model.epoch_logits(xs[i : i + 256]) for i in range(0, len(xs), 256)]
+            )
+        else:
+            w = windows_of(model.states(x), model.recipe.seq_len, model.pad_state())
+            logits = model.head(w)[:, -1]
+        ps.append(logits.argmax(-1).numpy())
+        ys.append(y)
+    y, p = np.concatenate(ys), np.concatenate(ps)
+    keep = y >= 0
+    return y[keep], p[keep]
+
+
+def class_weights(y: np.ndarray, power: float) -> torch.Tensor:
+    c = np.bincount(y[y >= 0], minlength=5).astype(float)
+    w = np.where(c > 0, np.maximum(c, 1) ** -power, 0.0)
+    return torch.tensor(w / w[c > 0].mean(), dtype=torch.float32)
+
+
+def _opt(params, lr: float, wd: float) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+
+
+def _cosine(opt, base: float, i: int, n: int) -> None:
+    lr = base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * i / max(1, n))))
+    for g in opt.param_groups:
+        g["lr"] = lr
+
+
+def train(
+    recipe: Recipe,
+    seed: int,
+    train_nights: list[tuple[Night, np.ndarray]],
+    val_sessions: list | None,
+    fixed: tuple[int, int] | None = None,
+) -> tuple[Model, dict[str, Any]]:
+    """Train stage 1 (and 2); early-stop on ``val_sessions`` kappa or run ``fixed`` passes."""
+    torch.set_num_threads(1)
+    model = Model(recipe, seed)
+    ys = np.concatenate([n.y[m] for n, m in train_nights])
+    weights = class_weights(ys, recipe.balance) if recipe.balance > 0 else None
+    info: dict[str, Any] = {}
+    # ---- stage 1
+    params = [p for n, p in model.net.named_parameters() if _is_encoder(n)]
+    opt = _opt(params, recipe.lr1, recipe.wd1)
+    n1 = fixed[0] if fixed else recipe.epochs1
+    best, best_i, best_state, bad = -math.inf, 0, None, 0
+    for i in range(n1):
+        rng = np.random.default_rng([seed, 1, i])
+        torch.manual_seed(seed * 1000 + i)
+        _cosine(opt, recipe.lr1, i, n1)
+        data = pass_data(train_nights, recipe, rng)
+        x = np.concatenate([d[0] for d in data])
+        y = np.concatenate([d[1] for d in data])
+        keep = y >= 0
+        x, y = x[keep], y[keep]
+        order = rng.permutation(len(y))
+        model.net.train()
+        for b in range(0, len(order) - 1, recipe.batch1):
+            idx = order[b : b + recipe.batch1]
+            if len(idx) < 2:
+                continue
+            logits = model.epoch_logits(torch.from_numpy(x[idx]))
+            loss = torch.nn.functional.cross_entropy(
+                logits,
+                torch.from_numpy(y[idx]).long(),
+                weight=weights,
+                label_smoothing=recipe.label_smoothing,
+            )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            opt.step()
+        if val_sessions is not None:
+            k = agreement(*predict(model, val_sessions, 1))["kappa"]
+            if k > best:
+                best, best_i, bad = k, i + 1, 0
+                best_state = {k_: v.clone() for k_, v in model.net.state_dict().items()}
+            else:
+                bad += 1
+                if bad > recipe.patience1:
+                    break
+    if best_state is not None:
+        model.net.load_state_dict(best_state)
+    info["passes1"] = best_i if val_sessions is not None else n1
+    info["val_kappa1"] = best if val_sessions is not None else None
+    if recipe.seq_len <= 0:
+        return model, info
+    # ---- stage 2: head on frozen states
+    hparams = [p for n, p in model.net.named_parameters() if not _is_encoder(n)]
+    opt = _opt(hparams, recipe.lr2, recipe.wd2)
+    n2 = fixed[1] if fixed else recipe.epochs2
+    best, best_i, best_state, bad = -math.inf, 0, None, 0
+    seq = recipe.seq_len
+    for i in range(n2):
+        rng = np.random.default_rng([seed, 2, i])
+        torch.manual_seed(seed * 1000 + 500 + i)
+        _cosine(opt, recipe.lr2, i, n2)
+        data = pass_data(train_nights, recipe, rng)
+        ws, yw = [], []
+        pad_state = model.pad_state()
+        for x, y in data:
+            st = model.states(x)
+            ws.append(windows_of(st, seq, pad_state))
+            yp = np.concatenate([np.full(seq - 1, -1), y])
+            yw.append(np.lib.stride_tricks.sliding_window_view(yp, seq))
+        w = torch.cat(ws)
+        yy = torch.from_numpy(np.concatenate(yw)).long()
+        order = torch.from_numpy(rng.permutation(len(w)))
+        model.net.train()
+        _freeze_encoder_bn(model.net)
+        for b in range(0, len(order), recipe.batch2):
+            idx = order[b : b + recipe.batch2]
+            if len(idx) < 2:
+                continue
+            logits = model.head(w[idx])
+            target = yy[idx]
+            if recipe.loss_last_only:
+                logits, target = logits[:, -1], target[:, -1]
+            loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, 5),
+                target.reshape(-1),
+                weight=weights,
+                ignore_index=-1,
+                label_smoothing=recipe.label_smoothing,
+            )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(hparams, 5.0)
+            opt.step()
+        if val_sessions is not None:
+            k = agreement(*predict(model, val_sessions, 2))["kappa"]
+            if k > best:
+                best, best_i, bad = k, i + 1, 0
+                best_state = {k_: v.clone() for k_, v in model.net.state_dict().items()}
+            else:
+                bad += 1
+                if bad > recipe.patience2:
+                    break
+    if best_state is not None:
+        model.net.load_state_dict(best_state)
+    info["passes2"] = best_i if val_sessions is not None else n2
+    info["val_kappa2"] = best if val_sessions is not None else None
+    return model, info
+
+
+_HEAD_PREFIXES = ("lstm", "residual", "seq_head", "seq_drop", "lstm_drop", "seq_", "head_")
+
+
+def _is_encoder(name: str) -> bool:
+    return not name.startswith(_HEAD_PREFIXES)
+
+
+def _freeze_encoder_bn(net: torch.nn.Module) -> None:
+    for name, mod in net.named_modules():
+        if name and _is_encoder(name) and isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+            mod.eval()
+        if name and _is_encoder(name) and isinstance(mod, torch.nn.Dropout):
+            mod.eval()
+
+
+# --------------------------------------------------------------------------- protocols
+def run_proxy(recipe: Recipe, seed: int, sc: dict[str, Night]) -> dict[str, Any]:
+    spec = NormalisationSpec.from_card(recipe.normalise)
+    stage = 2 if recipe.seq_len > 0 else 1
+    per_dir, passes = {}, []
+    for a, b in (DERIVATIONS, DERIVATIONS[::-1]):
+        A, B = sc[a], sc[b]
+        A_only = Night(A.name, A.x, A.y, {})  # no mixing under this proxy
+        ys, ps = [], []
+        for train_mask, vblock, tblock in proxy_folds(len(A.y)):
+            model, info = train(
+                recipe, seed, [(A_only, train_mask)], eval_sessions(B, [vblock], spec)
+            )
+            y, p = predict(model, eval_sessions(B, [tblock], spec), stage)
+            ys.append(y)
+            ps.append(p)
+            passes.append((info["passes1"], info.get("passes2", 0)))
+        per_dir[f"{a}->{b}"] = agreement(np.concatenate(ys), np.concatenate(ps))
+    kappas = [m["kappa"] for m in per_dir.values()]
+    mf1s = [m["macro_f1"] for m in per_dir.values()]
+    return {
+        "proxy_kappa": float(np.mean(kappas)),
+        "proxy_macro_f1": float(np.mean(mf1s)),
+        "proxy_accuracy": float(np.mean([m["accuracy"] for m in per_dir.values()])),
+        "directions": {k: _short(m) for k, m in per_dir.items()},
+        "passes": passes,
+    }
+
+
+def final_passes(passes: list[tuple[int, int]]) -> tuple[int, int]:
+    p = np.asarray(passes)
+    return max(1, int(np.median(p[:, 0]))), max(1, int(np.median(p[:, 1])))
+
+
+def run_final_dreams(
+    recipe: Recipe, seed: int, sc: dict[str, Night], dreams: list[Night], fixed: tuple[int, int]
+) -> tuple[Model, dict[str, Any]]:
+    spec = NormalisationSpec.from_card(recipe.normalise)
+    both = len(recipe.final_derivations) > 1  # mixing only with both derivations in training
+    nights = [
+        (
+            Night(sc[ch].name, sc[ch].x, sc[ch].y, sc[ch].others if both else {}),
+            np.ones(len(sc[ch].y), bool),
+        )
+        for ch in recipe.final_derivations
+    ]
+    model, _ = train(recipe, seed, nights, None, fixed)
+    stage = 2 if recipe.seq_len > 0 else 1
+    sessions = [(normalise_night(d.x, usable_epochs(d.x), spec), d.y) for d in dreams]
+    y, p = predict(model, sessions, stage)
+    return model, agreement(y, p)
+
+
+def _short(m: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "accuracy": m["accuracy"],
+        "macro_f1": m["macro_f1"],
+        "kappa": m["kappa"],
+        "per_stage_f1": m["per_stage_f1"],
+        "n_epochs": m["n_epochs"],
+    }
+
+
+def timed(fn, *a, **k):
+    t0 = time.perf_counter()
+    out = fn(*a, **k)
+    return out, time.perf_counter() - t0

@@ -1,0 +1,205 @@
+"""Run recipes on the SC4001 proxy and/or score their frozen final models on DREAMS.
+
+Usage (from the repository root)::
+
+    python -m bench.generalisation.run proxy  --recipe R [--recipe R2 ...] --seeds 0,1,2
+    python -m bench.generalisation.run dreams --recipe R ... --seeds 0,1,2
+    python -m bench.generalisation.run table
+
+``proxy`` trains the 8 proxy folds per seed (SC4001 only) and appends one ledger row per
+(recipe, seed) to ``bench/results/generalisation/ledger.jsonl``; finished rows are skipped
+(resumable). ``dreams`` trains one final model per (recipe, seed) on all of SC4001 for the
+median proxy pass counts, scores it once on the 8 DREAMS excerpts (causal, 480 epochs) and
+appends a ``dreams`` row; it refuses a recipe without proxy rows. ``table`` rewrites
+``ledger.md`` (mean ± sd over seeds). DREAMS is read in place; only metrics are written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from bench.generalisation import harness as H
+from bench.generalisation.recipes import RECIPES
+
+REPO = Path(__file__).resolve().parents[2]
+OUT = Path(os.environ.get("GEN_RESULTS", REPO / "bench" / "results" / "generalisation"))
+LEDGER = OUT / "ledger.jsonl"
+DATA = Path(os.environ.get("SLEEPSTREAM_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def _rows() -> list[dict]:
+    if not LEDGER.is_file():
+        return []
+    return [json.loads(line) for line in LEDGER.read_text().splitlines() if line.strip()]
+
+
+def _done(kind: str, name: str, seed: int, recipe_json: dict) -> dict | None:
+    for r in _rows():
+        if r["kind"] == kind and r["recipe"] == name and r["seed"] == seed:
+            if r["recipe_json"] != recipe_json:
+                sys.exit(f"ledger has {kind} {name} seed {seed} with another definition: rename it")
+            return r
+    return None
+
+
+def _append(row: dict) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    with LEDGER.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _meta(kind: str, name: str, seed: int, recipe: H.Recipe, wall: float) -> dict:
+    return {
+        "kind": kind,
+        "recipe": name,
+        "seed": seed,
+        "recipe_json": json.loads(json.dumps(recipe.to_json())),
+        "wall_s": round(wall, 1),
+        "command": f"python -m bench.generalisation.run {kind} --recipe {name} --seeds {seed}",
+        "commit": _commit(),
+        "machine": f"{platform.machine()} {os.cpu_count()} CPUs, torch threads 1",
+    }
+
+
+def proxy(names: list[str], seeds: list[int]) -> None:
+    sc = H.sc4001_nights(DATA / "sleep_edf_sc4001")
+    for name in names:
+        recipe = RECIPES[name]
+        for seed in seeds:
+            rj = json.loads(json.dumps(recipe.to_json()))
+            if _done("proxy", name, seed, rj):
+                print(f"skip proxy {name} seed {seed} (in ledger)")
+                continue
+            res, wall = H.timed(H.run_proxy, recipe, seed, sc)
+            _append({**_meta("proxy", name, seed, recipe, wall), **res})
+            print(
+                f"proxy {name} seed {seed}: kappa {res['proxy_kappa']:.3f} "
+                f"mf1 {res['proxy_macro_f1']:.3f} ({wall:.0f} s)",
+                flush=True,
+            )
+
+
+def dreams(names: list[str], seeds: list[int]) -> None:
+    sc = H.sc4001_nights(DATA / "sleep_edf_sc4001")
+    dr = H.dreams_nights(DATA / "dreams_spindles")
+    for name in names:
+        recipe = RECIPES[name]
+        passes = [
+            p for r in _rows() if r["kind"] == "proxy" and r["recipe"] == name for p in r["passes"]
+        ]
+        if not passes:
+            sys.exit(f"recipe {name}: no proxy rows in {LEDGER}; run the proxy first")
+        fixed = H.final_passes(passes)
+        for seed in seeds:
+            rj = json.loads(json.dumps(recipe.to_json()))
+            if _done("dreams", name, seed, rj):
+                print(f"skip dreams {name} seed {seed} (in ledger)")
+                continue
+            (_, m), wall = H.timed(H.run_final_dreams, recipe, seed, sc, dr, fixed)
+            _append(
+                {
+                    **_meta("dreams", name, seed, recipe, wall),
+                    "final_passes": fixed,
+                    "dreams": H._short(m),
+                    "confusion": m["confusion"],
+                }
+            )
+            print(
+                f"dreams {name} seed {seed}: kappa {m['kappa']:.3f} acc {m['accuracy']:.3f} "
+                f"({wall:.0f} s)",
+                flush=True,
+            )
+
+
+def _ms(v: list[float], pct: bool = False) -> str:
+    if not v:
+        return "—"
+    a = np.asarray(v) * (100 if pct else 1)
+    f = "{:.1f}" if pct else "{:.3f}"
+    sd = a.std(ddof=1) if len(a) > 1 else float("nan")
+    return f"{f.format(a.mean())} ± {f.format(sd)}"
+
+
+def table() -> None:
+    rows = _rows()
+    names = list(dict.fromkeys(r["recipe"] for r in rows))
+    lines = [
+        "# Generalisation ledger (issue 11): every recipe tried",
+        "",
+        "Proxy = SC4001 cross-derivation, 4 time blocks, both directions, cold-started 60-epoch",
+        "excerpts (model selection; SC4001 alone). DREAMS = final model (all of SC4001, pass",
+        "counts from the proxy) scored once on the 8 excerpts, causal, 480 epochs. mean ± sd",
+        "over seeds (n). Regenerate: `python -m bench.generalisation.run table`.",
+        "",
+        "| recipe | what | n | proxy κ | proxy MF1 % | DREAMS acc % | DREAMS MF1 % | DREAMS κ "
+        "| F1 W / N1 / N2 / N3 / REM (DREAMS, %) | wall s (proxy / final) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        p = [r for r in rows if r["recipe"] == name and r["kind"] == "proxy"]
+        d = [r for r in rows if r["recipe"] == name and r["kind"] == "dreams"]
+        f1 = []
+        for st in ("W", "N1", "N2", "N3", "REM"):
+            v = [r["dreams"]["per_stage_f1"][st] or 0.0 for r in d]
+            f1.append(f"{100 * np.mean(v):.0f}" if v else "—")
+        what = RECIPES[name].__doc__ if False else _describe(name)
+        lines.append(
+            f"| {name} | {what} | {len(p)}/{len(d)} "
+            f"| {_ms([r['proxy_kappa'] for r in p])} "
+            f"| {_ms([r['proxy_macro_f1'] for r in p], True)} "
+            f"| {_ms([r['dreams']['accuracy'] for r in d], True)} "
+            f"| {_ms([r['dreams']['macro_f1'] for r in d], True)} "
+            f"| {_ms([r['dreams']['kappa'] for r in d])} "
+            f"| {' / '.join(f1)} "
+            f"| {np.mean([r['wall_s'] for r in p]) if p else 0:.0f} / "
+            f"{np.mean([r['wall_s'] for r in d]) if d else 0:.0f} |"
+        )
+    (OUT / "ledger.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _describe(name: str) -> str:
+    from bench.generalisation.recipes import DESCRIPTIONS
+
+    return DESCRIPTIONS.get(name, "")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench.generalisation.run")
+    ap.add_argument("what", choices=("proxy", "dreams", "table"))
+    ap.add_argument("--recipe", action="append", default=[])
+    ap.add_argument("--seeds", default="0,1,2")
+    a = ap.parse_args(argv)
+    seeds = [int(s) for s in a.seeds.split(",")]
+    for n in a.recipe:
+        if n not in RECIPES:
+            sys.exit(f"unknown recipe {n!r}; known: {', '.join(RECIPES)}")
+    if a.what == "proxy":
+        proxy(a.recipe, seeds)
+    elif a.what == "dreams":
+        dreams(a.recipe, seeds)
+    table()
+
+
+if __name__ == "__main__":
+    main()
