@@ -1,0 +1,283 @@
+"""Home Assistant MQTT discovery: payloads against HA's documented keys, retained on a
+real mosquitto, stable across restarts, removed by ``sleepstream ha-forget``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+
+from sleepstream import __version__
+from sleepstream.sinks.ha_discovery import (
+    ENTITIES,
+    STAGE_OPTIONS,
+    HaStateSink,
+    RetainedPublisher,
+    Topics,
+    all_configs,
+    check_discovery_prefix,
+    current_state,
+    discovery_configs,
+    node_id,
+)
+from sleepstream.sinks.mqtt_settings import mqtt_settings
+from sleepstream.types import UNSCORED, Epoch, StagePrediction
+
+SCHEMA = json.loads((Path(__file__).parent / "ha_mqtt_discovery.schema.json").read_text())
+#: <discovery_prefix>/<component>/[<node_id>/]<object_id>/config (HA's discovery topic)
+TOPIC_RE = re.compile(r"^(?P<prefix>.+)/(?P<component>[a-z_]+)/(?P<node>[A-Za-z0-9_-]+)/"
+                      r"(?P<object>[A-Za-z0-9_-]+)/config$")  # fmt: skip
+
+
+def validate(topic: str, payload: dict) -> str:
+    """Check a discovery message against the documented schema of its component."""
+    m = TOPIC_RE.match(topic)
+    assert m, f"not a discovery topic: {topic}"
+    component = m["component"]
+    schema = {**SCHEMA, "oneOf": [{"$ref": f"#/$defs/{component}"}]}
+    jsonschema.Draft202012Validator(schema).validate(payload)
+    return component
+
+
+def _epoch(i: int, stage: int, quality: tuple[str, ...] = ()) -> tuple[Epoch, StagePrediction]:
+    epoch = Epoch(i, 30.0 * i, f"2026-01-01T22:{i:02d}:00Z", np.zeros((1, 3000), np.float32),
+                  quality=quality, unscored_reasons=("flat",) if stage == UNSCORED else ())  # fmt: skip
+    probs = np.full(5, 0.05)
+    if stage >= 0:
+        probs[stage] = 0.8
+    return epoch, StagePrediction(i, stage, probs, 0.8 if stage >= 0 else 0.0, "m")
+
+
+def test_node_id_is_stable_and_topic_safe():
+    """node_id: readable for plain names, [A-Za-z0-9_-] only, distinct where '.' was replaced."""
+    assert node_id("sleepstream", "bed1") == "sleepstream_bed1"
+    assert node_id("sleepstream", "bed1") == node_id("sleepstream", "bed1")
+    assert node_id("clinic/ward2", "bed1") == "clinic_ward2_bed1"
+    dotted, underscored = node_id("sleepstream", "bed.1"), node_id("sleepstream", "bed_1")
+    assert dotted != underscored
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", dotted)
+    assert node_id("a", "bed1") != node_id("b", "bed1")
+
+
+def test_discovery_prefix_is_checked():
+    """A prefix with wildcards or empty levels is a usage error naming the flag."""
+    assert check_discovery_prefix("homeassistant") == "homeassistant"
+    for bad in ("", "ha/#", "ha/+/x", "/ha", "ha//x"):
+        with pytest.raises(Exception, match="--ha-discovery"):
+            check_discovery_prefix(bad)
+
+
+def test_configs_follow_the_documented_schema():
+    """Three entities per device, each valid for its component, unique ids per device."""
+    topics = Topics("homeassistant", "sleepstream", "bed1")
+    configs = discovery_configs(topics, version=__version__, model="student-v1")
+    assert sorted(configs) == sorted(topics.configs())
+    components = {}
+    for topic, payload in configs.items():
+        components[TOPIC_RE.match(topic)["object"]] = validate(topic, payload)
+        assert payload["availability_topic"] == "sleepstream/bed1/status"
+        assert payload["state_topic"] == "sleepstream/bed1/current"
+        assert payload["device"]["identifiers"] == ["sleepstream_bed1"]
+    assert components == ENTITIES
+    ids = [p["unique_id"] for p in configs.values()]
+    assert len(set(ids)) == 3
+    stage = configs[topics.config("stage")]
+    assert stage["options"] == list(STAGE_OPTIONS)
+    other = discovery_configs(Topics("homeassistant", "sleepstream", "bed2"), version="x")
+    assert not set(ids) & {p["unique_id"] for p in other.values()}
+
+
+def test_schema_rejects_what_home_assistant_rejects():
+    """The schema check can fail: a misspelt key, an enum sensor with a unit, no state_topic."""
+    topics = Topics("homeassistant", "sleepstream", "bed1")
+    configs = discovery_configs(topics, version="1")
+    stage = dict(configs[topics.config("stage")])
+    for broken in (
+        {**stage, "unit_of_measurment": "%"},
+        {**stage, "unit_of_measurement": "%"},
+        {k: v for k, v in stage.items() if k != "state_topic"},
+        {k: v for k, v in stage.items() if k != "device_class"},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            validate(topics.config("stage"), broken)
+
+
+def test_templates_render_states_home_assistant_accepts():
+    """Each value template (Jinja, as HA renders it) gives a state its entity accepts."""
+    jinja2 = pytest.importorskip("jinja2")
+    env = jinja2.Environment()
+    topics = Topics("homeassistant", "sleepstream", "bed1")
+    configs = discovery_configs(topics, version="1")
+    from sleepstream.sinks.base import EventContext, build_event
+
+    for stage in (0, 1, 2, 3, 4, UNSCORED):
+        epoch, pred = _epoch(3, stage)
+        state = current_state(build_event(EventContext("bed1", "s"), epoch, pred))
+        assert state["stage"] in STAGE_OPTIONS
+        rendered = {
+            TOPIC_RE.match(t)["object"]: env.from_string(p["value_template"]).render(
+                value_json=state
+            )
+            for t, p in configs.items()
+        }
+        attrs = json.loads(
+            env.from_string(configs[topics.config("stage")]["json_attributes_template"]).render(
+                value_json=state
+            )
+        )
+        assert set(attrs) == {"probabilities", "epoch_index", "epoch_start", "quality"}
+        if stage == UNSCORED:
+            assert rendered == {"stage": "unscored", "confidence": "None", "asleep": "None"}
+        else:
+            assert rendered["stage"] == state["stage"]
+            assert float(rendered["confidence"]) == pytest.approx(80.0)
+            assert rendered["asleep"] == ("OFF" if stage == 0 else "ON")
+
+
+async def _retained(url_port: int, topic_filter: str, wait: float = 0.7) -> dict[str, bytes]:
+    """Retained messages a fresh subscriber receives (non-empty ones)."""
+    import aiomqtt
+
+    out: dict[str, bytes] = {}
+    async with aiomqtt.Client("127.0.0.1", url_port, identifier=f"t-{id(out)}") as client:
+        await client.subscribe(topic_filter, qos=1)
+
+        async def collect() -> None:
+            async for m in client.messages:
+                if m.retain and m.payload:
+                    out[str(m.topic)] = bytes(m.payload)
+
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(collect(), wait)
+    return out
+
+
+async def _publish_configs(settings, devices, *, states=()) -> RetainedPublisher:
+    pub = RetainedPublisher(settings, client_id="test-ha")
+    async with pub:
+        for topic, payload in all_configs(
+            devices, discovery_prefix="homeassistant", topic_prefix="sleepstream",
+            version=__version__, model="m",
+        ).items():  # fmt: skip
+            pub.retain(topic, payload)
+        for device, (epoch, pred) in states:
+            sink = HaStateSink(pub, Topics("homeassistant", "sleepstream", device), "s1")
+            await sink.publish(epoch, pred)
+        await asyncio.wait_for(pub.sent(), 10)
+    return pub
+
+
+@pytest.mark.network
+def test_configs_are_retained_and_identical_after_a_restart(mosquitto):
+    """Two daemon starts leave exactly three retained configs per device, byte-identical."""
+    settings = mqtt_settings(mosquitto.url)
+    asyncio.run(_publish_configs(settings, ["bed1", "bed2"]))
+    first = asyncio.run(_retained(mosquitto.port, "homeassistant/#"))
+    asyncio.run(_publish_configs(settings, ["bed1", "bed2"]))
+    second = asyncio.run(_retained(mosquitto.port, "homeassistant/#"))
+    assert first == second
+    assert len(first) == 6
+    for topic, payload in first.items():
+        validate(topic, json.loads(payload))
+    ids = [json.loads(p)["unique_id"] for p in first.values()]
+    assert len(set(ids)) == 6
+
+
+@pytest.mark.network
+def test_state_is_the_newest_causal_verdict(mosquitto):
+    """The retained state follows publish(), ignores revisions, and is null when unscored."""
+    settings = mqtt_settings(mosquitto.url)
+
+    async def scenario() -> None:
+        async with RetainedPublisher(settings, client_id="test-ha-state") as pub:
+            sink = HaStateSink(pub, Topics("homeassistant", "sleepstream", "bed1"), "s1")
+            await sink.publish(*_epoch(0, 0))
+            await sink.publish(*_epoch(1, 2, ("gap",)))
+            await sink.publish_revised(*_epoch(0, 3), 1)
+            await asyncio.wait_for(pub.sent(), 10)
+
+    asyncio.run(scenario())
+    state = json.loads(asyncio.run(_retained(mosquitto.port, "sleepstream/+/current"))[
+        "sleepstream/bed1/current"])  # fmt: skip
+    assert (state["stage"], state["epoch_index"], state["asleep"]) == ("N2", 1, True)
+    assert state["quality"] == ["gap"]
+    assert state["event_id"] == "bed1:s1:1"
+
+    async def unscored() -> None:
+        async with RetainedPublisher(settings, client_id="test-ha-state") as pub:
+            sink = HaStateSink(pub, Topics("homeassistant", "sleepstream", "bed1"), "s1")
+            await sink.publish(*_epoch(2, UNSCORED))
+            await asyncio.wait_for(pub.sent(), 10)
+
+    asyncio.run(unscored())
+    state = json.loads(asyncio.run(_retained(mosquitto.port, "sleepstream/+/current"))[
+        "sleepstream/bed1/current"])  # fmt: skip
+    assert (state["stage"], state["confidence"], state["asleep"]) == ("unscored", None, None)
+
+
+@pytest.mark.network
+def test_configs_come_back_after_the_broker_lost_them(mosquitto):
+    """A broker restarted without persistence gets every retained config again."""
+    settings = mqtt_settings(mosquitto.url)
+
+    async def scenario() -> None:
+        async with RetainedPublisher(settings, client_id="test-ha-restart") as pub:
+            for topic, payload in all_configs(
+                ["bed1"], discovery_prefix="homeassistant", topic_prefix="sleepstream",
+                version="1", model="m",
+            ).items():  # fmt: skip
+                pub.retain(topic, payload)
+            await asyncio.wait_for(pub.sent(), 10)
+            published = pub.published
+            mosquitto.stop()
+            mosquitto.start()
+            while pub.published < published + 3:  # reconnect republishes all three
+                await asyncio.sleep(0.05)
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert len(asyncio.run(_retained(mosquitto.port, "homeassistant/#"))) == 3
+
+
+@pytest.mark.network
+def test_ha_forget_removes_the_device_configs_only(mosquitto, capsys):
+    """ha-forget clears bed1's configs (also an unknown older one) and state, not bed2's."""
+    from sleepstream.clikit import dispatch
+
+    settings = mqtt_settings(mosquitto.url)
+    asyncio.run(_publish_configs(settings, ["bed1", "bed2"], states=[("bed1", _epoch(0, 2))]))
+    legacy = "homeassistant/sensor/sleepstream_bed1/old_entity/config"
+
+    async def add_legacy() -> None:
+        async with RetainedPublisher(settings, client_id="legacy") as pub:
+            pub.retain(legacy, b'{"state_topic":"x"}')
+            await asyncio.wait_for(pub.sent(), 10)
+
+    asyncio.run(add_legacy())
+    assert len(asyncio.run(_retained(mosquitto.port, "homeassistant/#"))) == 7
+    rc = dispatch(
+        "sleepstream", "", {"ha-forget": "sleepstream.commands.ha_forget"},
+        ["ha-forget", "bed1", "--mqtt", mosquitto.url, "--wait", "0.5"], env_prefix="SLEEPSTREAM",
+    )  # fmt: skip
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "bed1: cleared 4 discovery config(s)" in out
+    left = asyncio.run(_retained(mosquitto.port, "#"))
+    assert sorted(left) == sorted(Topics("homeassistant", "sleepstream", "bed2").configs())
+
+
+def test_ha_forget_rejects_a_bad_device_name(capsys):
+    """A device name with a wildcard is a usage error before any connection."""
+    from sleepstream.clikit import dispatch
+
+    rc = dispatch(
+        "sleepstream", "", {"ha-forget": "sleepstream.commands.ha_forget"},
+        ["ha-forget", "bed/#", "--mqtt", "mqtt://127.0.0.1:9"], env_prefix="SLEEPSTREAM",
+    )  # fmt: skip
+    assert rc == 2
+    assert "DEVICE 'bed/#'" in capsys.readouterr().err
