@@ -5,6 +5,10 @@ a dict with ``logits``, ``epoch_logits`` ``(B, S, 5)``, ``epoch_features`` ``(B,
 and ``sequence_features`` ``(B, S, Ds)`` (see :mod:`distill.models.base`). Models expose
 ``.epoch_dim``, ``.sequence_dim`` and ``.seq_len`` (default context, epochs).
 
+Splittable families (``spec(name).splittable``: DeepSleepNet, tiny, transformer) also
+expose the split form ``epoch_state`` / ``sequence_logits`` (``.state_dim``); the
+SalientSleepNet family is not splittable (its U-Net spans the whole window).
+
 >>> from distill.models import build, MODEL_SPECS
 >>> model = build("tiny-student")
 
@@ -53,6 +57,18 @@ class ModelSpec:
     kwargs: dict[str, Any] = field(default_factory=dict)
     paper_params: int | None = None
     tolerance: float = 0.01
+
+    @property
+    def model_class(self) -> type:
+        """The model class (imported on first use)."""
+        module_name, cls_name = self.target.split(":")
+        return getattr(importlib.import_module(module_name), cls_name)
+
+    @property
+    def splittable(self) -> bool:
+        """Whether the family factors into an epoch encoder and a sequence head
+        (exported as two graphs; see :mod:`distill.models.base`, "Split form")."""
+        return bool(getattr(self.model_class, "splittable", False))
 
 
 def _dsn(name: str, role: str, family: str, paper: int | None, tol: float = 0.01) -> ModelSpec:
@@ -106,9 +122,7 @@ def build(name: str, **kw: Any) -> Stager:
     (``"scale"`` or ``"epoch-z"``), ``scale_uv`` (µV).
     """
     s = spec(name)
-    module_name, cls_name = s.target.split(":")
-    cls = getattr(importlib.import_module(module_name), cls_name)
-    model = cls(**{**s.kwargs, **kw})
+    model = s.model_class(**{**s.kwargs, **kw})
     model.model_name = name
     model.family = s.family
     model.role = s.role

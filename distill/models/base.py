@@ -13,6 +13,20 @@ a dict with
 
 Any ``seq >= 1`` works; ``model.seq_len`` is only the default context length. In causal
 (streaming) use the scored epoch is the last position of the window.
+
+Split form (streaming)
+----------------------
+A family whose sequence model reads only per-epoch quantities is *splittable*
+(``model.splittable``): the window model factors exactly into
+
+- an epoch encoder :meth:`Stager.epoch_state`: ``(N, 1, 3000)`` µV -> ``(N, state_dim)``;
+- a sequence head :meth:`Stager.sequence_logits`: ``(B, S, state_dim)`` -> ``(B, S, 5)``,
+
+with ``forward(x)["logits"] == sequence_logits(epoch_state(x.reshape(-1, 1, 3000))
+.reshape(B, S, -1))``. The daemon then encodes each epoch once and keeps a ring of
+states per device instead of re-encoding a whole window per scored epoch. A missing
+past epoch (before the night started) is, exactly as in training, an all-zero epoch:
+its state is ``epoch_state(zeros)``.
 """
 
 from __future__ import annotations
@@ -94,6 +108,8 @@ class Stager(nn.Module):
     sequence_dim: int
     seq_len: int
     n_classes: int = N_STAGES
+    #: The sequence model reads only per-epoch states: exportable as encoder + head.
+    splittable: bool = True
 
     def __init__(self, norm: str = "scale", scale_uv: float = INPUT_SCALE_UV):
         super().__init__()
@@ -106,6 +122,28 @@ class Stager(nn.Module):
         self, features: torch.Tensor, epoch_logits: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
+
+    # -- split form -------------------------------------------------------------------
+    @property
+    def state_dim(self) -> int:
+        """Width ``D`` of the per-epoch state the sequence head reads (default: both
+        the epoch feature and the epoch logits, ``epoch_dim + 5``)."""
+        return self.epoch_dim + N_STAGES
+
+    def state_of(self, features: torch.Tensor, epoch_logits: torch.Tensor) -> torch.Tensor:
+        """Per-epoch state ``(N, D)`` from the encoder's ``(N, De)`` and ``(N, 5)``."""
+        return torch.cat([features, epoch_logits], dim=-1)
+
+    def epoch_state(self, x: torch.Tensor) -> torch.Tensor:
+        """Epoch encoder of the split form: ``(N, 1, 3000)`` µV -> state ``(N, D)``."""
+        if x.dim() != 3 or x.shape[1] != 1 or x.shape[2] != EPOCH_SAMPLES:
+            raise ValueError(f"input must be (N, 1, {EPOCH_SAMPLES}) µV, got {tuple(x.shape)}")
+        return self.state_of(*self.encode_epochs(self.norm(x)))
+
+    def sequence_logits(self, states: torch.Tensor) -> torch.Tensor:
+        """Sequence head of the split form: states ``(B, S, D)`` -> logits ``(B, S, 5)``."""
+        feats, elog = states[..., : self.epoch_dim], states[..., self.epoch_dim :]
+        return self.encode_sequence(feats, elog)[1]
 
     def forward_epochs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Epoch encoder only (stage-1 pre-training): ``epoch_features``, ``epoch_logits``."""

@@ -142,6 +142,18 @@ class DeepSleepNet(Stager):
         logits = self.seq_head(self.seq_drop(seq + res))
         return seq, logits
 
+    # Split form: the BiLSTM and the residual read only the 5 epoch logits, so they are
+    # the whole per-epoch state (D = 5).
+    @property
+    def state_dim(self) -> int:
+        return N_STAGES
+
+    def state_of(self, features: torch.Tensor, epoch_logits: torch.Tensor) -> torch.Tensor:
+        return epoch_logits
+
+    def sequence_logits(self, states: torch.Tensor) -> torch.Tensor:
+        return self.encode_sequence(states, states)[1]
+
 
 class _TimeBN(nn.Module):
     """BatchNorm over the feature axis of a ``(B, S, C)`` tensor (Keras BN on the last axis)."""

@@ -108,6 +108,10 @@ class MSE(nn.Module):
 class SalientSleepNet(nn.Module):
     """Single-channel SalientSleepNet (U²-style encoder-decoder with MSE modules).
 
+    Not splittable (``splittable = False``): the U-Net spans the whole window, so every
+    epoch's output depends on the raw samples of its neighbours; it is exported and run
+    as one window graph.
+
     Parameters
     ----------
     filters : tuple of 5 int
@@ -129,6 +133,8 @@ class SalientSleepNet(nn.Module):
     norm, scale_uv :
         Input normalisation, see :class:`distill.models.base.InputNorm`.
     """
+
+    splittable: bool = False
 
     def __init__(
         self,

@@ -180,6 +180,17 @@ class AttnSleepNet(Stager):
         h = self.seq_norm(h)
         return h, self.seq_head(h)
 
+    # Split form: the sequence transformer reads only the epoch feature (D = d_model).
+    @property
+    def state_dim(self) -> int:
+        return self.epoch_dim
+
+    def state_of(self, features: torch.Tensor, epoch_logits: torch.Tensor) -> torch.Tensor:
+        return features
+
+    def sequence_logits(self, states: torch.Tensor) -> torch.Tensor:
+        return self.encode_sequence(states, states)[1]
+
 
 TRANSFORMER_VARIANTS: dict[str, dict] = {
     "transformer-teacher": {
