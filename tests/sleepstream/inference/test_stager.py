@@ -127,5 +127,5 @@ def test_load_stager_default_missing_is_model_error(
     import sleepstream.inference.stager as stager_mod
 
     monkeypatch.setattr(stager_mod, "MODELS_DIR", tmp_path)
-    with pytest.raises(ModelError, match=r"default\.onnx: no default model"):
+    with pytest.raises(ModelError, match=r"default\.card\.json: no default model"):
         load_stager()
