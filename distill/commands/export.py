@@ -1,13 +1,22 @@
-"""``distill export``: trained checkpoint -> single-file ONNX + model card.
+"""``distill export``: trained checkpoint -> ONNX graph(s) + model card (format 2).
 
 Example::
 
-    distill export --checkpoint runs/teacher/best.safetensors --out models/teacher.onnx \\
-        --metrics runs/teacher/eval.json
+    distill export --checkpoint runs/student/best.safetensors --out models/student.onnx \\
+        --metrics runs/student/eval.json
+
+Splittable families (DeepSleepNet, transformer) are written as an epoch encoder
+(``student.encoder.onnx``) and a sequence head (``student.head.onnx``) by default
+(``--mode auto``); SalientSleepNet, or ``--mode window``, as one window graph
+(``student.onnx``). The card is ``student.card.json`` either way and is what
+``sleepstream run --model`` takes (``student.onnx`` also names it).
 
 The checkpoint is a safetensors state dict; its JSON sidecar (written by
-``distill train``) names the model and its build arguments. A bare safetensors file
-without sidecar needs ``--model``.
+``distill train``) names the model and its build arguments, and (when present) the
+input normalisation (``normalisation``: ``NormalisationSpec.to_card()``), the training
+recordings (``recordings``: name, sha256, channels) and how missing past epochs were
+presented in training (``history_pad``: ``zero_epoch`` or ``truncate``); all three go
+into the card. A bare safetensors file without sidecar needs ``--model``.
 """
 
 from __future__ import annotations
@@ -38,6 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("auto", "legacy", "dynamo"),
         default="auto",
         help="ONNX exporter (auto: TorchScript, then dynamo; parity is checked either way)",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("auto", "window", "split"),
+        default="auto",
+        help="auto: split (encoder + head graphs) when the family is splittable, else window",
     )
     parser.add_argument(
         "--train-command", default=None, help="the command that trained the checkpoint (card)"
@@ -75,6 +90,7 @@ def _load(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from distill.export import export_student
     from sleepstream.errors import DataFileError, UsageError
+    from sleepstream.inference.card import card_path_for
 
     if args.out.suffix != ".onnx":
         raise UsageError(f"--out must end in .onnx, got {args.out}")
@@ -97,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         cmd += ["--metrics", str(args.metrics)]
     if args.exporter != "auto":
         cmd += ["--exporter", args.exporter]
+    if args.mode != "auto":
+        cmd += ["--mode", args.mode]
     training = {
         k: meta[k]
         for k in (
@@ -113,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
         if k in meta
     }
+    if "recordings" in meta:
+        training["recordings"] = meta["recordings"]
     training["checkpoint"] = str(args.checkpoint)
     if args.description:
         training["description"] = args.description
@@ -131,12 +151,27 @@ def run(args: argparse.Namespace) -> int:
             "one bipolar EEG derivation like the training channels "
             f"({', '.join(map(str, meta['channels']))}), in µV, resampled to 100 Hz"
         )
-    out = export_student(
-        model, args.out, seq_len=int(seq_len), card_fields=fields, exporter=args.exporter
+    pad = meta.get("history_pad", "zero_epoch")
+    try:
+        export_student(
+            model, args.out, seq_len=int(seq_len), card_fields=fields, exporter=args.exporter,
+            mode=args.mode, normalisation=meta.get("normalisation"),
+            pad=None if pad == "zero_epoch" else {"kind": pad},
+        )  # fmt: skip
+    except ValueError as exc:
+        raise UsageError(f"{args.checkpoint}: {exc}") from None
+    card_path = card_path_for(args.out)
+    card = json.loads(card_path.read_text())
+    graphs = (
+        [card["onnx"]]
+        if card["mode"] == "window"
+        else [card["split"][k] for k in ("encoder", "head")]
     )
-    card = json.loads(out.with_name(out.stem + ".card.json").read_text())
+    files = ", ".join(
+        f"{g['file']} ({g['size_bytes']:,} bytes, sha256 {g['sha256'][:12]})" for g in graphs
+    )
     print(
-        f"wrote {out} ({card['onnx']['size_bytes']:,} bytes, sha256 {card['onnx']['sha256'][:12]}, "
-        f"{card['n_params']:,} params, seq_len {seq_len}) and {out.stem}.card.json"
+        f"wrote {files} and {card_path.name}: {card['mode']} mode, {card['n_params']:,} params, "
+        f"seq_len {seq_len}, normalisation {card['input_contract']['normalisation']['kind']}"
     )
     return 0

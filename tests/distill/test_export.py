@@ -148,6 +148,8 @@ def test_export_command_from_state_dict(tmp_path: Path, capsys: pytest.CaptureFi
             "3",
             "--metrics",
             str(metrics),
+            "--mode",
+            "window",
         ]
     )
     assert rc == 0 and out.is_file()
@@ -233,4 +235,97 @@ def test_export_command_from_train_checkpoint(tmp_path: Path) -> None:
     assert card["rebuild_command"].startswith(
         "distill train --model tiny-ta --seq-len 4 && distill export"
     )
-    assert _parity(model, out, [4]) < 1e-4
+    assert card["mode"] == "split" and not out.exists()  # auto: the family splits
+    from sleepstream.inference import load_stager
+
+    x = torch.randn(2, 4, 1, 3000) * 40
+    with torch.no_grad():
+        ref = model(x)["logits"].numpy()
+    assert np.abs(load_stager(out).logits(x.numpy()) - ref).max() < 1e-4
+
+
+# -- split export ------------------------------------------------------------------------
+def test_export_split_writes_encoder_head_and_card(tmp_path: Path) -> None:
+    """--mode split writes exactly the encoder, the head and the card; the card records the
+    composed parity at seq 1, seq_len, seq_len + 3 with padded starts; a window export at
+    the same path afterwards removes the stale split graphs."""
+    torch.manual_seed(0)
+    model = build("tiny-teacher").eval()
+    card_path = export_student(model, tmp_path / "m.onnx", seq_len=5, mode="split")
+    assert card_path == tmp_path / "m.card.json"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "m.card.json",
+        "m.encoder.onnx",
+        "m.head.onnx",
+    ]
+    card = json.loads(card_path.read_text())
+    assert card["format"] == "sleepstream-model-card/2" and card["mode"] == "split"
+    sp = card["split"]
+    assert (sp["encoder"]["input"], sp["encoder"]["output"]) == ("eeg_epoch", "state")
+    assert (sp["head"]["input"], sp["head"]["output"]) == ("states", "logits")
+    assert sp["state_dim"] == model.state_dim == 5
+    assert sp["parity"]["seqs"] == [1, 5, 8] and sp["parity"]["padded_starts"] == [0, 1, 2, 4, 7]
+    assert sp["parity"]["max_abs_logits"] < 1e-4
+    enc = ort.InferenceSession(str(tmp_path / "m.encoder.onnx"), providers=["CPUExecutionProvider"])
+    x = torch.randn(3, 1, 3000) * 40
+    with torch.no_grad():
+        ref = model.epoch_state(x).numpy()
+    assert np.abs(enc.run(["state"], {"eeg_epoch": x.numpy()})[0] - ref).max() < 1e-4
+    export_student(model, tmp_path / "m.onnx", seq_len=5, mode="window")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.card.json", "m.onnx"]
+
+
+def test_export_split_refused_for_salient(tmp_path: Path) -> None:
+    """SalientSleepNet is not splittable: --mode split is refused, auto falls back to window."""
+    from sleepstream.errors import ModelError
+
+    torch.manual_seed(0)
+    model = build("salient-student").eval()
+    with pytest.raises(ModelError, match="not splittable"):
+        export_student(model, tmp_path / "s.onnx", seq_len=3, mode="split")
+    out = export_student(model, tmp_path / "s.onnx", seq_len=3, mode="auto")
+    assert json.loads(out.with_name("s.card.json").read_text())["mode"] == "window"
+
+
+def test_export_refuses_unknown_normalisation(tmp_path: Path) -> None:
+    """A normalisation kind the daemon would refuse is refused at export already."""
+    from sleepstream.errors import ModelError
+
+    with pytest.raises(ModelError, match="'per-night-z'"):
+        export_student(
+            build("tiny-student").eval(), tmp_path / "a.onnx", seq_len=3,
+            normalisation={"kind": "per-night-z"},
+        )  # fmt: skip
+
+
+def test_export_command_split_carries_sidecar_contract(tmp_path: Path) -> None:
+    """`distill export` of a sidecar with normalisation, recordings and a truncated history
+    writes a split card with all three; the truncated composition is parity-checked and
+    the daemon's stager reproduces the torch model on short windows."""
+    from distill.checkpoint import save_checkpoint
+    from sleepstream.dsp.normalise import NormalisationSpec
+    from sleepstream.inference import load_stager
+
+    torch.manual_seed(0)
+    model = build("tiny-ta", seq_len=4).eval()
+    spec = NormalisationSpec(reference_uv=15.0)
+    recs = [{"name": "SC4001E0-PSG.edf", "sha256": "ab" * 32, "channels": ["EEG Fpz-Cz"]}]
+    ckpt = save_checkpoint(
+        tmp_path / "best.safetensors",
+        model,
+        {"model": "tiny-ta", "model_kwargs": {"seq_len": 4}, "seq_len": 4,
+         "normalisation": spec.to_card(), "recordings": recs, "history_pad": "truncate"},
+    )  # fmt: skip
+    out = tmp_path / "ta.onnx"
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    card = json.loads(out.with_name("ta.card.json").read_text())
+    assert card["mode"] == "split" and card["split"]["pad"] == {"kind": "truncate"}
+    assert card["split"]["parity"]["pad"] == "truncate"
+    assert card["input_contract"]["normalisation"] == spec.to_card()
+    assert card["training"]["recordings"] == recs
+    stager = load_stager(out)
+    assert stager.normalisation == spec and stager.pad_kind == "truncate"
+    x = torch.randn(1, 2, 1, 3000) * 30
+    with torch.no_grad():
+        ref = model(x)["logits"].numpy()
+    assert np.abs(stager.logits(x.numpy()) - ref).max() < 1e-4
