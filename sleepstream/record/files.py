@@ -39,10 +39,72 @@ HYPNOGRAM_COLUMNS = ("epoch_index", "epoch_start", "onset_s", "stage", "confiden
 HYPNODENSITY_COLUMNS = ("epoch_index", "epoch_start", *(f"p_{s}" for s in STAGE_NAMES))
 
 
+#: Mode of every file and folder the recorder creates (raw EEG and hypnograms are private).
+FILE_MODE, DIR_MODE = 0o600, 0o700
+
+
+def make_private(path: Path) -> None:
+    """``chmod`` a folder to :data:`DIR_MODE` (the umask never widens what we create)."""
+    os.chmod(path, DIR_MODE)
+
+
+def make_private_dirs(path: Path, root: Path) -> None:
+    """Create ``path`` and every missing folder between it and ``root``, mode 0700.
+
+    Folders below ``root`` that already exist are narrowed to 0700 too; an existing
+    ``root`` (the state directory, the daemon's) is left as it is, a missing one is
+    created 0700.
+    """
+    path, root = Path(path), Path(root)
+    try:
+        levels = path.relative_to(root).parts
+    except ValueError:
+        levels, root = path.parts[1:], Path(path.anchor)
+    if not root.is_dir():
+        root.mkdir(mode=DIR_MODE, parents=True)
+        make_private(root)
+    p = root
+    for part in levels:
+        p = p / part
+        try:
+            p.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            if not p.is_dir():
+                raise NotADirectoryError(f"{p} exists and is not a directory") from None
+        if p.stat().st_mode & 0o777 != DIR_MODE:
+            make_private(p)
+
+
+def reserve_space(path: Path, n_bytes: int) -> bool:
+    """Allocate ``n_bytes`` to a private file at ``path`` (freed later to save the
+    stages when the disk fills); False when the space is not there."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except OSError:
+        return False
+    try:
+        os.posix_fallocate(fd, 0, n_bytes)
+    except OSError:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return False
+    os.close(fd)
+    return True
+
+
 def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Run ``write(tmp)`` then fsync and rename ``tmp`` over ``path``; remove tmp on failure."""
+    """Run ``write(tmp)`` then fsync and rename ``tmp`` over ``path``; remove tmp on failure.
+
+    ``tmp`` is created (and kept) mode 0600 before ``write`` fills it, whatever the umask.
+    """
     tmp = path.with_name(f".{path.name}.tmp")
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        try:
+            os.fchmod(fd, FILE_MODE)
+        finally:
+            os.close(fd)
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -86,20 +148,38 @@ def edf_unit(units: str) -> str:
     return units.replace("µ", "u").replace("μ", "u").encode("ascii", "replace").decode()[:8]
 
 
-def record_duration(fs: float) -> float:
-    """EDF data-record duration (s) holding a whole number of samples at ``fs`` Hz.
+def record_layout(fs: float) -> tuple[float, int]:
+    """EDF data-record duration (s) and samples per record for a rate of ``fs`` Hz.
 
     1 s for integer rates; otherwise the shortest whole number of seconds (at most 60)
-    that fits, e.g. 2 s for 512.5 Hz, or a fraction of a second for rates below 1 Hz.
+    holding a whole number of samples, e.g. 2 s for 512.5 Hz; ``1 / fs`` for rates
+    below 1 Hz whose period is a whole number of seconds.
+
+    Raises
+    ------
+    ValueError
+        A rate no EDF data record can hold (not positive, irrational-looking, or more
+        samples per record than the 8-character header field allows).
     """
     if not (fs > 0 and math.isfinite(fs)):
         raise ValueError(f"sampling rate {fs} Hz is not a positive number")
     if fs < 1:
-        return 1.0 / fs if abs(1.0 / fs - round(1.0 / fs)) < 1e-9 else 60.0
+        period = 1.0 / fs
+        if abs(period - round(period)) > 1e-9 * period or round(period) > 99_999_999:
+            raise ValueError(f"sampling rate {fs} Hz: its period is not a whole number of seconds")
+        return float(round(period)), 1
     frac = Fraction(fs).limit_denominator(60)
     if abs(float(frac) - fs) > 1e-9 * fs:
         raise ValueError(f"sampling rate {fs} Hz fits no EDF data-record duration up to 60 s")
-    return float(frac.denominator)
+    per_record = int(round(fs * frac.denominator))
+    if per_record > 99_999_999:
+        raise ValueError(f"sampling rate {fs} Hz: too many samples per EDF data record")
+    return float(frac.denominator), per_record
+
+
+def record_duration(fs: float) -> float:
+    """EDF data-record duration in s for ``fs`` Hz (see :func:`record_layout`)."""
+    return record_layout(fs)[0]
 
 
 def _physical_range(x: np.ndarray) -> tuple[float, float]:
@@ -108,6 +188,14 @@ def _physical_range(x: np.ndarray) -> tuple[float, float]:
         lo, hi = lo - 1.0, hi + 1.0
     pad = 1e-4 * (hi - lo)  # EDF writes the range with 8 characters; leave room for rounding
     return lo - pad, hi + pad
+
+
+def _recording(start: dt.datetime) -> Any:
+    """EDF+ recording field: the start date, or ``Startdate X`` outside EDF's 1985-2084."""
+    import edfio
+
+    date = start.date()
+    return edfio.Recording(startdate=date if 1985 <= date.year <= 2084 else None)
 
 
 def write_raw_segment(
@@ -134,7 +222,8 @@ def write_raw_segment(
     units : str
         Physical dimension of ``samples`` (e.g. ``"uV"``).
     start : datetime
-        UTC start of the first sample (EDF+C keeps sub-second starts).
+        Start of the first sample, naive local time (EDF stores local time; EDF+C
+        keeps sub-second starts).
 
     Returns
     -------
@@ -144,8 +233,7 @@ def write_raw_segment(
     """
     import edfio
 
-    duration = record_duration(fs)
-    per_record = int(round(fs * duration))
+    duration, per_record = record_layout(fs)
     n = samples.shape[1]
     pad = (-n) % per_record
     data = np.nan_to_num(np.asarray(samples, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
@@ -162,7 +250,7 @@ def write_raw_segment(
         warnings.simplefilter("ignore")  # "Creating EDF+C to store microsecond starttime"
         edf = edfio.Edf(
             signals,
-            recording=edfio.Recording(startdate=start.date()),
+            recording=_recording(start),
             starttime=start.time().replace(tzinfo=None),
             data_record_duration=duration,
         )
@@ -182,7 +270,7 @@ def write_stages_edf(
     stages : sequence of int
         Stage codes (``-1`` = unscored, written ``Sleep stage ?``); 30-s durations.
     start : datetime
-        UTC night start (header start date and time, whole seconds).
+        Night start, naive local time (header start date and time, whole seconds).
     """
     import edfio
 
@@ -194,7 +282,7 @@ def write_stages_edf(
         warnings.simplefilter("ignore")
         edf = edfio.Edf(
             [],
-            recording=edfio.Recording(startdate=start.date()),
+            recording=_recording(start),
             starttime=start.time().replace(microsecond=0, tzinfo=None),
             annotations=annotations,
         )

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 #: ``night.json`` schema tag.
-MANIFEST_SCHEMA = "sleepstream.night/1"
+MANIFEST_SCHEMA = "sleepstream.night/2"
 #: A timestamp jump at least this long (s) closes the open raw segment.
 ROLL_GAP_S = 1.0
 
@@ -26,14 +26,21 @@ def new_manifest(
 ) -> dict[str, Any]:
     """A fresh manifest; the recorder fills it in while the night goes on.
 
-    Keys: ``status`` (``recording``/``closed``), ``start_utc``/``end_utc`` (ISO-8601),
+    Keys: ``status`` (``recording``/``closed``); the night's time
+    (:mod:`sleepstream.record.clock`): ``start``/``end`` (ISO-8601; no zone designator
+    when the recording's zone is unknown), ``start_utc``/``end_utc`` (the same in UTC,
+    ``null`` when the zone is unknown), ``duration_s``, ``time_zone``, ``time_base``
+    (``recording`` or ``system``), ``time_note``, ``edf_time``; ``created_utc`` and
+    ``closed_utc`` (this machine's clock when the recorder opened and closed);
     ``channels``, ``fs`` (Hz), ``units``, ``scale_to_uv``, ``segments`` (one dict per
-    written ``raw_NNNN.edf``: ``file``, ``start_s`` from the night start, ``start_utc``,
+    written ``raw_NNNN.edf``: ``file``, ``start_s`` from the night start, ``start``,
     ``n_samples``, ``duration_s``, ``fs``, ``channels``, ``padding_samples``),
-    ``lost_segments`` (never written, with ``reason``), ``gaps`` (``onset_s``,
-    ``duration_s``, ``missing_samples``, ``clock_reset``), ``dropped_samples``,
-    ``n_epochs``, ``n_unscored``, ``n_revised``, ``epoch_grid_offset_s`` (stage onset
-    = offset + 30 s x epoch index), ``storage_errors`` and ``last_storage_error``.
+    ``pending_segments`` (held in memory, not written yet), ``lost_segments`` (never
+    written, with ``reason``), ``gaps`` (``onset_s``, ``duration_s``,
+    ``missing_samples``, ``clock_reset``), ``dropped_samples``, ``n_epochs``,
+    ``n_unscored``, ``n_revised``, ``epoch_grid_offset_s`` (stage onset = offset + 30 s
+    x epoch index), ``storage_errors``, ``storage_errors_by_kind`` and
+    ``last_storage_error``.
     """
     return {
         "schema": MANIFEST_SCHEMA,
@@ -41,8 +48,16 @@ def new_manifest(
         "device": device,
         "profile": profile,
         "model": {"id": model_id, "card_sha256": card_sha256},
+        "start": None,
+        "end": None,
         "start_utc": None,
         "end_utc": None,
+        "duration_s": None,
+        "time_zone": None,
+        "time_base": None,
+        "time_note": None,
+        "created_utc": None,
+        "closed_utc": None,
         "staged_channel": staged_channel,
         "channels": [],
         "units": units,
@@ -51,6 +66,7 @@ def new_manifest(
         "source_offset_s": source_offset_s,
         "segment_seconds": float(segment_seconds),
         "segments": [],
+        "pending_segments": [],
         "lost_segments": [],
         "gaps": [],
         "dropped_samples": 0,
@@ -61,6 +77,7 @@ def new_manifest(
         "n_revised": 0,
         "epoch_grid_offset_s": None,
         "storage_errors": 0,
+        "storage_errors_by_kind": {},
         "last_storage_error": None,
         "files": {
             "stages": "stages.edf",

@@ -1,6 +1,8 @@
 """The night recorder: a raw-data sink that keeps the night on disk.
 
-Layout of ``<state_dir>/nights/<device>/<UTC start stamp>/``:
+Layout of ``<state_dir>/nights/<device>/<stamp>/`` (``stamp``: this machine's UTC clock
+when the recorder started, ``YYYYMMDDTHHMMSSZ``; the night's own date is in
+``night.json``):
 
 - ``raw_0000.edf``, ``raw_0001.edf``, ... the raw EEG exactly as received (source units
   and channel names), in rolling segments of ``segment_seconds`` (default 300 s). A
@@ -12,17 +14,25 @@ Layout of ``<state_dir>/nights/<device>/<UTC start stamp>/``:
 - ``hypnogram.csv`` (``epoch_index, epoch_start, onset_s, stage, confidence, reasons``)
   and ``hypnodensity.csv`` (``epoch_index, epoch_start, p_W .. p_REM``);
 - ``night.json``: the manifest (device, profile, model, start and end, gaps, dropped
-  samples, segments).
+  samples, segments, storage errors).
 
-Every file is replaced atomically (temporary file, fsync, rename), so each one is
-valid at any moment. The night starts at the first received sample (stream time
-``t0``); segment and epoch onsets are seconds from ``t0``.
+The night starts at the first received sample (stream time ``t0``); segment and epoch
+onsets are seconds from ``t0``, and dates come from the recording itself when the source
+states its start (a replayed file), else from this machine's clock in UTC
+(:mod:`sleepstream.record.clock`: EDF has no time zone, and the files say so).
 
-A full disk (``ENOSPC``/``EDQUOT``) is logged and counted; the recorder keeps going
-(raw data of a segment that could not be written is lost and listed in the manifest;
-stages stay in memory and are written at the next attempt). After
-``max_storage_errors`` consecutive failures, or on any other ``OSError`` (permissions,
-read-only file system), the next call raises :class:`~sleepstream.errors.StorageError`.
+Every file is replaced atomically (temporary file, fsync, rename), so each one is valid
+at any moment; files are created ``0600`` and folders ``0700`` whatever the umask.
+
+**Storage faults never stop live staging** (:mod:`sleepstream.record.storage`): once the
+night directory exists, no method raises because of the disk. A raw segment that cannot
+be written (disk full, read-only or vanished file system, an I/O error, a writer bug)
+stays in memory (``pending_segments`` in the manifest) and is written, oldest first,
+at the next attempt (a new segment, or every ``retry_s`` while epochs arrive); only
+when more than ``max_backlog_bytes`` are held does the oldest go to
+``lost_segments``. The stage files are rewritten whole from memory, so they heal at the
+next write that works. Each failure is logged, counted in ``night.json`` and in
+``sleepstream_storage_errors_total{device, kind}``.
 """
 
 from __future__ import annotations
@@ -30,54 +40,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import errno
 import json
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
 from sleepstream.errors import StorageError
 from sleepstream.record import files
+from sleepstream.record.clock import NightClock, iso
 from sleepstream.record.manifest import find_gaps, new_manifest
+from sleepstream.record.segments import OpenSegment, PendingSegment, Segmenter
+from sleepstream.record.stages import StageRow, stage_row, write_stage_files
+from sleepstream.record.storage import StorageFaults, fault_kind, free_bytes
 from sleepstream.types import (
     EPOCH_SECONDS,
     UNSCORED,
     Chunk,
     Epoch,
     StagePrediction,
-    stage_name,
 )
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
-#: errno values that mean "the disk is full" (recoverable once space is freed).
-DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+#: File holding the space reserved for the stages (see ``reserve_bytes``).
+RESERVE_FILE = ".reserve"
+#: What ``start_datetime`` may be: a datetime, None (live), or a callable giving either.
+StartDatetime = dt.datetime | None | Callable[[], dt.datetime | None]
 
 
 def utc_stamp(t: dt.datetime) -> str:
     """Directory name of a night: ``YYYYMMDDTHHMMSSZ``."""
     return t.strftime("%Y%m%dT%H%M%SZ")
-
-
-def _iso(t: dt.datetime) -> str:
-    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@dataclass
-class _Open:
-    """The open (not yet written) segment."""
-
-    fs: float
-    channels: tuple[str, ...]
-    start_ts: float  # stream time of its first sample, s
-    parts: list[np.ndarray] = field(default_factory=list)
-    n: int = 0
 
 
 class Recorder:
@@ -110,11 +108,27 @@ class Recorder:
     source_offset_s : float, optional
         Seconds from the start of the source recording to the first sample (replays);
         the report uses it to align a reference hypnogram.
-    max_storage_errors : int
-        Consecutive disk-full failures tolerated before :class:`StorageError`.
+    start_datetime : datetime, None or callable, optional
+        The source's ``start_datetime`` (wall-clock time of stream time 0; naive =
+        the file's local time, zone unknown), or a zero-argument callable returning it,
+        evaluated when the first sample arrives (a file source learns it when opened).
+        ``None``: a live source, dated by this machine's clock in UTC.
+    metrics : sleepstream.metrics.Metrics, optional
+        Gets ``storage_errors{device, kind}`` and ``recorder_backlog_bytes{device}``.
+    max_backlog_bytes : int
+        Raw data (bytes, float64) held in memory while the disk fails, before the oldest
+        unwritten segment is given up (default 256 MiB, about 8 h of 8 channels at
+        125 Hz).
+    retry_s : float
+        Shortest time (s, monotonic) between two retries of the unwritten segments when
+        no new segment triggers one.
     min_rewrite_s : float
         Shortest time (s) between two rewrites of the stage files (they are rewritten
         whole, atomically); a crash loses at most this much of the stages.
+    reserve_bytes : int
+        Space (at most; and at most 1/8 of the free space) allocated at start-up to
+        ``.reserve`` in the night folder and freed at close, so that the night's final
+        stages and manifest are written even when raw data filled the disk.
     now : callable, optional
         Wall clock returning an aware UTC datetime (tests).
     """
@@ -132,8 +146,12 @@ class Recorder:
         scale_to_uv: float = 1.0,
         staged_channel: str | None = None,
         source_offset_s: float | None = None,
-        max_storage_errors: int = 5,
+        start_datetime: StartDatetime = None,
+        metrics: Any = None,
+        max_backlog_bytes: int = 256 << 20,
+        retry_s: float = 10.0,
         min_rewrite_s: float = 1.0,
+        reserve_bytes: int = 1 << 20,
         now: Callable[[], dt.datetime] | None = None,
     ) -> None:
         if not device:
@@ -148,7 +166,9 @@ class Recorder:
         self.device = device.replace("/", "_").replace("\\", "_")
         self._now = now or (lambda: dt.datetime.now(dt.UTC))
         self._segment_seconds = float(segment_seconds)
-        self._max_errors = int(max_storage_errors)
+        self._source_start = start_datetime
+        self._max_backlog = int(max_backlog_bytes)
+        self._retry_s = float(retry_s)
         self.night_dir: Path | None = None
         self.manifest: dict[str, Any] = new_manifest(
             device=device,
@@ -161,228 +181,240 @@ class Recorder:
             source_offset_s=source_offset_s,
             segment_seconds=self._segment_seconds,
         )
-        self._start: dt.datetime | None = None
+        self.faults = StorageFaults(self.manifest, device=device, metrics=metrics)
+        self.clock: NightClock | None = None
         self._t0: float | None = None
         self._last_ts: float | None = None
-        self._open: _Open | None = None
+        self._last_fs = 1.0
+        self._segmenter = Segmenter(segment_seconds)
         self._n_segments = 0
-        self._rows: dict[int, tuple[Any, ...]] = {}
+        self._backlog: list[PendingSegment] = []
+        self._last_retry = -math.inf
+        self._rows: dict[int, StageRow] = {}
         self._segment_task: asyncio.Task[None] | None = None
         self._epoch_task: asyncio.Task[None] | None = None
         self._epochs_dirty = False
         self._closing = asyncio.Event()
         self._min_rewrite_s = float(min_rewrite_s)
-        self._consecutive_errors = 0
-        self._fatal: StorageError | None = None
-
-    @classmethod
-    def for_device(
-        cls,
-        state_dir: str | Path,
-        device: str,
-        profile: Any,
-        stager: Any,
-        **kw: Any,
-    ) -> Recorder:
-        """A recorder configured from a device's profile and the loaded stager.
-
-        Parameters
-        ----------
-        profile : sleepstream.profiles.Profile
-            Gives ``name``, ``channel`` (staged channel) and ``scale_to_uv``.
-        stager : sleepstream.inference.Stager
-            Gives ``model_id`` and ``card.sha256``.
-        **kw
-            Other constructor arguments (``segment_seconds``, ``source_offset_s``...).
-        """
-        card = getattr(stager, "card", None)
-        return cls(
-            state_dir,
-            device=device,
-            profile=getattr(profile, "name", str(profile)),
-            model_id=getattr(stager, "model_id", ""),
-            card_sha256=getattr(card, "sha256", "") or "",
-            scale_to_uv=float(getattr(profile, "scale_to_uv", 1.0)),
-            staged_channel=getattr(profile, "channel", None),
-            **kw,
-        )
+        self._reserve_bytes = int(reserve_bytes)
+        self._reserve: Path | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Recorder:
-        self._start = self._now().astimezone(dt.UTC)
+        created = self._now().astimezone(dt.UTC)
         base = self.state_dir / "nights" / self.device
-        stamp = utc_stamp(self._start)
+        stamp = utc_stamp(created)
         try:
-            base.mkdir(parents=True, exist_ok=True)
+            files.make_private_dirs(base, self.state_dir)
             night, k = base / stamp, 1
             while True:
                 try:
-                    night.mkdir()
+                    night.mkdir(mode=0o700)
                     break
                 except FileExistsError:
                     night, k = base / f"{stamp}-{k}", k + 1
+            files.make_private(night)
+            free = free_bytes(night) or 0
+            if files.reserve_space(night / RESERVE_FILE, min(self._reserve_bytes, free // 8)):
+                self._reserve = night / RESERVE_FILE
         except OSError as exc:
-            raise StorageError(f"cannot create the night directory under {base}: {exc}") from None
+            if fault_kind(exc, base) != "disk_full":  # a set-up error: refuse at start-up
+                raise StorageError(
+                    f"cannot create the night directory under {base}: {exc}"
+                ) from None
+            night = base / stamp  # a full disk: stage anyway, create it when space returns
+            self.faults.failed("the night directory", exc, base)
         self.night_dir = night
-        self.manifest["start_utc"] = _iso(self._start)
+        self.manifest["created_utc"] = iso(created)
         self.manifest["status"] = "recording"
         await self._save_manifest()
-        self._raise_if_fatal()
         log.info("recording night to %s", night)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        try:
-            if self._open is not None and self._open.n:
-                await self._start_segment_flush(self._open)
-            self._open = None
-            await self._wait(self._segment_task)
-            self._closing.set()
-            await self._wait(self._epoch_task)
-            if self._epochs_dirty or self._rows:
-                await self._guard("stages", self._write_epoch_files, self._snapshot())
-            self.manifest["status"] = "closed"
-            self.manifest["end_utc"] = _iso(self._now().astimezone(dt.UTC))
-            await self._save_manifest()
-        finally:
-            self._raise_if_fatal()
+        """Write everything still in memory; never raises because of the disk."""
+        for seg in self._segmenter.close():
+            await self._safely("raw data", self._queue(seg))
+        await self._wait(self._segment_task)
+        await self._safely("raw data", self._write_backlog(force=True))
+        for p in self._backlog:
+            why = self.manifest["last_storage_error"] or "storage error"
+            self._lose(p, f"not written before the recorder closed ({why})")
+        self._backlog.clear()
+        self.faults.backlog(0)
+        self._release_reserve()
+        self._closing.set()
+        await self._wait(self._epoch_task)
+        if self._epochs_dirty or self._rows:
+            await self._guard("stages", self._write_epoch_files, self._snapshot())
+        self.manifest["status"] = "closed"
+        self.manifest["closed_utc"] = iso(self._now().astimezone(dt.UTC))
+        self._set_end()
+        await self._save_manifest()
+        lost = self.manifest["lost_segments"]
+        if lost:
+            log.error(
+                "recorder %s: %d raw segment(s) (%.0f s) could not be written to %s; "
+                "the stages and the manifest hold what was written (last error: %s)",
+                self.device, len(lost), sum(s["duration_s"] for s in lost), self.night_dir,
+                self.manifest["last_storage_error"],
+            )  # fmt: skip
 
     async def sync(self) -> None:
-        """Wait until every segment and stage already handed over is written."""
+        """Wait until every segment and stage already handed over was attempted."""
         await self._wait(self._segment_task)
         await self._wait(self._epoch_task)
-        self._raise_if_fatal()
 
     # ------------------------------------------------------------------ raw data
     async def write_chunk(self, chunk: Chunk) -> None:
         """Append a chunk of raw samples (``(n_channels, n_samples)``, source units)."""
         self._check_open()
+        await self._safely("raw data", self._write_chunk(chunk))
+
+    async def _write_chunk(self, chunk: Chunk) -> None:
         if chunk.n_samples == 0:
             return
         samples = np.asarray(chunk.samples, dtype=np.float64)
         ts = np.asarray(chunk.timestamps, dtype=np.float64)
         fs, channels = float(chunk.fs), tuple(chunk.channels)
         if self._t0 is None:
-            self._t0 = float(ts[0])
+            self._start_clock(float(ts[0]), float(ts[-1] - ts[0]))
             self.manifest["channels"], self.manifest["fs"] = list(channels), fs
+        assert self._t0 is not None
         m = self.manifest
         m["samples_received"] += int(samples.shape[1])
-        bad = int(np.count_nonzero(~np.isfinite(samples)))
-        m["nonfinite_samples"] += bad
+        m["nonfinite_samples"] += int(np.count_nonzero(~np.isfinite(samples)))
         gaps, cuts = find_gaps(self._last_ts, ts, fs, self._t0)
         m["gaps"].extend(gaps)
         m["dropped_samples"] += sum(g["missing_samples"] for g in gaps)
-        self._last_ts = float(ts[-1])
+        self._last_ts, self._last_fs = float(ts[-1]), fs
         bounds = [0, *[c for c in cuts if c > 0], samples.shape[1]]
         for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
-            roll = k > 0 or (0 in cuts)
-            await self._append(samples[:, a:b], float(ts[a]), fs, channels, roll)
+            cut = k > 0 or (0 in cuts)
+            for seg in self._segmenter.append(samples[:, a:b], float(ts[a]), fs, channels, cut):
+                await self._queue(seg)
 
     def record_dropped(self, n_samples: int) -> None:
         """Count samples a source dropped before they reached the recorder."""
         self.manifest["dropped_samples"] += int(n_samples)
 
-    async def _append(
-        self, x: np.ndarray, start_ts: float, fs: float, channels: tuple[str, ...], roll: bool
-    ) -> None:
-        seg = self._open
-        if seg is not None and (roll or seg.fs != fs or seg.channels != channels):
-            await self._start_segment_flush(seg)
-            seg = None
-        if seg is None:
-            seg = self._open = _Open(fs=fs, channels=channels, start_ts=start_ts)
-        per_segment = max(1, int(round(self._segment_seconds * fs)))
-        while x.shape[1]:
-            take = min(per_segment - seg.n, x.shape[1])
-            seg.parts.append(x[:, :take].copy())
-            seg.n += take
-            x, start_ts = x[:, take:], start_ts + take / fs
-            if seg.n >= per_segment:
-                await self._start_segment_flush(seg)
-                seg = self._open = _Open(fs=fs, channels=channels, start_ts=start_ts)
-        self._open = seg
-
-    async def _start_segment_flush(self, seg: _Open) -> None:
-        """Hand a full segment to a background writer (at most one in flight)."""
-        self._open = None
-        await self._wait(self._segment_task)
-        self._raise_if_fatal()
-        index = self._n_segments
-        self._n_segments += 1
-        self._segment_task = asyncio.create_task(self._flush_segment(index, seg))
-
-    async def _flush_segment(self, index: int, seg: _Open) -> None:
-        assert self._start is not None and self._t0 is not None and self.night_dir is not None
-        data = np.concatenate(seg.parts, axis=1)
-        start_s = seg.start_ts - self._t0
-        start = self._start + dt.timedelta(seconds=start_s)
-        name = f"raw_{index:04d}.edf"
-        info = {
-            "file": name,
-            "start_s": round(start_s, 6),
-            "start_utc": _iso(start),
-            "n_samples": int(data.shape[1]),
-            "duration_s": round(data.shape[1] / seg.fs, 6),
-            "fs": seg.fs,
-            "channels": list(seg.channels),
-        }
-        reason = ""
+    def _start_clock(self, t0: float, first_span_s: float) -> None:
+        """Date the night from its first sample (stream time ``t0``)."""
+        self._t0 = t0
+        source = self._source_start() if callable(self._source_start) else self._source_start
+        now = self._now()
+        if source is None:  # live: the first sample arrived one chunk span ago
+            now -= dt.timedelta(seconds=max(0.0, first_span_s))
         try:
-            pad = await self._guard(
-                name,
-                files.write_raw_segment,
-                self.night_dir / name,
-                data,
-                seg.fs,
-                seg.channels,
-                self.manifest["units"],
-                start,
-            )
-        except ValueError as exc:  # a sampling rate EDF cannot store
-            log.error("cannot write %s: %s", name, exc)
-            pad, reason = None, str(exc)
-        if pad is None:  # disk full (or fatal): this segment's samples are lost
-            reason = reason or self.manifest["last_storage_error"] or "storage error"
-            self.manifest["lost_segments"].append({**info, "reason": reason})
-        else:
-            info["padding_samples"] = int(pad)
-            self.manifest["segments"].append(info)
+            self.clock = NightClock.for_night(source, t0, now)
+        except (OverflowError, ValueError, TypeError) as exc:
+            log.warning("recorder %s: cannot date the night from %r (%s)", self.device, source, exc)
+            self.clock = NightClock.for_night(None, t0, now)
+        self.manifest.update(self.clock.manifest_fields())
+
+    def _set_end(self) -> None:
+        if self.clock is not None and self._t0 is not None and self._last_ts is not None:
+            span = self._last_ts + 1.0 / self._last_fs - self._t0
+            self.manifest["end"] = self.clock.iso(span)
+            self.manifest["end_utc"] = self.manifest["end"] if self.clock.zone_known else None
+            self.manifest["duration_s"] = round(span, 3)
+
+    async def _queue(self, seg: OpenSegment) -> None:
+        """Queue a closed segment and hand the queue to a background writer."""
+        assert self._t0 is not None
+        pending = PendingSegment(
+            self._n_segments,
+            np.concatenate(seg.parts, axis=1),
+            seg.fs,
+            seg.channels,
+            seg.start_ts - self._t0,
+        )
+        self._n_segments += 1
+        try:
+            files.record_duration(seg.fs)
+        except ValueError as exc:  # a rate EDF cannot store: no retry can help
+            self._lose(pending, str(exc))
+            log.error("recorder %s: cannot write %s: %s", self.device, pending.file, exc)
+            return
+        await self._wait(self._segment_task)
+        self._backlog.append(pending)
+        self.manifest["pending_segments"].append(pending.info())
+        self._segment_task = asyncio.create_task(self._write_backlog(force=True))
+
+    async def _write_backlog(self, force: bool = False) -> None:
+        """Write the unwritten segments, oldest first, until one fails; then bound memory."""
+        if not self._backlog or not (force or time.monotonic() - self._last_retry >= self._retry_s):
+            return
+        self._last_retry = time.monotonic()
+        assert self.clock is not None and self.night_dir is not None
+        while self._backlog:
+            p = self._backlog[0]
+            ok, pad = await self._guard(p.file, self._write_segment, p)
+            if not ok:
+                break
+            self._backlog.pop(0)
+            self._unpend(p)
+            info = {**p.info(), "start": self.clock.iso(p.start_s), "padding_samples": int(pad)}
+            segments = self.manifest["segments"]
+            segments.append(info)
+            segments.sort(key=lambda s: s["file"])
+        held = sum(p.data.nbytes for p in self._backlog)
+        while self._backlog and held > self._max_backlog:
+            p = self._backlog.pop(0)
+            held -= p.data.nbytes
+            self._lose(p, f"memory bound of {self._max_backlog} bytes reached while the disk "
+                          f"failed ({self.manifest['last_storage_error']})")  # fmt: skip
+        self.faults.backlog(held)
+        self._set_end()
         await self._save_manifest()
+
+    def _write_segment(self, p: PendingSegment) -> int:
+        """Write one segment (blocking); return its padding samples."""
+        assert self.clock is not None and self.night_dir is not None
+        files.make_private_dirs(self.night_dir, self.state_dir)
+        start = self.clock.edf_start(p.start_s)
+        units = self.manifest["units"]
+        return files.write_raw_segment(
+            self.night_dir / p.file, p.data, p.fs, p.channels, units, start
+        )
+
+    def _lose(self, p: PendingSegment, reason: str) -> None:
+        self._unpend(p)
+        self.manifest["lost_segments"].append({**p.info(), "reason": reason})
+
+    def _unpend(self, p: PendingSegment) -> None:
+        pend = self.manifest["pending_segments"]
+        pend[:] = [s for s in pend if s["file"] != p.file]
 
     # ------------------------------------------------------------------ stages
     async def publish(self, epoch: Epoch, prediction: StagePrediction) -> None:
         """Record one epoch's verdict (a second call for the same index is a revision)."""
         self._check_open()
+        await self._safely("stages", self._publish(epoch, prediction))
+
+    async def _publish(self, epoch: Epoch, prediction: StagePrediction) -> None:
         m = self.manifest
+        if self._t0 is None:  # stages without raw data: the grid starts the night
+            self._start_clock(float(epoch.start_time - epoch.index * EPOCH_SECONDS), 0.0)
+        assert self._t0 is not None and self.clock is not None
         if m["epoch_grid_offset_s"] is None:
-            offset = 0.0
-            if self._t0 is not None:
-                offset = round(epoch.start_time - epoch.index * EPOCH_SECONDS - self._t0, 3)
-                if not (-EPOCH_SECONDS < offset < EPOCH_SECONDS):
-                    log.warning("epoch clock differs from chunk clock by %.1f s; using 0", offset)
-                    offset = 0.0
+            offset = round(epoch.start_time - epoch.index * EPOCH_SECONDS - self._t0, 3)
+            if not (-EPOCH_SECONDS < offset < EPOCH_SECONDS):
+                log.warning("epoch clock differs from chunk clock by %.1f s; using 0", offset)
+                offset = 0.0
             m["epoch_grid_offset_s"] = offset
         onset = round(m["epoch_grid_offset_s"] + epoch.index * EPOCH_SECONDS, 3)
-        stage = int(prediction.stage)
-        probs = np.zeros(5) if stage == UNSCORED else np.asarray(prediction.probabilities, float)
-        reasons = ";".join(prediction.reasons or epoch.unscored_reasons)
         if epoch.index in self._rows:
             m["n_revised"] += 1
-        self._rows[epoch.index] = (
-            epoch.index,
-            epoch.start_utc,
-            onset,
-            stage,
-            0.0 if stage == UNSCORED else float(prediction.confidence),
-            reasons,
-            tuple(float(p) for p in probs),
-        )
+        self._rows[epoch.index] = stage_row(epoch, prediction, onset, self.clock.iso(onset))
         m["n_epochs"] = len(self._rows)
-        m["n_unscored"] = sum(1 for r in self._rows.values() if r[3] == UNSCORED)
+        m["n_unscored"] = sum(1 for r in self._rows.values() if r.stage == UNSCORED)
         self._epochs_dirty = True
         if self._epoch_task is None or self._epoch_task.done():
             await self._wait(self._epoch_task)
             self._epoch_task = asyncio.create_task(self._epoch_writer())
+        if self._backlog and (self._segment_task is None or self._segment_task.done()):
+            self._segment_task = asyncio.create_task(self._write_backlog())
 
     async def _epoch_writer(self) -> None:
         """Rewrite the stage files while there is news, at most once per ``min_rewrite_s``
@@ -406,81 +438,58 @@ class Recorder:
         self.manifest["lookahead"] = int(lookahead)
         await self.publish(epoch, prediction)
 
-    def _snapshot(self) -> list[tuple[Any, ...]]:
+    def _snapshot(self) -> list[StageRow]:
         return [self._rows[k] for k in sorted(self._rows)]
 
-    def _write_epoch_files(self, rows: list[tuple[Any, ...]]) -> None:
+    def _write_epoch_files(self, rows: list[StageRow]) -> None:
         """Rewrite stages.edf, hypnogram.csv and hypnodensity.csv (blocking, atomic)."""
-        assert self.night_dir is not None and self._start is not None
-        files.write_csv_atomic(
-            self.night_dir / "hypnogram.csv",
-            files.HYPNOGRAM_COLUMNS,
-            [(i, utc, f"{t:.3f}", _name(s), f"{c:.4f}", why) for i, utc, t, s, c, why, _ in rows],
-        )
-        files.write_csv_atomic(
-            self.night_dir / "hypnodensity.csv",
-            files.HYPNODENSITY_COLUMNS,
-            [(i, utc, *(f"{p:.5f}" for p in ps)) for i, utc, _t, _s, _c, _w, ps in rows],
-        )
-        # the EDF+ hypnogram is continuous: epochs never published are "Sleep stage ?"
-        by_index = {r[0]: r for r in rows}
+        assert self.night_dir is not None and self.clock is not None
+        files.make_private_dirs(self.night_dir, self.state_dir)
         offset = self.manifest["epoch_grid_offset_s"] or 0.0
-        indices = range(rows[0][0], rows[-1][0] + 1) if rows else range(0)
-        onsets = [offset + k * EPOCH_SECONDS for k in indices]
-        stages = [by_index[k][3] if k in by_index else UNSCORED for k in indices]
-        files.write_stages_edf(self.night_dir / "stages.edf", onsets, stages, self._start)
+        write_stage_files(self.night_dir, rows, offset, self.clock.edf_start())
 
     # ------------------------------------------------------------------ storage
     async def _save_manifest(self) -> None:
         """Serialise the manifest on the loop (it changes meanwhile), write it in a thread."""
         assert self.night_dir is not None
         data = (json.dumps(self.manifest, indent=2) + "\n").encode()
-        await self._guard(
-            "night.json", files.write_bytes_atomic, self.night_dir / "night.json", data
-        )
+        await self._guard("night.json", self._write_manifest, data)
 
-    async def _guard(self, what: str, fn: Callable[..., T], *args: Any) -> T | None:
-        """Run blocking ``fn`` in a thread; count disk-full errors, keep fatal ones."""
+    def _write_manifest(self, data: bytes) -> None:
+        assert self.night_dir is not None
+        files.make_private_dirs(self.night_dir, self.state_dir)
+        files.write_bytes_atomic(self.night_dir / "night.json", data)
+
+    async def _guard(self, what: str, fn: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
+        """Run blocking ``fn`` in a thread; any failure is a counted storage fault."""
+        assert self.night_dir is not None
         try:
             result = await asyncio.to_thread(fn, *args)
-        except OSError as exc:
-            self.manifest["storage_errors"] += 1
-            self.manifest["last_storage_error"] = f"{what}: {exc}"
-            if exc.errno in DISK_FULL:
-                self._consecutive_errors += 1
-                log.error(
-                    "disk full while writing %s in %s (%d in a row): %s",
-                    what,
-                    self.night_dir,
-                    self._consecutive_errors,
-                    exc,
-                )
-                if self._consecutive_errors >= self._max_errors:
-                    self._fatal = StorageError(
-                        f"{self.night_dir}: disk full, {self._consecutive_errors} writes failed "
-                        f"in a row (last: {what}); recording stopped"
-                    )
-            else:
-                log.error("cannot write %s in %s: %s", what, self.night_dir, exc)
-                self._fatal = StorageError(f"{self.night_dir}: cannot write {what}: {exc}")
-            return None
-        self._consecutive_errors = 0
-        return result
+        except Exception as exc:  # noqa: BLE001 - no storage fault may stop live staging
+            self.faults.failed(what, exc, self.night_dir)
+            return False, None
+        self.faults.succeeded(what)
+        return True, result
+
+    def _release_reserve(self) -> None:
+        """Free the space reserved at start-up, for the last stages and manifest."""
+        if self._reserve is not None:
+            with contextlib.suppress(OSError):
+                self._reserve.unlink()
+            self._reserve = None
+
+    async def _safely(self, what: str, work: Awaitable[None]) -> None:
+        """Await the recorder's own work; a failure in it is a fault, never the caller's."""
+        try:
+            await work
+        except Exception as exc:  # noqa: BLE001
+            self.faults.failed(what, exc, self.night_dir or self.state_dir)
 
     def _check_open(self) -> None:
         if self.night_dir is None or self._closing.is_set():
             raise RuntimeError("Recorder used outside its 'async with' block")
-        self._raise_if_fatal()
-
-    def _raise_if_fatal(self) -> None:
-        if self._fatal is not None:
-            raise self._fatal
 
     @staticmethod
     async def _wait(task: Awaitable[Any] | None) -> None:
         if task is not None:
             await task
-
-
-def _name(stage: int) -> str:
-    return stage_name(stage)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import errno
+import datetime as dt
 import json
 import os
 import signal
@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from sleepstream.errors import StorageError
-from sleepstream.record import files
 from sleepstream.sinks.recorder import Recorder
 from sleepstream.types import UNSCORED, Chunk, Epoch, StagePrediction
 
@@ -79,6 +78,7 @@ def test_recorder_writes_raw_segments_stages_and_manifest(tmp_path, sc4001_eeg):
             model_id="m1",
             card_sha256="ab" * 32,
             staged_channel="EEG Fpz-Cz",
+            start_datetime=dt.datetime(1989, 4, 24, 16, 13),
         ) as rec:
             for i, c in enumerate(chunks(x, 250)):
                 await rec.write_chunk(c)
@@ -92,7 +92,8 @@ def test_recorder_writes_raw_segments_stages_and_manifest(tmp_path, sc4001_eeg):
     m = json.loads((night / "night.json").read_text())
     assert m["status"] == "closed" and m["device"] == "bed/1" and m["profile"] == "edf-replay"
     assert m["model"] == {"id": "m1", "card_sha256": "ab" * 32}
-    assert m["start_utc"] and m["end_utc"] and m["dropped_samples"] == 0 and m["gaps"] == []
+    assert m["start"] == "1989-04-24T16:13:00.000" and m["end"] == "1989-04-24T16:25:00.000"
+    assert m["duration_s"] == 720.0 and m["dropped_samples"] == 0 and m["gaps"] == []
     assert [s["file"] for s in m["segments"]] == ["raw_0000.edf", "raw_0001.edf", "raw_0002.edf"]
     assert [s["n_samples"] for s in m["segments"]] == [30000, 30000, 12000]
     assert [s["start_s"] for s in m["segments"]] == [0.0, 300.0, 600.0]
@@ -109,7 +110,8 @@ def test_recorder_writes_raw_segments_stages_and_manifest(tmp_path, sc4001_eeg):
     assert m["n_epochs"] == 24
     rows = (night / "hypnogram.csv").read_text().splitlines()
     assert rows[0] == "epoch_index,epoch_start,onset_s,stage,confidence,reasons"
-    assert rows[1].startswith("0,2026-01-01T00:00:00Z,0.000,W,0.9000")
+    assert rows[1].startswith("0,1989-04-24T16:13:00.000,0.000,W,0.9000")
+    assert rows[-1].startswith("23,1989-04-24T16:24:30.000,690.000,N3,")
     dens = (night / "hypnodensity.csv").read_text().splitlines()
     assert dens[0] == "epoch_index,epoch_start,p_W,p_N1,p_N2,p_N3,p_REM" and len(dens) == 25
 
@@ -179,95 +181,6 @@ def test_recorder_gap_rolls_segment_and_counts_dropped(tmp_path, sc4001_eeg):
     assert [(s["start_s"], s["n_samples"]) for s in m["segments"]] == [(0.0, 4000), (45.03, 2000)]
     raw = read_raw(night / "raw_0001.edf")
     np.testing.assert_allclose(raw.get_data()[0, :2000] * 1e6, x[0, 4000:], atol=0.01)
-
-
-def test_write_atomic_keeps_previous_file_when_disk_fills(tmp_path):
-    """An ENOSPC halfway through a write leaves the old file intact and no temporary file.
-
-    A real full disk cannot be produced here (no small tmpfs); the write callback raises
-    ``OSError(ENOSPC)`` after writing part of the new content.
-    """
-    target = tmp_path / "night.json"
-    files.write_json_atomic(target, {"v": 1})
-
-    def half_write(tmp: Path) -> None:
-        tmp.write_bytes(b'{"v": 2, "trunc')
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    with pytest.raises(OSError, match="No space"):
-        files._write_atomic(target, half_write)
-    assert json.loads(target.read_text()) == {"v": 1}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["night.json"]
-
-
-def test_recorder_disk_full_counts_and_continues(tmp_path, sc4001_eeg, monkeypatch):
-    """ENOSPC on one segment is logged and counted; earlier and later segments stay readable.
-
-    A real full disk cannot be produced here; the segment writer is monkeypatched to raise
-    ``OSError(ENOSPC)`` for the second segment only.
-    """
-    real = files.write_raw_segment
-    calls = []
-
-    def flaky(path, *args):
-        calls.append(path.name)
-        if path.name == "raw_0001.edf":
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        return real(path, *args)
-
-    monkeypatch.setattr(files, "write_raw_segment", flaky)
-    x = sc4001_eeg[:, :9000]
-
-    async def go() -> Recorder:
-        async with Recorder(tmp_path, device="d", segment_seconds=30) as rec:
-            for c in chunks(x, 500):
-                await rec.write_chunk(c)
-            for k in range(3):
-                await rec.publish(epoch(k), prediction(k, 2))
-        return rec
-
-    rec = asyncio.run(go())
-    m = json.loads((rec.night_dir / "night.json").read_text())
-    assert calls == ["raw_0000.edf", "raw_0001.edf", "raw_0002.edf"]
-    assert m["storage_errors"] == 1 and "No space left" in m["last_storage_error"]
-    assert [s["file"] for s in m["segments"]] == ["raw_0000.edf", "raw_0002.edf"]
-    assert [s["file"] for s in m["lost_segments"]] == ["raw_0001.edf"]
-    assert not (rec.night_dir / "raw_0001.edf").exists()
-    for name, a in (("raw_0000.edf", 0), ("raw_0002.edf", 6000)):
-        np.testing.assert_allclose(
-            read_raw(rec.night_dir / name).get_data()[0] * 1e6, x[0, a : a + 3000], atol=0.01
-        )
-
-
-def test_recorder_raises_storage_error_when_disk_stays_full(tmp_path, sc4001_eeg, monkeypatch):
-    """When every write fails with ENOSPC, StorageError reaches the caller; written files survive.
-
-    A real full disk cannot be produced here; after the first segment, the atomic writer
-    is monkeypatched to raise ``OSError(ENOSPC)`` for every file.
-    """
-    x = sc4001_eeg[:, :30000]
-
-    def full(path, write):
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
-
-    async def go() -> tuple[Path, int]:
-        rec = Recorder(tmp_path, device="d", segment_seconds=30, max_storage_errors=3)
-        with pytest.raises(StorageError, match="disk full"):
-            async with rec:
-                for i, c in enumerate(chunks(x, 500)):
-                    if i == 8:  # first segment (samples 0..2999) was handed over
-                        await rec.sync()
-                        monkeypatch.setattr(files, "_write_atomic", full)
-                    await rec.write_chunk(c)
-                    await rec.publish(epoch(i), prediction(i, 1))
-        return rec.night_dir, i
-
-    night, stopped_at = asyncio.run(go())
-    assert stopped_at < 59  # the recorder gave up before the end of the data
-    raw = read_raw(night / "raw_0000.edf")
-    np.testing.assert_allclose(raw.get_data()[0] * 1e6, x[0, :3000], atol=0.01)
-    m = json.loads((night / "night.json").read_text())
-    assert m["status"] == "recording" and m["segments"][0]["file"] == "raw_0000.edf"
 
 
 RECORDER_SCRIPT = r"""
@@ -362,8 +275,8 @@ def test_recorder_keeps_source_units_and_odd_rates(tmp_path, sc4001_eeg):
     np.testing.assert_allclose(raw.get_data()[0, :2050], x[0], rtol=0, atol=2 * step)
 
 
-def test_recorder_unwritable_state_dir_is_a_storage_error(tmp_path):
-    """A state directory that cannot be created raises StorageError naming it."""
+def test_recorder_unusable_state_dir_is_a_storage_error_at_start(tmp_path):
+    """A state directory that is a file is a set-up error: StorageError naming it, at start."""
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
 
@@ -374,23 +287,6 @@ def test_recorder_unwritable_state_dir_is_a_storage_error(tmp_path):
     with pytest.raises(StorageError, match="cannot create the night directory") as err:
         asyncio.run(go())
     assert str(blocker) in str(err.value)
-
-
-def test_recorder_for_device_takes_profile_and_model_card(tmp_path, tiny_model):
-    """for_device fills profile name, staged channel, scale and the model card (real stager)."""
-    import hashlib
-
-    from sleepstream.inference import load_stager
-    from sleepstream.profiles import load_profile
-
-    profile = load_profile("edf-replay")
-    stager = load_stager(tiny_model)
-    rec = Recorder.for_device(tmp_path, "bed", profile, stager, segment_seconds=60)
-    m = rec.manifest
-    assert m["profile"] == "edf-replay" and m["staged_channel"] == profile.channel
-    sha = hashlib.sha256(tiny_model.read_bytes()).hexdigest()
-    assert m["model"] == {"id": stager.model_id, "card_sha256": sha}
-    assert m["scale_to_uv"] == profile.scale_to_uv and m["segment_seconds"] == 60
 
 
 def test_recorder_clock_reset_starts_a_new_segment(tmp_path, sc4001_eeg):
@@ -423,3 +319,107 @@ def test_recorder_publish_revised_keeps_the_revised_stage(tmp_path):
     assert [ln.split(",")[3] for ln in lines] == ["N2", "N3", "N2"]
     m = json.loads((night / "night.json").read_text())
     assert m["n_revised"] == 1 and m["lookahead"] == 1
+
+
+def _record(tmp_path, x, t0=0.0, **kw) -> Path:
+    async def go() -> Path:
+        async with Recorder(tmp_path / "state", device="d", segment_seconds=60, **kw) as rec:
+            for i, c in enumerate(chunks(x, 500, t0=t0)):
+                await rec.write_chunk(c)
+                if (i + 1) % 6 == 0:
+                    k = (i + 1) // 6 - 1  # the session's grid starts at its first sample
+                    await rec.publish(epoch(k, t0=t0), prediction(k, 2))
+        return rec.night_dir
+
+    return asyncio.run(go())
+
+
+def test_recorder_replayed_night_is_dated_by_the_recording_zone_unknown(tmp_path, sc4001_eeg):
+    """A naive source start (EDF local time) dates everything, offset by the first sample,
+    and every file says the zone is unknown (no ``Z``, no ``+00:00``)."""
+    import edfio
+    import mne
+
+    x = sc4001_eeg[:, :9000]
+    night = _record(tmp_path, x, t0=3600.0, start_datetime=dt.datetime(1989, 4, 24, 16, 13))
+    m = json.loads((night / "night.json").read_text())
+    assert m["start"] == "1989-04-24T17:13:00.000" and m["end"] == "1989-04-24T17:14:30.000"
+    assert m["start_utc"] is None and m["end_utc"] is None and m["time_zone"] is None
+    assert m["time_base"] == "recording" and "does not state a time zone" in m["time_note"]
+    assert m["segments"][1]["start"] == "1989-04-24T17:14:00.000"
+    text = (night / "hypnogram.csv").read_text()
+    assert "Z," not in text and "+00:00" not in text
+    assert text.splitlines()[1].startswith("0,1989-04-24T17:13:00.000,0.000,N2")
+    assert text.splitlines()[3].startswith("2,1989-04-24T17:14:00.000,60.000,N2")
+    raw = mne.io.read_raw_edf(night / "raw_0001.edf", verbose="error")
+    assert raw.info["meas_date"].replace(tzinfo=None) == dt.datetime(1989, 4, 24, 17, 14)
+    stages = edfio.read_edf(night / "stages.edf")
+    assert (stages.startdate, stages.starttime) == (dt.date(1989, 4, 24), dt.time(17, 13))
+
+
+def test_recorder_live_night_is_dated_in_utc_by_this_machine(tmp_path, sc4001_eeg, monkeypatch):
+    """A live source (no start of its own): UTC from the wall clock at the first sample;
+    the EDF headers hold this machine's local time and night.json says which."""
+    import time as time_mod
+
+    import mne
+
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    time_mod.tzset()
+    try:
+        now = dt.datetime(2026, 3, 1, 22, 0, 0, tzinfo=dt.UTC)
+        night = _record(tmp_path, sc4001_eeg[:, :6000], t0=5000.0, now=lambda: now)
+        m = json.loads((night / "night.json").read_text())
+        assert m["start"] == m["start_utc"] == "2026-03-01T21:59:55.010Z"  # minus the chunk
+        assert m["time_zone"] == "UTC" and m["time_base"] == "system"
+        assert m["edf_time"].endswith("UTC+0100")
+        raw = mne.io.read_raw_edf(night / "raw_0000.edf", verbose="error")
+        assert raw.info["meas_date"].replace(tzinfo=None) == dt.datetime(2026, 3, 1, 22, 59, 55)
+        assert (night / "hypnogram.csv").read_text().splitlines()[1].split(",")[1] == (
+            "2026-03-01T21:59:55.010Z"
+        )
+    finally:
+        monkeypatch.delenv("TZ")
+        time_mod.tzset()
+
+
+def test_recorder_start_datetime_callable_is_read_at_the_first_sample(tmp_path, sc4001_eeg):
+    """A source that learns its start when opened: the callable is asked at the first chunk;
+    an aware start is kept in UTC."""
+    known: list = [None]
+    paris = dt.timezone(dt.timedelta(hours=2))
+
+    async def go() -> Path:
+        async with Recorder(
+            tmp_path, device="d", start_datetime=lambda: known[0], segment_seconds=60
+        ) as rec:
+            known[0] = dt.datetime(2024, 6, 1, 23, 30, tzinfo=paris)  # the source opened
+            for c in chunks(sc4001_eeg[:, :3000], 500):
+                await rec.write_chunk(c)
+        return rec.night_dir
+
+    m = json.loads((asyncio.run(go()) / "night.json").read_text())
+    assert m["start"] == m["start_utc"] == "2024-06-01T21:30:00.000Z"
+    assert m["time_base"] == "recording"
+
+
+def test_recorder_files_are_private_whatever_the_umask(tmp_path, sc4001_eeg):
+    """Umask 000 and an existing world-readable nights/ folder: files 0600, folders 0700."""
+    import stat
+
+    (tmp_path / "state" / "nights").mkdir(parents=True, mode=0o777)
+    os.chmod(tmp_path / "state" / "nights", 0o777)
+    old = os.umask(0)
+    try:
+        night = _record(tmp_path, sc4001_eeg[:, :9000])
+    finally:
+        os.umask(old)
+    made = sorted(p.name for p in night.iterdir())
+    assert made == [
+        "hypnodensity.csv", "hypnogram.csv", "night.json", "raw_0000.edf", "raw_0001.edf",
+        "stages.edf",
+    ]  # fmt: skip
+    for p in night.iterdir():
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+    for d in (night, night.parent, night.parent.parent):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
