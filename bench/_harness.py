@@ -177,21 +177,28 @@ def _subscribe(args: argparse.Namespace) -> None:
 
 
 def bench_model() -> tuple[Path, str]:
-    """(ONNX path, description) of the student the daemon benchmarks run."""
+    """(model card path, description) of the student the daemon benchmarks run."""
+    from sleepstream.inference import load_card
     from sleepstream.inference.stager import default_model_path
 
     default = default_model_path()
     if default.exists():
-        return default, "shipped default student (sleepstream/models/default.onnx)"
-    path = export_model("deepsleepnet-student")
-    return path, "deepsleepnet-student, untrained (seed 0), exported with distill.export"
+        mode = load_card(default).mode
+        return default, f"shipped default student (sleepstream/models/default.*, {mode} mode)"
+    path = export_model("deepsleepnet-student", mode="split")
+    return path, "deepsleepnet-student, untrained (seed 0), exported with distill.export (split)"
 
 
-def export_model(name: str, seed: int = 0) -> Path:
-    """Export ``distill.models.build(name)`` with seed ``seed`` (cached)."""
-    path = CACHE / f"{name}-seed{seed}.onnx"
-    if path.exists() and path.with_name(path.stem + ".card.json").exists():
-        return path
+def export_model(name: str, seed: int = 0, mode: str = "window") -> Path:
+    """Export ``distill.models.build(name)`` with seed ``seed`` in ``mode`` (cached).
+
+    Returns the model's card path. The same name and seed give the same weights in both
+    modes (one checkpoint exported both ways).
+    """
+    stem = f"{name}-seed{seed}" + ("" if mode == "window" else f"-{mode}")
+    card = CACHE / f"{stem}.card.json"
+    if card.exists():
+        return card
     import torch
 
     from distill.export import export_student
@@ -199,12 +206,21 @@ def export_model(name: str, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     model = build(name).eval()
-    return export_student(
+    export_student(
         model,
-        path,
+        CACHE / f"{stem}.onnx",
         seq_len=model.seq_len,
+        mode=mode,
         card_fields={"training": {"data": "none: untrained weights for benchmarks", "seed": seed}},
     )
+    return card
+
+
+def window_graph(card: Path) -> Path:
+    """The window-mode ONNX file a card names."""
+    from sleepstream.inference import load_card
+
+    return load_card(card).graph_path("window")
 
 
 class LastSampleSink:
@@ -336,8 +352,9 @@ if __name__ == "__main__":
     s.add_argument("--count", type=int, default=0)
     e = sub.add_parser("export")
     e.add_argument("name")
+    e.add_argument("--mode", default="window", choices=("window", "split"))
     a = p.parse_args()
     if a.cmd == "subscribe":
         _subscribe(a)
     else:
-        print(export_model(a.name))
+        print(export_model(a.name, mode=a.mode))

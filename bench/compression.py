@@ -350,7 +350,7 @@ def main() -> None:
         return
 
     import torch
-    from _harness import export_model
+    from _harness import export_model, window_graph
 
     from distill.models import MODEL_SPECS, build, count_params
 
@@ -366,7 +366,7 @@ def main() -> None:
             torch.manual_seed(0)
             model = build(name).eval()
             t0 = time.perf_counter()
-            onnx = export_model(name)
+            onnx = window_graph(export_model(name))
             print(f"{name}: onnx ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
             models.append(
                 {
@@ -457,13 +457,13 @@ def profile_ort(names: list[str], windows: int = 10) -> None:
 
     import numpy as np
     import onnxruntime as ort
-    from _harness import export_model
+    from _harness import export_model, window_graph
     from common import RESULTS
 
     out = ["# ONNX Runtime profile, 1 intra-op thread, batch 1, seq = seq_len, "
            f"{windows} windows (bench/compression.py --profile-ort)", ""]  # fmt: skip
     for name in names:
-        path = export_model(name)
+        path = window_graph(export_model(name))
         with tempfile.TemporaryDirectory() as tmp:
             so = ort.SessionOptions()
             so.intra_op_num_threads = 1

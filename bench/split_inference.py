@@ -1,0 +1,195 @@
+"""Per-epoch inference, split vs window, measured side by side in one process.
+
+The daemon scores each new epoch in steady state. Before the split, every scored epoch
+ran its whole ``seq_len``-epoch window through the window graph (the epoch encoder on
+all 20 epochs, ~95 % repeated work); with the split graphs it runs the encoder on the
+one new epoch and the sequence head over the device's ring of states. One checkpoint
+(untrained weights, seed 0; speed does not depend on the weight values) is exported both
+ways (``bench/_harness.py export_model``) and timed, 1 ONNX Runtime intra-op thread:
+
+- ``graph, batch 1``: window graph on ``(1, S, 1, 3000)`` vs encoder on ``(1, 1, 3000)``
+  + head on ``(1, S, D)``: one device, one epoch;
+- ``graph, batch 64``: the same for 64 devices' new epochs in one call each;
+- ``stager, batch 64``: the public API with its numpy work: ``Stager.predict`` on 64
+  window-carrying epochs (the old path) vs ``ContextStager.score`` of 64 epochs of 64
+  devices (the new path).
+
+Repetitions alternate window and split (A B A B ...) so load changes hit both; the result
+is the median time per scored epoch of each and their ratio.
+
+    .venv/bin/python bench/split_inference.py [--seconds 20] [--models deepsleepnet-student ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import export_model  # noqa: E402
+from common import RESULTS, emit, machine, median  # noqa: E402
+
+GOAL = 8.0
+MODELS = ("deepsleepnet-student", "transformer-student")
+
+
+@dataclass(frozen=True)
+class _Ep:
+    index: int
+    samples: np.ndarray
+    input_scale: float = 1.0
+    quality: tuple[str, ...] = ()
+    unscored_reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _WindowEp:
+    index: int
+    window: np.ndarray
+    quality: tuple[str, ...] = ()
+    unscored_reasons: tuple[str, ...] = ()
+
+
+def _cases(window, split, rng: np.random.Generator) -> dict[str, tuple]:
+    """name -> (n epochs per call, window callable, split callable)."""
+    from sleepstream.inference import ContextStager
+
+    s, d = split.seq_len, split.state_dim
+    w1 = (rng.standard_normal((1, s, 1, 3000)) * 30).astype(np.float32)
+    w64 = (rng.standard_normal((64, s, 1, 3000)) * 30).astype(np.float32)
+    e1, e64 = w1[:, -1], w64[:, -1]
+    r1 = (rng.standard_normal((1, s, d))).astype(np.float32)
+    r64 = (rng.standard_normal((64, s, d))).astype(np.float32)
+    ctx = ContextStager(split)
+    nxt = [0]
+    eps = [_WindowEp(1000, w64[i, :, 0]) for i in range(64)]
+
+    def ctx64() -> None:
+        i = nxt[0]
+        ctx.score([(dev, _Ep(i, e64[dev, 0])) for dev in range(64)])
+        nxt[0] += 1
+
+    return {
+        "graph, batch 1": (1, lambda: window.head(w1[:, :, 0]), lambda: split.head(
+            np.concatenate([r1[:, 1:], split.encode(e1)[:, None]], axis=1))),
+        "graph, batch 64": (64, lambda: window.head(w64[:, :, 0]), lambda: split.head(
+            np.concatenate([r64[:, 1:], split.encode(e64)[:, None]], axis=1))),
+        "stager, batch 64": (64, lambda: window.predict(eps), ctx64),
+    }  # fmt: skip
+
+
+def measure(name: str, seconds: float) -> dict:
+    from sleepstream.inference import load_stager
+
+    window = load_stager(export_model(name, mode="window"), intra_op_num_threads=1)
+    split = load_stager(export_model(name, mode="split"), intra_op_num_threads=1)
+    rng = np.random.default_rng(0)
+    out: dict = {
+        "model": name,
+        "seq_len": split.seq_len,
+        "state_dim": split.state_dim,
+        "window_id": window.model_id,
+        "split_id": split.model_id,
+    }
+    for case, (n, fw, fs) in _cases(window, split, rng).items():
+        for f in (fw, fs, fw, fs):  # warm-up
+            f()
+        tw: list[float] = []
+        ts: list[float] = []
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline or len(tw) < 5:
+            for f, acc in ((fw, tw), (fs, ts)):
+                t0 = time.perf_counter()
+                f()
+                acc.append((time.perf_counter() - t0) / n)
+        w_ms, s_ms = median(tw) * 1e3, median(ts) * 1e3
+        out[case] = {
+            "epochs_per_call": n,
+            "reps": len(tw),
+            "window_ms_per_epoch": w_ms,
+            "split_ms_per_epoch": s_ms,
+            "speedup": w_ms / s_ms,
+        }
+        print(f"{name:22s} {case:17s} window {w_ms:.3f} ms  split {s_ms:.3f} ms  "
+              f"x{w_ms / s_ms:.1f}", file=sys.stderr)  # fmt: skip
+    split.close()
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seconds", type=float, default=20.0, help="per case and model")
+    p.add_argument("--models", nargs="*", default=list(MODELS))
+    p.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the JSON")
+    args = p.parse_args()
+    if args.markdown_only:
+        write_markdown(json.loads((RESULTS / "split_inference.json").read_text()))
+        return
+    load0 = os.getloadavg()[0]
+    res = [measure(m, args.seconds) for m in args.models]
+    head = res[0]["graph, batch 1"]["speedup"]
+    result = {
+        "question": "per-epoch inference cost, split graphs vs window graph, same run",
+        "weights": "untrained (seed 0), one checkpoint exported both ways",
+        "ort_threads": 1,
+        "seconds_per_case": args.seconds,
+        "load_avg_1min_at_start": load0,
+        "load_avg_1min_at_end": os.getloadavg()[0],
+        "goal_speedup": GOAL,
+        "models": res,
+        "goal_met": all(r[c]["speedup"] >= GOAL for r in res for c in ("graph, batch 1",)),
+    }
+    row = (
+        f"| per-epoch inference, split vs window | {res[0]['model']}, ORT 1 thread, batch 1 | "
+        f"×{head:.1f} | ≥ ×{GOAL:.0f} | {'met' if head >= GOAL else 'missed'} |"
+    )
+    path = emit("split_inference", result, row, packages=["onnx"])
+    write_markdown(json.loads(path.read_text()))
+
+
+def write_markdown(r: dict) -> None:
+    m = machine()
+    lines = [
+        "## Per-epoch inference: split graphs vs window graph",
+        "",
+        f"- Date: {r['date']}; machine: {m['cpu']}, {m['cores']} cores, shared (1-min load "
+        f"average {r['load_avg_1min_at_start']:.1f} at the start, "
+        f"{r['load_avg_1min_at_end']:.1f} at the end).",
+        f"- Command: `.venv/bin/{r['command']}`",
+        f"- Models: {r['weights']}; ONNX Runtime {r['versions'].get('onnxruntime')}, "
+        f"{r['ort_threads']} intra-op thread. Window and split calls alternate for "
+        f"{r['seconds_per_case']:.0f} s per case; figures are medians per scored epoch.",
+        "",
+        "| model | case | window ms/epoch | split ms/epoch | speed-up | reps |",
+        "|---|---|---|---|---|---|",
+    ]
+    for x in r["models"]:
+        for case in ("graph, batch 1", "graph, batch 64", "stager, batch 64"):
+            c = x[case]
+            lines.append(
+                f"| {x['model']} (S={x['seq_len']}, D={x['state_dim']}) | {case} | "
+                f"{c['window_ms_per_epoch']:.3f} | {c['split_ms_per_epoch']:.3f} | "
+                f"**×{c['speedup']:.1f}** | {c['reps']} |"
+            )
+    lines += [
+        "",
+        f"Goal ≥ ×{r['goal_speedup']:.0f} (batch 1, every model): "
+        f"**{'met' if r['goal_met'] else 'missed'}**.",
+        "",
+    ]
+    notes = RESULTS / "split_inference.notes.md"
+    if notes.exists():
+        lines += [notes.read_text().strip(), ""]
+    (RESULTS / "split_inference.md").write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
