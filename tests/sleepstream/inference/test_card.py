@@ -213,3 +213,20 @@ def test_training_recording_match_by_hash_then_name(tiny_onnx: Path, tmp_path: P
     assert not training_recording_match(
         load_card(card_path_for(tiny_onnx)).raw | {"training": {}}, rec
     )
+
+
+def test_daemon_refuses_unknown_normalisation(tiny_onnx: Path, tmp_path: Path, helpers) -> None:
+    """`sleepstream run` with a model whose normalisation kind it does not implement exits
+    with the model error code (7) and one line naming the card and the kind."""
+    import subprocess
+
+    _edit(card_path_for(tiny_onnx), "input_contract.normalisation", {"kind": "zscore-night"})
+    argv = ["run", "--board", "synthetic", "--model", str(tiny_onnx), "--no-metrics"]
+    argv += ["--state-dir", str(tmp_path / "state"), "--broker-port", str(helpers.free_port())]
+    res = subprocess.run(
+        helpers.sleepstream_cmd(*argv), capture_output=True, text=True, timeout=120,
+        env=helpers.daemon_env(tmp_path),
+    )  # fmt: skip
+    assert res.returncode == 7, res.stderr
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and "tiny-student.card.json" in err[0] and "'zscore-night'" in err[0]
