@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sleepstream.errors import DataFileError, HypnogramError
 from sleepstream.io.annotations import stage_hypnogram
+from sleepstream.io.datasets import RecordingPair
 from sleepstream.io.night import Hypnogram
 from sleepstream.io.recording import check_file
 
@@ -66,21 +67,12 @@ def read_events_tsv(path: Path | str) -> Hypnogram:
     return hyp
 
 
-@dataclass(frozen=True)
-class BidsRecording:
-    """One EEG recording of a BIDS tree with its events file."""
-
-    eeg: Path
-    events: Path
-    subject: str
-    session: str | None
-
-
-def find_bids_pairs(root: Path | str) -> list[BidsRecording]:
+def find_bids_pairs(root: Path | str) -> list[RecordingPair]:
     """Every ``sub-*/[ses-*/]eeg/*_eeg.<ext>`` with a sibling ``*_events.tsv``, sorted.
 
     The data file is the first of EDF, BDF, BrainVision, EEGLAB, FIF found for a
-    recording.
+    recording; ``RecordingPair.dataset`` is ``"bids"`` and ``subject`` the ``sub-`` label
+    (with ``_ses-<label>`` when there is a session).
     """
     root = Path(root)
     out = []
@@ -94,5 +86,8 @@ def find_bids_pairs(root: Path | str) -> list[BidsRecording]:
         if eeg is None:
             continue
         entities = dict(e.split("-", 1) for e in stem.split("_") if "-" in e)
-        out.append(BidsRecording(eeg, events, entities.get("sub", ""), entities.get("ses")))
+        subject = entities.get("sub", "")
+        if entities.get("ses"):
+            subject += f"_ses-{entities['ses']}"
+        out.append(RecordingPair(eeg, events, "bids", subject))
     return out

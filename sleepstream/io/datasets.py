@@ -24,7 +24,7 @@ from sleepstream.errors import DataFileError
 from sleepstream.io.dreams import read_dreams_excerpt
 from sleepstream.io.night import Hypnogram, Night
 from sleepstream.io.processing import trim_hypnogram, trim_wake
-from sleepstream.io.readers import read_isruc, read_sleep_edf
+from sleepstream.io.readers import read_isruc, read_recording, read_sleep_edf
 from sleepstream.io.text import read_hyp_text
 from sleepstream.types import MODEL_FS
 
@@ -40,7 +40,7 @@ class RecordingPair:
 
     psg: Path
     hypnogram: Path
-    dataset: str  # "sleep-edf" or "isruc"
+    dataset: str  # "sleep-edf", "isruc", "bids", or any name (read by read_recording)
     subject: str
 
 
@@ -139,8 +139,12 @@ def iter_nights(
     for p in pairs:
         if p.dataset == "isruc":
             night = read_isruc(p.psg, p.hypnogram, channel or "C3-A2", fs=fs, cache=cache)
-        else:
+        elif p.dataset == "sleep-edf":
             night = read_sleep_edf(p.psg, p.hypnogram, channel or "EEG Fpz-Cz", fs=fs, cache=cache)
+        else:  # any recording format and any hypnogram format the readers know
+            night = read_recording(
+                p.psg, channel, p.hypnogram, fs=fs, dataset=p.dataset, cache=cache
+            )
         yield trim_wake(night) if trim else night
 
 

@@ -253,6 +253,13 @@ class EdfRecording:
             return 0.0
         return float(self.onsets[-1] + h.record_s)
 
+    def physical_range(self, index: int) -> tuple[float, float]:
+        """The header's physical range of data channel ``index``, in µV."""
+        s = self._data[index]
+        f = unit_factor(self.header.units[s])
+        lo, hi = self.header.physical_min[s] * f, self.header.physical_max[s] * f
+        return (min(lo, hi), max(lo, hi))
+
     @property
     def gaps(self) -> list[tuple[float, float]]:
         """``(onset_s, duration_s)`` of every pause between records (EDF+D)."""

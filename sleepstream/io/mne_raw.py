@@ -130,6 +130,11 @@ class MneRecording:
         ann = self._raw.annotations
         shift = self._first_time if ann.orig_time is not None else 0.0
         return [
-            Annotation(float(o) - shift, float(d), str(t))
+            Annotation(float(o) - shift, float(d), _text(str(t)))
             for o, d, t in zip(ann.onset, ann.duration, ann.description, strict=True)
         ]
+
+
+def _text(description: str) -> str:
+    """BrainVision markers read as ``Type/Description``: a ``Comment`` keeps its text."""
+    return description.split("/", 1)[1] if description.startswith("Comment/") else description
