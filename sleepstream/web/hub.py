@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sleepstream.sinks.base import EventContext, build_event
-from sleepstream.types import MODEL_FS, Epoch, StagePrediction
+from sleepstream.types import MODEL_FS, Chunk, Epoch, StagePrediction
 from sleepstream.web.config import WebConfig
 from sleepstream.web.state import ENDED, DeviceView, epoch_record, epoch_signal_uv, revision_record
 
@@ -194,6 +194,10 @@ class LiveSink:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.end_of_stream()
+
+    async def write_chunk(self, chunk: Chunk) -> None:
+        """Raw chunks are not shown (the page draws the filtered epoch signal)."""
+        return None
 
     async def publish(self, epoch: Epoch, prediction: StagePrediction) -> None:
         """Show one epoch's verdict and its filtered signal."""

@@ -94,14 +94,26 @@ const SS = (() => {
           "data-flags": r.flags.join(",") }, svg);
       }
     }
-    if (o.axis && items.length) {
-      const at = clock(items);
-      const step = span > 720 ? 240 : span > 240 ? 120 : span > 60 ? 20 : 10; // epochs
-      for (let i = Math.ceil(first / step) * step; i <= first + span; i += step) {
-        const t = el("text", { x: x(i), y: o.height - 5, class: "tick", "text-anchor": "middle" },
-          svg);
-        t.textContent = at ? hhmm(at(i)) : `#${i}`;
-      }
+    if (o.axis && items.length) drawClock(svg, items, x, first, span, width - right, o.height - 5);
+  }
+
+  // Clock ticks under a plot: the smallest step (5 min .. 2 h) that leaves >= 56 px per
+  // label, on whole multiples of the step; epoch numbers when no start time is known.
+  function drawClock(svg, items, x, first, span, xmax, y) {
+    const at = clock(items);
+    const pxPerEpoch = (x(first + span) - x(first)) / span;
+    const steps = [10, 20, 60, 120, 240, 480]; // epochs: 5, 10, 30 min, 1, 2, 4 h
+    const step = steps.find((s) => s * pxPerEpoch >= 56) || steps[steps.length - 1];
+    const stepMs = step * EPOCH_S * 1000;
+    let i0 = Math.ceil(first / step) * step;
+    if (at) {
+      const t0 = at(first).getTime();
+      i0 = first + (Math.ceil(t0 / stepMs) * stepMs - t0) / (EPOCH_S * 1000);
+    }
+    for (let i = i0; i <= first + span; i += step) {
+      if (x(i) > xmax - 16) break;
+      const t = el("text", { x: x(i).toFixed(1), y, class: "tick", "text-anchor": "middle" }, svg);
+      t.textContent = at ? hhmm(at(i)) : `#${Math.round(i)}`;
     }
   }
 

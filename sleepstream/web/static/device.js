@@ -53,8 +53,10 @@
     }
     const all = recs.length, flagged = recs.filter((r) => r.quality.length).length;
     const gaps = recs.filter((r) => r.quality.includes("gap")).length;
+    const changed = recs.filter((r) => r.revised && r.revised.stage !== r.stage).length;
     $("flag-summary").textContent =
-      `${all} epochs · ${flagged} with quality flags · ${gaps} with gaps`;
+      `${all} epochs · ${flagged} with quality flags · ${gaps} with gaps · ` +
+      `${changed} changed by a revision (drawn revised)`;
   }
 
   function drawSignal() {

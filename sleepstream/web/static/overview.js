@@ -47,7 +47,13 @@
         big.style.color = SS.COLORS[shown] || "";
         const meta = document.createElement("span");
         meta.className = "stage-meta";
-        meta.textContent = shown === "unscored" ? "not scored" : SS.pct(cur.confidence);
+        const conf = document.createElement("span");
+        conf.textContent = shown === "unscored" ? "not scored" : `confidence ${SS.pct(cur.confidence)}`;
+        const when = document.createElement("span");
+        const t = Date.parse(cur.epoch_start);
+        when.textContent = `epoch #${cur.epoch_index}` +
+          (isNaN(t) ? "" : ` · ${new Date(t).toLocaleTimeString([], { hour12: false })}`);
+        meta.append(conf, when);
         stage.append(big, meta);
       }
       if (b.status === "ended" && b.report_url) {
@@ -59,7 +65,7 @@
       }
       const items = [...b.stages.entries()].sort((x, y) => x[0] - y[0])
         .map(([i, v]) => ({ i, stage: v[0], flags: v[1] ? ["flag"] : [] }));
-      SS.drawHypnogram(node.querySelector("svg"), items, { height: 90, axis: false, labels: true });
+      SS.drawHypnogram(node.querySelector("svg"), items, { height: 110, axis: true, labels: true });
     }
     document.body.dataset.liveEvents = liveEvents;
   }
