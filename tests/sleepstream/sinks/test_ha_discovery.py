@@ -281,3 +281,20 @@ def test_ha_forget_rejects_a_bad_device_name(capsys):
     )  # fmt: skip
     assert rc == 2
     assert "DEVICE 'bed/#'" in capsys.readouterr().err
+
+
+def test_availability_follows_device_and_daemon_status():
+    """With a daemon status topic, entities are available only while both say online."""
+    topics = Topics("homeassistant", "sleepstream", "bed1", "sleepstream/_daemon/h-1/status")
+    for topic, payload in discovery_configs(topics, version="1").items():
+        validate(topic, payload)
+        assert "availability_topic" not in payload
+        assert payload["availability_mode"] == "all"
+        assert [a["topic"] for a in payload["availability"]] == [
+            "sleepstream/bed1/status",
+            "sleepstream/_daemon/h-1/status",
+        ]
+    both = dict(discovery_configs(topics, version="1")[topics.config("stage")])
+    both["availability_topic"] = "sleepstream/bed1/status"
+    with pytest.raises(jsonschema.ValidationError):  # HA: not both forms at once
+        validate(topics.config("stage"), both)
