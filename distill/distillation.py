@@ -31,9 +31,9 @@ from distill.checkpoint import load_model, save_checkpoint
 from distill.train import (
     TrainConfig,
     fit,
-    fold_masks,
     run_metadata,
     set_determinism,
+    stage_data,
     train_run,
 )
 from sleepstream.errors import UsageError
@@ -128,17 +128,13 @@ def distil_run(
     (model, summary) : the trained student in eval mode and the per-stage history.
     """
     from distill import models
-    from distill.data import AssembledNights, TrainSet, class_weights
-    from distill.evaluate import make_validator
 
     set_determinism(cfg.seed, cfg.threads)
     student = models.build(cfg.model, **cfg.model_kwargs)
     distiller = methods.build(spec.name, student, guides, **spec.options)
     t0 = time.perf_counter()
-    train_m, val_m = fold_masks(recs, fold.train), fold_masks(recs, fold.val)
-    has_val = any(m.any() for m in val_m)
-    ts1 = TrainSet(recs, train_m, seq=1, stride=1)
-    weights = class_weights(ts1.labels(), cfg.weight_power)
+    data = stage_data(cfg, recs, fold)
+    weights = data.weights
     if cfg.balance == "weights":
         distiller.class_weights = torch.as_tensor(weights, dtype=torch.float32)
     sidecar = {
@@ -163,25 +159,15 @@ def distil_run(
     loss_fn = distiller.callback()
     summary: dict[str, Any] = {}
     if cfg.pretrain.epochs:
-        val1 = make_validator(recs, val_m, 1, "causal", "epoch_logits") if has_val else None
-        r1 = fit(student, ts1, loss_fn, cfg.pretrain, validate=val1, stage_name="pretrain",
-                 stage_index=1, **common)  # fmt: skip
+        val1 = data.validator(1, "causal", "epoch_logits")
+        r1 = fit(student, data.pretrain_set(), loss_fn, cfg.pretrain, validate=val1,
+                 stage_name="pretrain", stage_index=1, **common)  # fmt: skip
         summary["pretrain"] = r1.summary()
     if cfg.sequence.epochs:
-        asm = None
-        if cfg.assembled_ratio > 0 and stage_sequences:
-            asm = AssembledNights.from_recordings(stage_sequences, recs, train_m)
-        ts2 = TrainSet(
-            recs,
-            train_m,
-            seq=cfg.seq_len,
-            stride=cfg.sequence.stride or cfg.seq_len,
-            assembled=asm,
-            assembled_ratio=cfg.assembled_ratio if asm else 0.0,
-        )
-        val2 = make_validator(recs, val_m, cfg.seq_len, cfg.val_mode, "logits") if has_val else None
-        r2 = fit(student, ts2, loss_fn, cfg.sequence, validate=val2, stage_name="sequence",
-                 stage_index=2, **common)  # fmt: skip
+        # Distillation validates every causal window (stride 1), as it always has.
+        val2 = data.validator(cfg.seq_len, cfg.val_mode, "logits")
+        r2 = fit(student, data.sequence_set(stage_sequences), loss_fn, cfg.sequence,
+                 validate=val2, stage_name="sequence", stage_index=2, **common)  # fmt: skip
         summary["sequence"] = r2.summary()
     summary["wall_s"] = time.perf_counter() - t0
     if out_dir is not None:

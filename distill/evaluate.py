@@ -36,11 +36,14 @@ from sleepstream.types import N_STAGES
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 
-PROTOCOLS = ("within-night-blocks", "cross-dataset", "nightwise-kfold")
+PROTOCOLS = ("within-night-blocks", "cross-dataset", "nightwise-kfold", "cross-derivation")
 PROTOCOL_LABELS = {
     "within-night-blocks": "within-night-blocks (optimistic: same night)",
     "cross-dataset": "cross-dataset (trained on SC4001, tested on the 8 DREAMS excerpts)",
     "nightwise-kfold": "nightwise-kfold (folds by night)",
+    "cross-derivation": "cross-derivation proxy (SC4001 only: trained on one derivation, "
+    "scored on the other; same night and subject: a model-selection proxy, not a "
+    "generalisation result)",
 }
 
 
@@ -152,12 +155,22 @@ def score_fold(
     test: dict[str, np.ndarray] | None,
     seq: int,
     modes: Sequence[str],
+    normalisation: dict[str, Any] | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Reference and predicted stages of the test epochs per mode (all epochs if no mask)."""
+    """Reference and predicted stages of the test epochs per mode (all epochs if no mask).
+
+    ``normalisation`` (a ``NormalisationSpec.to_card()`` dict, e.g. a sidecar's or a card's)
+    is applied to each recording causally from its own start, as the daemon does
+    (:func:`distill.normalise.normalise_recording`); None or kind ``"none"``: raw µV.
+    """
+    from distill.normalise import normalise_recording
+
     res: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    used = [r for r in recs if test is None or r.name in test]  # normalise only what is scored
+    used = [normalise_recording(r, normalisation) for r in used]
     for mode in modes:
         yt, yp = [], []
-        for rec in recs:
+        for rec in used:
             m = np.ones(rec.n_epochs, bool) if test is None else test.get(rec.name)
             if m is None:
                 continue
@@ -249,6 +262,23 @@ def fold_of(meta: dict[str, Any], source: str) -> Fold:
     if not d:
         raise UsageError(f"{source}: no training split recorded; cannot pick its held-out epochs")
     return Fold.from_json(d)
+
+
+def normalisation_of(meta: dict[str, Any]) -> dict[str, Any]:
+    """The input normalisation a checkpoint sidecar or a model card declares.
+
+    Sidecar: ``normalisation``; card: ``input_contract.normalisation``. Absent, or a
+    string (v1 cards: the graph normalises itself), means ``{"kind": "none"}``. The dict is
+    checked with ``NormalisationSpec.from_card`` (:class:`ModelError` for an unknown kind).
+    """
+    from distill.normalise import NONE, is_none, parse_spec
+
+    d = meta.get("normalisation")
+    if d is None:
+        d = (meta.get("input_contract") or {}).get("normalisation")
+    if d is None or isinstance(d, str) or is_none(d):
+        return dict(NONE)
+    return dict(parse_spec(d).to_card())
 
 
 def trained_on(meta: dict[str, Any]) -> list[str]:

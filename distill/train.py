@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from distill.checkpoint import load_optimizer, load_weights, read_sidecar, save_checkpoint
-from distill.data import AugmentConfig, TrainSet, class_weights
+from distill.trainset import Augmentation, TrainSet, class_weights
 from sleepstream.errors import UsageError
 
 LossFn = Callable[[dict[str, torch.Tensor], dict[str, Any]], tuple[torch.Tensor, dict[str, float]]]
@@ -113,22 +113,43 @@ class TrainConfig:
     seed: int = 0
     pretrain: StageConfig = field(default_factory=lambda: StageConfig(epochs=10, batch_size=64))
     sequence: StageConfig = field(default_factory=lambda: StageConfig(epochs=20, batch_size=16))
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    augment: Augmentation = field(default_factory=Augmentation)
     balance: str = "weights"  # "weights" (weighted CE), "sampler" (weighted sampling), "none"
     weight_power: float = 0.5
     assembled_ratio: float = 1.0  # hypnogram-assembled windows per real window (stage 2)
     val_mode: str = "causal"
     val_stride: int = 5  # causal validation: one window per 5 epochs (see make_validator)
     threads: int = 1
+    #: ``NormalisationSpec.to_card()`` dict applied along every night (``{"kind": "none"}``).
+    normalise: dict = field(default_factory=lambda: {"kind": "none"})
+    #: Sessions per pass (epochs) when nights are normalised or augmented whole: the
+    #: normaliser restarts at each session start; 0 = one random cut per night and pass.
+    session_len: int = 0
+    #: Fraction of stage-2 real windows with a short, zero-padded history (night start).
+    start_windows: float = 0.0
 
     def __post_init__(self) -> None:
         if self.balance not in ("weights", "sampler", "none"):
             raise UsageError(f"balance {self.balance!r}: valid: weights, sampler, none")
         if self.seq_len < 1:
             raise UsageError(f"seq_len must be >= 1, got {self.seq_len}")
+        if self.session_len < 0:
+            raise UsageError(f"session_len must be >= 0 epochs, got {self.session_len}")
+        if not 0.0 <= self.start_windows <= 1.0:
+            raise UsageError(f"start_windows must be in [0, 1], got {self.start_windows}")
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["augment"] = self.augment.to_json()
+        return d
+
+    #: Fields added after the first release, with the value that means "as before":
+    #: left out of :func:`config_tag`-style hashes when at that value.
+    NEW_DEFAULTS: ClassVar[dict[str, Any]] = {
+        "normalise": {"kind": "none"},
+        "session_len": 0,
+        "start_windows": 0.0,
+    }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> TrainConfig:
@@ -142,7 +163,7 @@ class TrainConfig:
                 **d,
                 "pretrain": stage(d["pretrain"]),
                 "sequence": stage(d["sequence"]),
-                "augment": AugmentConfig(**d["augment"]),
+                "augment": Augmentation.from_json(d["augment"]),
             }
         )
 
@@ -201,7 +222,7 @@ def fit(
     stage: StageConfig,
     *,
     validate: Validator | None = None,
-    augment: AugmentConfig | None = None,
+    augment: Augmentation | None = None,
     seed: int = 0,
     stage_name: str = "sequence",
     stage_index: int = 2,
@@ -229,7 +250,7 @@ def fit(
     parameters : iterable, optional
         Parameters to optimise (default: all of ``model`` that require grad).
     """
-    augment = augment or AugmentConfig.off()
+    augment = augment or Augmentation.off()
     params = [p for p in (parameters or model.parameters()) if p.requires_grad]
     opt = stage.optim.build(params)
     history: list[dict[str, Any]] = []
@@ -262,6 +283,9 @@ def fit(
         lr = stage.optim.lr_at(epoch, stage.epochs)
         _set_lr(opt, lr)
         items = train_set.plan(rng, sampler_weights)
+        # Normalisation cuts and night-level augmentation draw from their own stream, so
+        # runs without them draw exactly the windows they drew before these existed.
+        views = train_set.pass_view(np.random.default_rng([seed, stage_index, epoch, 1]), augment)
         if train_set.seq == 1 and len(items) % stage.batch_size == 1 and len(items) > 1:
             items = items[:-1]  # BatchNorm cannot train on a batch of one epoch
         model.train()
@@ -280,7 +304,7 @@ def fit(
             chunk = items[b * stage.batch_size : (b + 1) * stage.batch_size]
             if len(chunk) == 0:
                 continue
-            x, y = train_set.batch(chunk, rng, augment)
+            x, y = train_set.batch(chunk, rng, augment, views)
             batch = {
                 "x": torch.from_numpy(x),
                 "y": torch.from_numpy(y),
@@ -386,7 +410,80 @@ def run_metadata(cfg: TrainConfig, recs: Sequence, fold, weights: np.ndarray) ->
         "datasets": sorted({r.dataset for r in recs}),
         "channels": sorted({c for r in recs for c in r.channels}),
         "class_weights": weights.tolist(),
+        # What the model expects at its input; `distill export` copies it into the card's
+        # input_contract.normalisation.
+        "normalisation": dict(cfg.normalise),
     }
+
+
+@dataclass
+class StageData:
+    """Training sets and validators of one run, shared by plain training and distillation.
+
+    Built by :func:`stage_data`: the fold's masks, the class weights, the normalisation
+    (per-pass cuts on training nights; validation nights normalised from their start).
+    """
+
+    cfg: TrainConfig
+    recs: list
+    train_m: list
+    val_recs: list
+    val_m: list
+    weights: np.ndarray
+    norm: Any = None
+
+    @property
+    def has_val(self) -> bool:
+        return any(m.any() for m in self.val_m)
+
+    def pretrain_set(self) -> TrainSet:
+        """Single epochs of the training masks (stage 1)."""
+        return TrainSet(self.recs, self.train_m, seq=1, stride=1, norm=self.norm,
+                        session_len=self.cfg.session_len)  # fmt: skip
+
+    def sequence_set(self, stage_sequences: list | None) -> TrainSet:
+        """Windows of ``seq_len`` epochs plus hypnogram-assembled ones (stage 2)."""
+        from distill.trainset import AssembledNights
+
+        cfg = self.cfg
+        asm = None
+        if cfg.assembled_ratio > 0 and stage_sequences:
+            asm = AssembledNights.from_recordings(stage_sequences, self.recs, self.train_m)
+        return TrainSet(
+            self.recs,
+            self.train_m,
+            seq=cfg.seq_len,
+            stride=cfg.sequence.stride or cfg.seq_len,
+            assembled=asm,
+            assembled_ratio=cfg.assembled_ratio if asm else 0.0,
+            norm=self.norm,
+            start_windows=cfg.start_windows,
+            session_len=cfg.session_len,
+        )
+
+    def validator(self, seq: int, mode: str, key: str, stride: int = 1) -> Validator | None:
+        """Early-stopping validator on the validation masks (None without any)."""
+        from distill.evaluate import make_validator
+
+        if not self.has_val:
+            return None
+        return make_validator(self.val_recs, self.val_m, seq, mode, key, stride=stride)
+
+
+def stage_data(cfg: TrainConfig, recs: Sequence, fold) -> StageData:
+    """The :class:`StageData` of ``cfg`` on ``fold``."""
+    from distill.normalise import NightNorm, is_none, normalise_recording
+
+    train_m, val_m = fold_masks(recs, fold.train), fold_masks(recs, fold.val)
+    weights = class_weights(TrainSet(recs, train_m, seq=1, stride=1).labels(), cfg.weight_power)
+    norm, val_recs = None, list(recs)
+    if not is_none(cfg.normalise):
+        norm = NightNorm.build(recs, cfg.normalise)
+        val_recs = [
+            normalise_recording(r, cfg.normalise) if m.any() else r
+            for r, m in zip(recs, val_m, strict=True)
+        ]
+    return StageData(cfg, list(recs), train_m, val_recs, val_m, weights, norm)
 
 
 def train_run(
@@ -417,17 +514,13 @@ def train_run(
         (the final model), each ``.safetensors`` + ``.json``.
     """
     from distill import models
-    from distill.data import AssembledNights
-    from distill.evaluate import make_validator
 
     set_determinism(cfg.seed, cfg.threads)
     model = models.build(cfg.model, **cfg.model_kwargs)
     t0 = time.perf_counter()
 
-    train_m, val_m = fold_masks(recs, fold.train), fold_masks(recs, fold.val)
-    has_val = any(m.any() for m in val_m)
-    ts1 = TrainSet(recs, train_m, seq=1, stride=1)
-    weights = class_weights(ts1.labels(), cfg.weight_power)
+    data = stage_data(cfg, recs, fold)
+    weights = data.weights
     ce_w = weights if cfg.balance == "weights" else None
     samp_w = weights if cfg.balance == "sampler" else None
     sidecar = {**run_metadata(cfg, recs, fold, weights), **(extra_meta or {})}
@@ -442,42 +535,24 @@ def train_run(
     )
     summary: dict[str, Any] = {}
     if cfg.pretrain.epochs:
-        val1 = make_validator(recs, val_m, 1, "causal", "epoch_logits") if has_val else None
         r1 = fit(
             model,
-            ts1,
+            data.pretrain_set(),
             cross_entropy("epoch_logits", ce_w),
             cfg.pretrain,
-            validate=val1,
+            validate=data.validator(1, "causal", "epoch_logits"),
             stage_name="pretrain",
             stage_index=1,
             **common,
         )
         summary["pretrain"] = r1.summary()
     if cfg.sequence.epochs:
-        asm = None
-        if cfg.assembled_ratio > 0 and stage_sequences:
-            asm = AssembledNights.from_recordings(stage_sequences, recs, train_m)
-        stride = cfg.sequence.stride or cfg.seq_len
-        ts2 = TrainSet(
-            recs,
-            train_m,
-            seq=cfg.seq_len,
-            stride=stride,
-            assembled=asm,
-            assembled_ratio=cfg.assembled_ratio if asm else 0.0,
-        )
-        val2 = (
-            make_validator(recs, val_m, cfg.seq_len, cfg.val_mode, "logits", stride=cfg.val_stride)
-            if has_val
-            else None
-        )
         r2 = fit(
             model,
-            ts2,
+            data.sequence_set(stage_sequences),
             cross_entropy("logits", ce_w),
             cfg.sequence,
-            validate=val2,
+            validate=data.validator(cfg.seq_len, cfg.val_mode, "logits", cfg.val_stride),
             stage_name="sequence",
             stage_index=2,
             **common,

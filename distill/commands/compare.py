@@ -2,15 +2,17 @@
 
 Rows: the student trained from scratch, each method's student, the teacher and the TA
 (the one ``sleepkd`` trains). Every row is trained per seed (and per fold under
-``within-night-blocks``), evaluated in causal and offline mode, and summarised as mean ±
-sd over seeds. Writes ``<out>/<stem>.json`` and ``<stem>.md`` (default ``bench/results/kd``).
+``within-night-blocks`` / ``cross-derivation``), evaluated in causal and offline mode, and
+summarised as mean ± sd over seeds, with paired per-seed differences against the
+from-scratch student and plain KD. Resumable: finished (row, seed, fold) units are
+skipped (:mod:`distill.runs`). Writes ``<out>/<stem>.json`` and ``<stem>.md`` (default
+``bench/results/kd``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,7 +22,7 @@ import numpy as np
 
 HELP = "paper-style KD comparison table over seeds (JSON + Markdown in bench/results/kd)"
 
-PROTOCOLS = ("cross-dataset", "within-night-blocks")
+PROTOCOLS = ("cross-dataset", "within-night-blocks", "cross-derivation")
 #: ``--quick``: defaults that make the whole table feasible on a 2-core CPU.
 QUICK = {"pretrain_epochs": 3, "epochs": 3, "seq_len": 5, "patience": 1, "assembled_ratio": 0.5}
 
@@ -32,7 +34,12 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, out_default: str) -
     parser.add_argument("--family", default="deepsleepnet", help="model family")
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="cross-dataset")
-    parser.add_argument("--folds", type=int, default=5, help="blocks for within-night-blocks")
+    parser.add_argument(
+        "--folds",
+        type=int,
+        default=5,
+        help="blocks for within-night-blocks and cross-derivation (0 there = whole night)",
+    )
     parser.add_argument("--fold", default="all", help="fold indices (comma) or 'all'")
     parser.add_argument("--mode", default="both", help="causal, offline or both")
     parser.add_argument("--out", type=Path, default=Path(out_default), help="results folder")
@@ -96,16 +103,27 @@ class Setup:
     hyps: list
     folds: list
     test_recs: list
+    excerpt: int = 0  # cross-derivation: score held-out epochs as cold-start excerpts
 
     def test_of(self, fold) -> tuple[list, dict | None]:
         if self.protocol == "cross-dataset":
             return self.test_recs, None
+        if self.protocol == "cross-derivation" and self.excerpt > 0:
+            from distill.proxy import excerpts
+
+            return excerpts(self.recs, fold.test, self.excerpt), None
         return self.recs, fold.test
 
 
 def make_setup(args: argparse.Namespace, seq_len: int) -> Setup:
     """Load the data and build the folds of ``args.protocol`` (train on SC4001)."""
-    from distill.commands.train import default_data_dir, load_recordings, make_folds, pick_folds
+    from distill.commands.train import (
+        default_data_dir,
+        load_recordings,
+        make_folds,
+        make_split,
+        pick_folds,
+    )
     from distill.data import load_dreams_recordings
 
     recs, hyps = load_recordings(args, ("sc4001",))
@@ -113,40 +131,68 @@ def make_setup(args: argparse.Namespace, seq_len: int) -> Setup:
         folds = make_folds("full", recs, args.folds, seq_len, 0)
         root = args.data or default_data_dir()
         test = load_dreams_recordings(root / "dreams_spindles")
+    elif args.protocol == "cross-derivation":  # SC4001 alone: never DREAMS
+        recs, folds = make_split(args, "cross-derivation", recs, args.folds, seq_len)
+        folds, test = pick_folds(folds, args.fold), []
     else:
         folds = pick_folds(
             make_folds("within-night-blocks", recs, args.folds, seq_len, 0), args.fold
         )
         test = []
-    return Setup(args.protocol, recs, hyps, folds, test)
+    return Setup(args.protocol, recs, hyps, folds, test, getattr(args, "proxy_excerpt", 0))
 
 
-def score(model, setup: Setup, fold, seq: int, modes) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Reference and predicted stages per mode on the fold's test epochs."""
+def score(
+    model, setup: Setup, fold, seq: int, modes, normalisation: dict | None = None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Reference and predicted stages per mode on the fold's test epochs (each test
+    recording normalised from its own start when ``normalisation`` says so)."""
     from distill.evaluate import score_fold, torch_predictor
 
     recs, test = setup.test_of(fold)
-    return score_fold(torch_predictor(model), recs, test, seq, modes)
+    return score_fold(torch_predictor(model), recs, test, seq, modes, normalisation)
 
 
 # ---------------------------------------------------------------------------- experiment
 HEAD = ("accuracy", "macro_f1", "kappa")
+SCRATCH = "student (from scratch)"
+#: References of the paired per-seed differences (when the table has them).
+REFERENCES = (SCRATCH, "kd")
 
 
 def config_tag(cfg, teacher: Path | None = None) -> str:
-    """Short hash of the training settings (seed excluded) and of a given teacher file."""
+    """Short hash of the training settings (seed excluded) and of a given teacher file.
+
+    Settings added later (:attr:`TrainConfig.NEW_DEFAULTS`) count only when changed, so
+    runs made before they existed keep their tag.
+    """
     import hashlib
 
     d = cfg.to_json()
     d.pop("seed", None)
     d.pop("model", None)
+    for key, default in type(cfg).NEW_DEFAULTS.items():
+        if d.get(key) == default:
+            d.pop(key, None)
     if teacher is not None:
         d["teacher_sha1"] = hashlib.sha1(Path(teacher).read_bytes()).hexdigest()
     return "cfg-" + hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def _slug(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", label)
+    from distill.runs import slug
+
+    return slug(label)
+
+
+def ta_source(rows: list[tuple[str, Any]], family: str) -> str | None:
+    """Label of the row whose chain provides the TA row (``sleepkd`` first), or None."""
+    from distill.distillation import family_models, uses_assistant
+
+    if family_models(family)["ta"] is None:
+        return None
+    chains = [lab for lab, what in rows if what != "scratch" and uses_assistant(what)]
+    return min(chains, key=lambda lab: not lab.startswith("sleepkd"), default=None)
 
 
 def run_rows(
@@ -160,17 +206,17 @@ def run_rows(
     """Train and score every row for every seed and fold; write JSON + Markdown.
 
     ``rows`` are ``(label, MethodSpec | "scratch")``; the teacher row (and the TA of the
-    first chain that trains one) is added per ``extra_rows``.
+    first chain that trains one, ``sleepkd`` preferred) is added per ``extra_rows``.
+    Resumable: each finished (row, seed, fold) is kept under the run folder
+    (:class:`distill.runs.ScoreStore`) and skipped when the command runs again with the
+    same settings; ``--fresh`` retrains and rescores everything. The table and the paired
+    per-seed differences (vs the from-scratch student and vs plain KD) are rewritten
+    after every unit.
     """
     from distill.commands.train import command_line, config_from_args
-    from distill.distillation import (
-        family_models,
-        load_teacher,
-        n_params,
-        run_chain,
-        train_plain,
-    )
+    from distill.distillation import family_models, load_teacher, n_params, run_chain, train_plain
     from distill.evaluate import PROTOCOL_LABELS, check_modes, machine
+    from distill.runs import Eta, ScoreStore
 
     t0 = time.perf_counter()
     args = apply_quick(args)
@@ -178,103 +224,111 @@ def run_rows(
     names = family_models(args.family)
     base_cfg = config_from_args(args, names["student"])
     setup = make_setup(args, base_cfg.seq_len)
+    ta_from = ta_source(rows, args.family) if "ta" in extra_rows else None
     labels = ["teacher"] * ("teacher" in extra_rows) + [lab for lab, _ in rows]
-    labels += ["TA"] * ("ta" in extra_rows)
-    per_seed: dict[str, dict[str, list]] = {lab: {m: [] for m in modes} for lab in labels}
-    params: dict[str, int] = {}
+    labels += ["TA"] * (ta_from is not None)
+    specs = dict(rows)
+    tag = config_tag(base_cfg, args.teacher)  # checkpoints of other settings are never reused
+    root = args.runs / args.family / args.protocol / tag
+    store = ScoreStore(root)
+    seeds = list(range(args.seeds))
+    fold_names = [f.name for f in setup.folds]
     result: dict[str, Any] = {
         "title": title,
         "family": args.family,
         "protocol": args.protocol,
         "protocol_label": PROTOCOL_LABELS[args.protocol],
-        "folds": [f.name for f in setup.folds],
+        "folds": fold_names,
         "modes": list(modes),
         "quick": bool(args.quick),
         "teacher_checkpoint": str(args.teacher) if args.teacher else None,
         "config": base_cfg.to_json(),
         "command": command_line(args),
         "machine": machine(),
+        "runs": str(root),
+        **({"ta_from": ta_from} if ta_from else {}),
     }
-    tag = config_tag(base_cfg, args.teacher)  # checkpoints of other settings are never reused
-    result["runs"] = str(args.runs / args.family / args.protocol / tag)
-    for seed in range(args.seeds):
+    eta = Eta(total=len(seeds) * len(fold_names) * len(labels))
+    for seed in seeds:
         cfg = replace(base_cfg, seed=seed)
-        pooled: dict[str, dict[str, list]] = {lab: {m: [] for m in modes} for lab in labels}
         for fold in setup.folds:
-            base = args.runs / args.family / args.protocol / tag / f"seed{seed}" / fold.name
+            base = root / f"seed{seed}" / fold.name
             kw = dict(stage_sequences=setup.hyps, progress=not args.no_progress,
                       extra_meta={"command": result["command"]})  # fmt: skip
-            if args.teacher is not None:
-                teacher = load_teacher(args.teacher)
-            else:
-                teacher, _ = train_plain(replace(cfg, model=names["teacher"]), setup.recs, fold,
-                                         out_dir=base / "teacher", reuse=not args.fresh, **kw)  # fmt: skip
-            found: dict[str, Any] = {"teacher": teacher}
-            tas: list[tuple[str, Any]] = []
-            for label, what in rows:
-                if what == "scratch":
-                    model, _ = train_plain(cfg, setup.recs, fold, out_dir=base / "scratch",
-                                           reuse=not args.fresh, **kw)  # fmt: skip
-                else:
-                    chain = run_chain(what, args.family, cfg, setup.recs, fold,
-                                      out_dir=base / _slug(what.label), teacher=teacher,
-                                      reuse=not args.fresh, **kw)  # fmt: skip
-                    model = chain.student
-                    if chain.ta is not None:
-                        tas.append((what.label, chain.ta))
-                found[label] = model
-            if tas and "ta" in extra_rows:  # the TA row: sleepkd's TA when there is one
-                src, found["TA"] = min(tas, key=lambda t: not t[0].startswith("sleepkd"))
-                result["ta_from"] = src
+            memo: dict[str, Any] = {}
+
+            def teacher(cfg=cfg, fold=fold, base=base, kw=kw, memo=memo):
+                if "teacher" not in memo:
+                    if args.teacher is not None:
+                        memo["teacher"] = load_teacher(args.teacher)
+                    else:
+                        memo["teacher"], _ = train_plain(
+                            replace(cfg, model=names["teacher"]), setup.recs, fold,
+                            out_dir=base / "teacher", reuse=not args.fresh,
+                            resume=not args.fresh, **kw,
+                        )  # fmt: skip
+                return memo["teacher"]
+
+            def chain(label, cfg=cfg, fold=fold, base=base, kw=kw, memo=memo):
+                if ("chain", label) not in memo:
+                    memo[("chain", label)] = run_chain(
+                        specs[label], args.family, cfg, setup.recs, fold,
+                        out_dir=base / _slug(label), teacher=teacher(),
+                        reuse=not args.fresh, **kw,
+                    )  # fmt: skip
+                return memo[("chain", label)]
+
             for lab in labels:
-                if lab not in found:
+                if not args.fresh and store.load(lab, seed, fold.name, modes) is not None:
+                    eta.finished(None, cached=True)
                     continue
-                params[lab] = n_params(found[lab])
-                for mode, (yt, yp) in score(found[lab], setup, fold, cfg.seq_len, modes).items():
-                    pooled[lab][mode].append((yt, yp))
-        for lab in labels:
-            for mode in modes:
-                if pooled[lab][mode]:
-                    yt = np.concatenate([a for a, _ in pooled[lab][mode]])
-                    yp = np.concatenate([b for _, b in pooled[lab][mode]])
-                    per_seed[lab][mode].append(_figures(yt, yp))
-        result["rows"] = _rows(labels, per_seed, params, modes)
-        result["seeds_done"] = seed + 1
-        result["wall_s"] = time.perf_counter() - t0
-        write(result, args.out, stem)
-        print(json.dumps({"seed": seed, "wall_s": round(result["wall_s"], 1)}), flush=True)
+                t1 = time.perf_counter()
+                if lab == "teacher":
+                    model = teacher()
+                elif lab == "TA":
+                    model = chain(ta_from).ta
+                elif specs[lab] == "scratch":
+                    model, _ = train_plain(cfg, setup.recs, fold, out_dir=base / "scratch",
+                                           reuse=not args.fresh, resume=not args.fresh,
+                                           **kw)  # fmt: skip
+                else:
+                    model = chain(lab).student
+                scored = score(model, setup, fold, cfg.seq_len, modes, cfg.normalise)
+                wall = time.perf_counter() - t1
+                store.save(lab, seed, fold.name, scored, n_params=n_params(model), wall_s=wall)
+                eta.finished(wall, cached=False)
+                _update(result, store, labels, seeds, fold_names, modes, t0)
+                write(result, args.out, stem)
+                print(json.dumps({"row": lab, "seed": seed, "fold": fold.name,
+                                  "wall_s": round(wall, 1), "progress": eta.line()}),
+                      flush=True)  # fmt: skip
+    _update(result, store, labels, seeds, fold_names, modes, t0)
+    write(result, args.out, stem)
     print(to_markdown(result))
     return result
 
 
-def _figures(yt: np.ndarray, yp: np.ndarray) -> dict[str, Any]:
-    from sleepstream.scoring import agreement
+def _update(result, store, labels, seeds, folds, modes, t0) -> None:
+    """Rebuild the rows and paired differences from every finished unit."""
+    from distill.runs import paired_differences, table_rows
 
-    m = agreement(yt, yp)
-    return {k: m[k] for k in (*HEAD, "n_epochs", "per_stage_f1")}
-
-
-def _rows(labels, per_seed, params, modes) -> list[dict[str, Any]]:
-    out = []
-    for lab in labels:
-        row: dict[str, Any] = {"label": lab, "n_params": params.get(lab), "modes": {}}
-        for mode in modes:
-            runs = per_seed[lab][mode]
-            if not runs:
-                continue
-            arr = {k: np.array([r[k] for r in runs], float) for k in HEAD}
-            row["modes"][mode] = {
-                "per_seed": runs,
-                "mean": {k: float(v.mean()) for k, v in arr.items()},
-                "sd": {k: float(v.std(ddof=1)) if v.size > 1 else 0.0 for k, v in arr.items()},
-                "n_seeds": len(runs),
-            }
-        out.append(row)
-    return out
+    rows = table_rows(store, labels, seeds, folds, modes)
+    result["rows"] = rows
+    result["paired"] = {
+        ref: paired_differences(rows, ref, modes) for ref in REFERENCES if ref in labels
+    }
+    done = [min((r["modes"].get(m, {}).get("n_seeds", 0) for r in rows), default=0)
+            for m in modes]  # fmt: skip
+    result["seeds_done"] = min(done) if done else 0
+    result["wall_s"] = time.perf_counter() - t0  # this invocation
+    result["units_wall_s"] = sum(float(u.get("wall_s") or 0.0) for u in store.units.values())
 
 
 def to_markdown(result: dict[str, Any]) -> str:
-    """One table per mode: accuracy / macro-F1 (%) and kappa, mean ± sd over seeds."""
+    """One table per mode: accuracy / macro-F1 (%) and kappa, mean ± sd over seeds; then
+    the paired per-seed differences against each reference row."""
+    from distill.runs import paired_markdown
+
     lines = [f"## {result['title']} — {result['family']}", "",
              f"- protocol: {result['protocol_label']}",
              *([f"- TA row: the assistant trained by `{result['ta_from']}`"]
@@ -282,8 +336,10 @@ def to_markdown(result: dict[str, Any]) -> str:
              f"- seeds: {result.get('seeds_done', 0)}; folds: {', '.join(result['folds'])}"
              + ("; **quick** settings (few epochs, short sequences)" if result["quick"] else ""),
              f"- command: `{result['command']}`",
-             f"- wall time: {result.get('wall_s', 0):.0f} s on {result['machine']['cpu_count']}"
-             f" CPU cores ({result['machine']['processor']})", ""]  # fmt: skip
+             f"- wall time: {result.get('units_wall_s', result.get('wall_s', 0)):.0f} s of "
+             f"training and scoring (all sessions; this one {result.get('wall_s', 0):.0f} s) "
+             f"on {result['machine']['cpu_count']} CPU cores ({result['machine']['processor']})",
+             ""]  # fmt: skip
     for mode in result["modes"]:
         lines += [f"### {mode}", "", "| model | params | accuracy % | macro-F1 % | kappa |",
                   "|---|---|---|---|---|"]  # fmt: skip
@@ -297,8 +353,11 @@ def to_markdown(result: dict[str, Any]) -> str:
                 f"| {row['label']} | {p} | {100 * mu['accuracy']:.2f} ± {100 * sd['accuracy']:.2f}"
                 f" | {100 * mu['macro_f1']:.2f} ± {100 * sd['macro_f1']:.2f}"
                 f" | {mu['kappa']:.3f} ± {sd['kappa']:.3f} |"
+                + ("" if r["n_seeds"] == result.get("seeds_done") else f" ({r['n_seeds']} seeds)")
             )
         lines.append("")
+        for ref, paired in (result.get("paired") or {}).items():
+            lines += paired_markdown(paired, ref, mode)
     return "\n".join(lines)
 
 

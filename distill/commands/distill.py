@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 HELP = "distil one method end to end: train/load teacher, train TA (if used), train student"
@@ -80,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         if role == "teacher" and args.teacher:
             entry["checkpoint"] = str(args.teacher)
         if test:
-            res = score_fold(torch_predictor(model), test, None, replace(cfg).seq_len, modes)
+            res = score_fold(torch_predictor(model), test, None, cfg.seq_len, modes, cfg.normalise)
             for mode, (yt, yp) in res.items():
                 m = agreement(yt, yp)
                 entry[f"dreams_{mode}"] = {

@@ -12,6 +12,7 @@ from distill.commands.train import (
     config_from_args,
     load_recordings,
     make_folds,
+    make_split,
 )
 
 HELP = "evaluate a model (train per fold, a checkpoint or an ONNX file) under a protocol"
@@ -31,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--protocol",
         required=True,
-        choices=("within-night-blocks", "cross-dataset", "nightwise-kfold"),
+        choices=("within-night-blocks", "cross-dataset", "nightwise-kfold", "cross-derivation"),
     )
     parser.add_argument("--mode", default="both", choices=("causal", "offline", "both"))
     parser.add_argument("--folds", type=int, default=4)
@@ -66,6 +67,18 @@ def _checkpoints(paths: list[Path]) -> list[Path]:
     return out
 
 
+def _test_of(args: argparse.Namespace, proto: str, test_recs: list, fold):
+    """Recordings and test masks a fold is scored on (cross-derivation: cold-start
+    excerpts of ``--proxy-excerpt`` epochs, see :func:`distill.proxy.excerpts`)."""
+    if proto == "cross-dataset":
+        return test_recs, None
+    if proto == "cross-derivation" and args.proxy_excerpt > 0:
+        from distill.proxy import excerpts
+
+        return excerpts(test_recs, fold.test, args.proxy_excerpt), None
+    return test_recs, fold.test
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -74,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         check_modes,
         fold_of,
         machine,
+        normalisation_of,
         onnx_predictor,
         score_fold,
         summarise,
@@ -93,16 +107,26 @@ def run(args: argparse.Namespace) -> int:
         train_sets = ("sc4001",)
     test_sets = ("dreams",) if proto == "cross-dataset" else train_sets
     recs, hyps = load_recordings(args, train_sets)
+    if proto == "cross-derivation":  # one recording per derivation (distill.proxy)
+        from distill.proxy import split_derivations
+
+        recs = [r for rec in recs for r in split_derivations(rec)]
     test_recs = recs if test_sets == train_sets else load_recordings(args, test_sets)[0]
     per_fold: dict = {}
     name = args.model
     source = ""
+    norms: list[dict] = []  # the normalisation each scored model declares
     if args.model:
         from distill.train import train_run
 
         cfg = config_from_args(args, args.model)
         split = "full" if proto == "cross-dataset" else proto
-        folds = make_folds(split, recs, args.folds, cfg.seq_len, args.seed, args.val_block)
+        if split == "cross-derivation":
+            recs, folds = make_split(args, split, load_recordings(args)[0], args.folds,
+                                     cfg.seq_len, args.seed)  # fmt: skip
+            test_recs = recs
+        else:
+            folds = make_folds(split, recs, args.folds, cfg.seq_len, args.seed, args.val_block)
         runs = args.runs or Path("runs") / f"eval-{args.model}-{proto}"
         source = str(runs)
         for fold in folds:
@@ -116,9 +140,10 @@ def run(args: argparse.Namespace) -> int:
                 progress=not args.no_progress,
                 extra_meta={"command": command_line(args), "split": split},
             )
-            test = None if proto == "cross-dataset" else fold.test
+            trecs, test = _test_of(args, proto, test_recs, fold)
+            norms.append(cfg.normalise)
             per_fold[fold.name] = score_fold(
-                torch_predictor(model), test_recs, test, cfg.seq_len, modes
+                torch_predictor(model), trecs, test, cfg.seq_len, modes, cfg.normalise
             )
     elif args.checkpoint:
         paths = _checkpoints(args.checkpoint)
@@ -137,7 +162,9 @@ def run(args: argparse.Namespace) -> int:
                     raise UsageError(f"{path}: trained for {fold.protocol!r}, not {proto!r}")
                 test = fold.test
             key = path.parent.name if len(paths) > 1 else meta.get("fold", {}).get("name", "all")
-            per_fold[key] = score_fold(torch_predictor(model), test_recs, test, seq, modes)
+            trecs, test = _test_of(args, proto, test_recs, fold) if test else (test_recs, None)
+            norms.append(normalisation_of(meta))
+            per_fold[key] = score_fold(torch_predictor(model), trecs, test, seq, modes, norms[-1])
     else:
         predict, seq, card = onnx_predictor(args.onnx)
         name = str(card.get("architecture") or card.get("model_id") or args.onnx.stem)
@@ -149,11 +176,14 @@ def run(args: argparse.Namespace) -> int:
         else:
             fold = fold_of(card, str(args.onnx))
             test = fold.test
-        per_fold["all"] = score_fold(predict, test_recs, test, seq, modes)
+        # The card's declared normalisation, applied per recording from its start.
+        norms.append(normalisation_of(card))
+        per_fold["all"] = score_fold(predict, test_recs, test, seq, modes, norms[-1])
     if not per_fold or not any(len(f[m][0]) for f in per_fold.values() for m in modes):
         raise UsageError(f"{proto}: no scored test epochs")
     result = summarise(per_fold, proto)
     result.update(
+        normalisation=norms[0] if all(n == norms[0] for n in norms) else norms,
         model=name,
         source=source,
         command=command_line(args),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 HELP = "train a model in two stages (epoch encoder, then sequence) with checkpoints"
 
-SPLITS = ("full", "within-night-blocks", "nightwise-kfold")
+SPLITS = ("full", "within-night-blocks", "nightwise-kfold", "cross-derivation")
 DATASETS = ("sc4001", "dreams")
 
 
@@ -19,6 +19,54 @@ def default_data_dir() -> Path:
     """``$SLEEPSTREAM_SHARED_DATA`` or ``../shared/data`` next to the repository."""
     env = os.environ.get("SLEEPSTREAM_SHARED_DATA")
     return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+#: Named augmentation recipes for ``--augment`` (anything else is a list of names).
+AUGMENT_PRESETS: dict[str, dict] = {
+    # Close to the first release's default (amplitude x/÷1.2, white noise up to 0.1 of the
+    # window's scale); its noise is now scaled by the robust std, drawn with another rng.
+    "mild": {
+        "gain": True,
+        "noise": True,
+        "gain_max": 1.2,
+        "noise_max": 0.1,
+        "noise_beta": (0.0, 0.0),
+    },  # fmt: skip
+    "none": {},
+}
+AUGMENT_PRESET_HELP = {
+    "mild": "gain x/÷1.2 + white noise <= 0.1 (default)",
+    "none": "no signal augmentation",
+}
+
+
+def augmentation_from_args(args: argparse.Namespace, n_channels: int):
+    """The :class:`~distill.trainset.Augmentation` of ``--augment``, ``--augment-param``,
+    ``--augment-where``, ``--shift`` and ``--no-augment`` (channel swap when the recording
+    has more than one derivation)."""
+    from distill.augment import AugmentConfig
+    from distill.normalise import _value
+    from distill.trainset import Augmentation
+    from sleepstream.errors import UsageError
+
+    names = "none" if args.no_augment else args.augment
+    params: dict = {}
+    for item in args.augment_param:
+        key, eq, raw = item.partition("=")
+        if not eq:
+            raise UsageError(f"--augment-param {item!r}: expected key=value")
+        vals = [_value(v.strip()) for v in raw.split(",")]
+        params[key.strip()] = tuple(vals) if len(vals) > 1 else vals[0]
+    if names in AUGMENT_PRESETS:
+        kw = {**AUGMENT_PRESETS[names], **params}
+        sig = AugmentConfig.from_dict(kw) if kw else AugmentConfig()
+    else:
+        try:
+            sig = AugmentConfig.from_names(names, **params)
+        except TypeError as exc:
+            raise UsageError(f"--augment-param: {exc}") from None
+    shift = 0 if args.no_augment else args.shift
+    return Augmentation(sig, shift, channel_swap=n_channels > 1, where=args.augment_where)
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +94,64 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         default=1.0,
         help="hypnogram-assembled windows per real window in stage 2 (0 = off)",
     )
-    g.add_argument("--no-augment", action="store_true", help="no amplitude/shift/noise")
+    a = parser.add_argument_group("augmentation (distill.augment)")
+    a.add_argument(
+        "--augment",
+        default="mild",
+        metavar="NAMES",
+        help="comma list of gain, filter, noise, sign_flip, time_scale, mix (parameters: "
+        "distill.augment defaults, or --augment-param); or a preset: "
+        + "; ".join(f"{k} = {v}" for k, v in AUGMENT_PRESET_HELP.items()),
+    )
+    a.add_argument(
+        "--augment-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an AugmentConfig parameter (repeatable), e.g. gain_max=4 or noise_beta=0.5,2",
+    )
+    a.add_argument(
+        "--augment-where",
+        choices=("window", "night"),
+        default="window",
+        help="window: one draw per training window, after normalisation; night: one draw "
+        "per training night and pass, before the normaliser (as a new amplifier)",
+    )
+    a.add_argument("--shift", type=int, default=300, help="time shift, samples (default 300)")
+    a.add_argument("--no-augment", action="store_true", help="--augment none --shift 0")
+    n = parser.add_argument_group("normalisation and night-start windows")
+    n.add_argument(
+        "--normalise",
+        default="none",
+        metavar="KIND",
+        help="per-recording input normalisation (sleepstream.dsp.normalise kinds; "
+        "'none' = raw µV), applied causally along each night",
+    )
+    n.add_argument(
+        "--normalise-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a NormalisationSpec parameter (repeatable), e.g. --normalise-param window=120",
+    )
+    n.add_argument(
+        "--session-len",
+        type=int,
+        default=0,
+        metavar="EPOCHS",
+        help="with --normalise or --augment-where night: each pass cuts every training "
+        "night into sessions of EPOCHS epochs (random phase), each normalised (and "
+        "augmented) from its own cold start, no history across a session start; "
+        "0 = one random cut per night and pass",
+    )
+    n.add_argument(
+        "--start-windows",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="fraction of stage-2 training windows shown with a short, zero-padded "
+        "history, as the daemon sees the first epochs of a night (0 = off)",
+    )
     g.add_argument(
         "--channels",
         default="EEG Fpz-Cz,EEG Pz-Oz",
@@ -59,6 +164,19 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         default="next",
         help="within-night-blocks validation block: the next one (cyclic) or a "
         "neighbour of the test block (the last block takes the previous one)",
+    )
+    g.add_argument(
+        "--proxy-direction",
+        default="both",
+        help="cross-derivation proxy: fpz-pz (train Fpz-Cz, score Pz-Oz), pz-fpz, or both",
+    )
+    g.add_argument(
+        "--proxy-excerpt",
+        type=int,
+        default=60,
+        metavar="EPOCHS",
+        help="cross-derivation proxy: score the held-out epochs as excerpts of EPOCHS "
+        "epochs, each from a cold start like a DREAMS excerpt (0 = in place, with history)",
     )
     g.add_argument("--no-progress", action="store_true")
     parser.set_defaults(_parser=parser)
@@ -82,7 +200,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace, model: str):
-    from distill.data import AugmentConfig
+    from distill.normalise import spec_from_cli
     from distill.train import OptimConfig, StageConfig, TrainConfig
 
     def optim(lr: float) -> OptimConfig:
@@ -90,9 +208,8 @@ def config_from_args(args: argparse.Namespace, model: str):
             name=args.optimizer, lr=lr, weight_decay=args.weight_decay, schedule=args.schedule
         )
 
-    aug = AugmentConfig.off() if args.no_augment else AugmentConfig()
     chans = [c.strip() for c in args.channels.split(",") if c.strip()]
-    aug = type(aug)(aug.amplitude, aug.shift, aug.noise, channel_swap=len(chans) > 1)
+    aug = augmentation_from_args(args, len(chans))
     return TrainConfig(
         model=model,
         seq_len=args.seq_len,
@@ -106,12 +223,16 @@ def config_from_args(args: argparse.Namespace, model: str):
         augment=aug,
         balance=args.balance,
         assembled_ratio=args.assembled_ratio,
+        normalise=spec_from_cli(args.normalise, args.normalise_param),
+        session_len=args.session_len,
+        start_windows=args.start_windows,
     )
 
 
 def load_recordings(args: argparse.Namespace, datasets=("sc4001",)):
     """Recordings for ``datasets`` and the real hypnograms (SC4001's own excluded)."""
-    from distill.data import load_dreams_recordings, load_sc4001_recording, trimmed_stage_sequences
+    from distill.data import load_dreams_recordings, load_sc4001_recording
+    from distill.trainset import trimmed_stage_sequences
     from sleepstream.io.datasets import load_sleep_edf20_hypnograms
 
     root = args.data or default_data_dir()
@@ -141,6 +262,21 @@ def make_folds(split: str, recs, k: int, guard: int, seed: int, val: str = "next
     if split == "within-night-blocks":
         return within_night_blocks(recs[0], k, guard, val=val)
     return [full_night_fold(recs[0], k=max(k, 2), guard=guard)]
+
+
+def make_split(args: argparse.Namespace, split: str, recs, k: int, guard: int, seed: int = 0):
+    """``(recordings, folds)`` of ``split``: :func:`make_folds`, or for ``cross-derivation``
+    the per-derivation recordings and folds of :mod:`distill.proxy` (``k`` blocks, 0 =
+    whole night)."""
+    if split == "cross-derivation":
+        from distill.proxy import cross_derivation_folds, parse_directions
+        from sleepstream.errors import UsageError
+
+        if len(recs) != 1:
+            raise UsageError(f"--split {split} needs exactly one night, got {len(recs)}")
+        dirs = parse_directions(args.proxy_direction)
+        return cross_derivation_folds(recs[0], k, guard, dirs)
+    return recs, make_folds(split, recs, k, guard, seed, getattr(args, "val_block", "next"))
 
 
 def pick_folds(folds, which: str):
@@ -173,6 +309,9 @@ def command_line(args: argparse.Namespace) -> str:
         flag = action.option_strings[-1]
         if isinstance(action, argparse._StoreTrueAction):
             words += [flag] if val else []
+        elif isinstance(action, argparse._AppendAction):
+            for v in val or []:
+                words += [flag, str(v)]
         elif val is not None:
             vals = val if isinstance(val, list) else [val]
             words += [flag, *(str(v) for v in vals)]
@@ -192,9 +331,8 @@ def run(args: argparse.Namespace) -> int:
         else ("sc4001",)
     )
     recs, hyps = load_recordings(args, datasets)
-    folds = pick_folds(
-        make_folds(args.split, recs, args.folds, cfg.seq_len, args.seed, args.val_block), args.fold
-    )
+    recs, folds = make_split(args, args.split, recs, args.folds, cfg.seq_len, args.seed)
+    folds = pick_folds(folds, args.fold)
     cmd = command_line(args)
     done = []
     for fold in folds:

@@ -1,4 +1,4 @@
-"""Windows, splits, augmentation, class balance and hypnogram-assembled nights."""
+"""Recordings, windows and splits."""
 
 from __future__ import annotations
 
@@ -6,13 +6,8 @@ import numpy as np
 import pytest
 
 from distill.data import (
-    AssembledNights,
-    AugmentConfig,
     Fold,
     Recording,
-    TrainSet,
-    augment_signal,
-    class_weights,
     full_night_fold,
     gather_windows,
     load_sc4001_recording,
@@ -21,7 +16,6 @@ from distill.data import (
     nightwise_kfold,
     runs_to_mask,
     score_position,
-    trimmed_stage_sequences,
     within_night_blocks,
 )
 from sleepstream.errors import UsageError
@@ -103,20 +97,6 @@ def test_within_night_blocks_neighbour_validation():
     assert mask_to_runs(within_night_blocks(rec, k=4, guard=10)[3].val[rec.name]) == [[0, 100]]
 
 
-def test_trainset_windows_never_show_heldout_epochs():
-    """Training windows, time shifts included, never contain a held-out epoch."""
-    rec = id_recording(200)
-    fold = within_night_blocks(rec, k=4, guard=8)[1]
-    ts = TrainSet([rec], [fold.train[rec.name]], seq=8, stride=2)
-    rng = np.random.default_rng(0)
-    aug = AugmentConfig(amplitude=1.0, shift=300, noise=0.0, channel_swap=False)
-    x, y = ts.batch(ts.plan(rng), rng, aug)
-    seen = set(np.unique(x).astype(int).tolist()) - {0}
-    held = set((np.flatnonzero(fold.test[rec.name] | fold.val[rec.name]) + 1).tolist())
-    assert seen and not (seen & held)
-    assert (y >= 0).sum() > 0
-
-
 def test_fold_json_roundtrip():
     """A fold survives its JSON form (run-length masks)."""
     rec = id_recording(50)
@@ -138,71 +118,6 @@ def test_nightwise_kfold_tests_each_night_once():
             assert not (f.train[r.name] & (f.test[r.name] | f.val[r.name])).any()
     with pytest.raises(UsageError):
         nightwise_kfold(recs[:2], k=2)
-
-
-def test_augment_signal_scales_within_bounds():
-    """Amplitude scaling stays within [1/a, a]; noise changes the signal."""
-    x = np.ones((64, 2, 1, 3000), np.float32)
-    rng = np.random.default_rng(0)
-    s = augment_signal(x, AugmentConfig(amplitude=1.5, shift=0, noise=0.0), rng)
-    ratio = s[:, 0, 0, 0]
-    assert ratio.min() >= 1 / 1.5 - 1e-6 and ratio.max() <= 1.5 + 1e-6 and ratio.std() > 0
-    z = np.random.default_rng(1).standard_normal(x.shape).astype(np.float32)
-    n = augment_signal(z, AugmentConfig(amplitude=1.0, shift=0, noise=0.5), rng)
-    assert not np.allclose(n, z)
-
-
-def test_channel_swap_uses_both_derivations():
-    """With channel swap, training windows come from both derivations."""
-    rec = id_recording(60, channels=2)
-    ts = TrainSet([rec], [np.ones(60, bool)], seq=4, stride=1)
-    rng = np.random.default_rng(0)
-    x, _ = ts.batch(ts.plan(rng), rng, AugmentConfig(1.0, 0, 0.0, channel_swap=True))
-    high = (x[:, -1, 0, 0] > 1000).mean()
-    assert 0.2 < high < 0.8
-    x, _ = ts.batch(ts.plan(rng), rng, AugmentConfig.off())
-    assert (x[:, -1, 0, 0] < 1000).all()
-
-
-def test_class_weights_upweight_rare_stage():
-    """The rarest stage gets the largest weight; absent stages get 0."""
-    y = np.array([0] * 50 + [1] * 5 + [2] * 100 + [-1] * 7)
-    w = class_weights(y)
-    assert w[1] == w.max() and w[3] == 0 and w[4] == 0
-    assert w[1] > w[0] > w[2]
-
-
-def test_weighted_sampler_oversamples_rare_stage():
-    """The weighted sampler draws windows of the rare stage more often."""
-    y = np.array([2] * 90 + [1] * 10)
-    rec = id_recording(100)
-    rec = type(rec)(rec.name, rec.signals, y, rec.dataset)
-    ts = TrainSet([rec], [np.ones(100, bool)], seq=1, stride=1)
-    rng = np.random.default_rng(0)
-    plain = ts.plan(rng)
-    weighted = ts.plan(rng, class_weights(y, power=1.0))
-    assert (y[plain[:, 1]] == 1).mean() == pytest.approx(0.1)
-    assert (y[weighted[:, 1]] == 1).mean() > 0.3
-
-
-def test_assembled_nights_follow_real_hypnograms(hypnograms_dir):
-    """Assembled windows copy a real stage order and fill it with pool epochs of that stage."""
-    from sleepstream.io.datasets import load_sleep_edf20_hypnograms
-
-    seqs = trimmed_stage_sequences(load_sleep_edf20_hypnograms(hypnograms_dir))
-    assert len(seqs) == 38  # SC4001's own hypnogram is excluded
-    pool_labels = np.repeat(np.arange(5), 4)
-    pool = np.repeat((100 + np.arange(20, dtype=np.float32))[:, None], 3000, axis=1)
-    asm = AssembledNights(seqs, {"a": pool, "b": -pool}, pool_labels)
-    x, y = asm.sample(16, 10, np.random.default_rng(0))
-    joined = ",".join(",".join(map(str, s.tolist())) for s in seqs)
-    for i in range(16):
-        assert ",".join(map(str, y[i].tolist())) in joined
-        for p in range(10):
-            if y[i, p] >= 0:
-                row = int(abs(x[i, p, 0, 0])) - 100
-                assert pool_labels[row] == y[i, p]
-    assert (x[:, :, 0, 0] < 0).any() and (x[:, :, 0, 0] > 0).any()
 
 
 def test_load_sc4001_recording_has_both_derivations(sc4001_dir):

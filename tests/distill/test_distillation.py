@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from distill.data import AugmentConfig, Recording, full_night_fold
+from distill.data import Recording, full_night_fold
 from distill.distillation import MethodSpec, family_models, n_params, run_chain, uses_assistant
 from distill.train import StageConfig, TrainConfig
+from distill.trainset import Augmentation
 from sleepstream.errors import UsageError
 
 
@@ -27,7 +28,7 @@ def _night(n: int = 40, seed: int = 0) -> Recording:
 def _cfg() -> TrainConfig:
     one = StageConfig(epochs=1, batch_size=16, patience=1)
     return TrainConfig(model="tiny-student", seq_len=3, pretrain=one, sequence=one,
-                       augment=AugmentConfig.off(), assembled_ratio=0.0)  # fmt: skip
+                       augment=Augmentation.off(), assembled_ratio=0.0)  # fmt: skip
 
 
 def test_family_models_names_roles_and_rejects_unknown_family():

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from distill.augment import AugmentConfig
 from distill.checkpoint import load_model, load_optimizer, read_sidecar, save_checkpoint
-from distill.data import AugmentConfig, Recording, TrainSet, full_night_fold
+from distill.data import Recording, full_night_fold
 from distill.train import (
     OptimConfig,
     StageConfig,
@@ -19,6 +20,7 @@ from distill.train import (
     set_determinism,
     train_run,
 )
+from distill.trainset import Augmentation, TrainSet
 from sleepstream.errors import ModelError, UsageError
 
 
@@ -55,7 +57,7 @@ def test_train_run_learns_separable_stages():
     cfg = tiny_config(
         pretrain=StageConfig(epochs=8, batch_size=16, optim=OptimConfig(lr=1e-2, schedule="none")),
         sequence=StageConfig(epochs=0),
-        augment=AugmentConfig.off(),
+        augment=Augmentation.off(),
     )
     _, summary = train_run(cfg, [rec], full_night_fold(rec, k=4, guard=5), progress=False)
     hist = summary["pretrain"]["history"]
@@ -124,7 +126,7 @@ def test_fit_resume_matches_uninterrupted_run(tmp_path):
     rec = stage_recording(60)
     ts = TrainSet([rec], [np.ones(60, bool)], seq=4)
     stage = StageConfig(epochs=3, batch_size=8, optim=OptimConfig(lr=1e-2))
-    aug = AugmentConfig()
+    aug = Augmentation(AugmentConfig(gain=True, noise=True), shift=300, channel_swap=True)
 
     set_determinism(0)
     straight = build("tiny-student")
@@ -260,3 +262,39 @@ def test_train_command_writes_checkpoint(tmp_path, shared_data):
     assert (
         main(["train", "--model", "tiny-student", "--out", str(out), "--optimizer", "rmsprop"]) == 2
     )
+
+
+def test_train_command_with_generalisation_hooks_and_proxy(tmp_path, shared_data, capsys):
+    """Normalisation, night-level augmentation, sessions and night-start windows on the
+    cross-derivation proxy: the sidecar records what export needs; evaluate scores the
+    proxy's held-out derivation as cold-start excerpts."""
+    import json
+
+    from distill.cli import main
+
+    out = tmp_path / "proxy"
+    rc = main(["train", "--model", "tiny-student", "--split", "cross-derivation", "--folds", "0",
+               "--proxy-direction", "fpz-pz", "--out", str(out), "--data", str(shared_data),
+               "--pretrain-epochs", "1", "--epochs", "1", "--seq-len", "3", "--no-progress",
+               "--normalise", "running-robust-scale", "--normalise-param", "window_epochs=60",
+               "--augment", "gain,filter,noise,sign_flip,time_scale", "--augment-param",
+               "gain_max=3", "--augment-where", "night", "--session-len", "120",
+               "--start-windows", "0.5"])  # fmt: skip
+    assert rc == 0
+    meta = read_sidecar(out / "fpz-pz" / "best.safetensors")
+    assert meta["normalisation"]["kind"] == "running-robust-scale"
+    assert meta["normalisation"]["window_epochs"] == 60
+    cfg = TrainConfig.from_json(meta["config"])
+    assert cfg.augment.where == "night" and cfg.augment.signal.gain_max == 3.0
+    assert cfg.augment.signal.active == ("filter", "time_scale", "noise", "sign_flip", "gain")
+    assert cfg.session_len == 120 and cfg.start_windows == 0.5
+    assert meta["fold"]["protocol"] == "cross-derivation"
+    assert "--augment-param gain_max=3" in meta["command"]
+    capsys.readouterr()
+    rc = main(["evaluate", "--checkpoint", str(out / "fpz-pz"), "--protocol",
+               "cross-derivation", "--mode", "causal", "--data", str(shared_data),
+               "--out", str(tmp_path), "--stem", "p"])  # fmt: skip
+    assert rc == 0
+    res = json.loads((tmp_path / "p.json").read_text())
+    assert res["modes"]["causal"]["pooled"]["n_epochs"] == 841  # all of Pz-Oz, scored once
+    assert "model-selection proxy" in res["protocol_label"]

@@ -14,12 +14,51 @@ FAST = ["--family", "tiny", "--quick", "--pretrain-epochs", "1", "--epochs", "1"
         "--mode", "causal", "--seeds", "2"]  # fmt: skip
 
 
+def _trained(out: str) -> list[tuple[str, int]]:
+    """(row, seed) of the units a compare run trained, from its progress lines."""
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith('{"row"')]
+    return [(r["row"], r["seed"]) for r in rows]
+
+
 @pytest.mark.slow
-def test_compare_writes_mean_and_sd_over_seeds(shared_data, tmp_path):
-    """Two seeds, two methods: rows scratch/kd/sleepkd/teacher/TA with mean ± sd, and the .md."""
-    rc = main(["compare", "--methods", "kd,sleepkd:preset=code", "--out", str(tmp_path / "res"),
-               "--runs", str(tmp_path / "runs"), "--data", str(shared_data), *FAST])  # fmt: skip
-    assert rc == 0
+def test_compare_writes_mean_and_sd_over_seeds_and_resumes(shared_data, tmp_path, capsys,
+                                                           monkeypatch):  # fmt: skip
+    """Two seeds, two methods: rows scratch/kd/sleepkd/teacher/TA with mean ± sd, paired
+    differences, and the .md; stopped after two units, the rerun trains only the rest."""
+    import distill.commands.compare as compare
+
+    args = ["compare", "--methods", "kd,sleepkd:preset=code", "--out", str(tmp_path / "res"),
+            "--runs", str(tmp_path / "runs"), "--data", str(shared_data), *FAST]  # fmt: skip
+    real, calls = compare.score, []
+
+    def stop_after_two(*a, **kw):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(compare, "score", stop_after_two)
+    assert main(args) == 130  # Ctrl-C
+    first = _trained(capsys.readouterr().out)
+    assert first == [("teacher", 0), ("student (from scratch)", 0)]
+    monkeypatch.setattr(compare, "score", real)
+    assert main(args) == 0
+    second = _trained(capsys.readouterr().out)
+    assert not set(first) & set(second) and len(second) == 2 * 5 - 2
+    assert main(args) == 0  # all done: nothing is trained again
+    assert _trained(capsys.readouterr().out) == []
+    res = json.loads((tmp_path / "res" / "compare-tiny-cross-dataset-quick.json").read_text())
+    paired = res["paired"]["student (from scratch)"]["causal"]
+    kd_scr = res["rows"][1]["modes"]["causal"]["per_seed"]
+    kd_row = res["rows"][2]["modes"]["causal"]["per_seed"]
+    assert paired["kd"]["accuracy"]["per_seed"] == pytest.approx(
+        [b["accuracy"] - a["accuracy"] for a, b in zip(kd_scr, kd_row, strict=True)]
+    )
+    assert "sleepkd:preset=code" in res["paired"]["kd"]["causal"]
+    assert (
+        "Paired per-seed differences vs **kd**"
+        in (tmp_path / "res" / "compare-tiny-cross-dataset-quick.md").read_text()
+    )
     res = json.loads((tmp_path / "res" / "compare-tiny-cross-dataset-quick.json").read_text())
     labels = [r["label"] for r in res["rows"]]
     assert labels == ["teacher", "student (from scratch)", "kd", "sleepkd:preset=code", "TA"]
