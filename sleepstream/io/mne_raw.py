@@ -64,7 +64,7 @@ class MneRecording:
             raw = mne.io.read_raw(p, preload=False, verbose="error")
         except ValueError as exc:
             msg = _first_line(exc)
-            if "Unsupported file" in msg or "unsupported" in msg.lower():
+            if msg.startswith("Unsupported file type"):
                 raise DataFileError(
                     f"{p}: unsupported recording format {p.suffix or '(no extension)'!r} "
                     "(EDF/BDF, an OpenBCI or BrainFlow file, or any format mne.io.read_raw "

@@ -185,3 +185,59 @@ def write_openbci(path: Path, board: str, array: np.ndarray) -> Path:
             when = stamp.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
             f.write(", ".join(repr(float(v)) for v in array[:, j]) + f", {when}\n")
     return Path(path)
+
+
+def write_edf_d(
+    path: Path,
+    signal: np.ndarray,
+    fs: float,
+    onsets: Sequence[float],
+    *,
+    record_s: float = 1.0,
+    label: str = "EEG Fpz-Cz",
+    unit: str = "uV",
+    annotations: Annotations = (),
+    start: dt.datetime = dt.datetime(1989, 4, 24, 16, 13),
+    physical_max: float = 500.0,
+) -> Path:
+    """One channel as EDF+D (discontinuous), byte by byte: edfio writes only EDF+C.
+
+    ``signal`` holds ``len(onsets)`` records of ``fs * record_s`` samples (µV, clipped to
+    ±``physical_max``); record ``k`` starts at ``onsets[k]`` seconds, each record's
+    time-keeping annotation says so. ``annotations`` follow in the records' annotation
+    signal, a few per record.
+    """
+    spr = int(round(fs * record_s))
+    n = len(onsets)
+    ann_bytes = 120
+    scale = 32767 / physical_max
+    x = np.clip(np.asarray(signal, dtype=np.float64), -physical_max, physical_max)
+    digital = np.round(x * scale).astype("<i2").reshape(n, spr)
+
+    def f(v: object, width: int) -> bytes:
+        return str(v).encode("latin-1")[:width].ljust(width)
+
+    pm = f"{physical_max:g}"
+    head = (
+        f("0", 8) + f("X X X X", 80)
+        + f(f"Startdate {start.strftime('%d-%b-%Y').upper()} X X X", 80)
+        + f(start.strftime("%d.%m.%y"), 8) + f(start.strftime("%H.%M.%S"), 8)
+        + f(256 * 3, 8) + f("EDF+D", 44) + f(n, 8) + f(f"{record_s:g}", 8) + f(2, 4)
+    )  # fmt: skip
+    sig = (
+        f(label, 16) + f("EDF Annotations", 16) + f("", 80) * 2 + f(unit, 8) + f("", 8)
+        + f(f"-{pm}", 8) + f(-1, 8) + f(pm, 8) + f(1, 8) + f(-32767, 8) + f(-32768, 8)
+        + f(32767, 8) + f(32767, 8) + f("", 80) * 2 + f(spr, 8) + f(ann_bytes // 2, 8)
+        + f("", 32) * 2
+    )  # fmt: skip
+    pending = [f"+{o:g}\x15{d:g}\x14{t}\x14\x00".encode() for o, d, t in annotations]
+    with Path(path).open("wb") as out:
+        out.write(head + sig)
+        for k, onset in enumerate(onsets):
+            tal = f"+{onset:g}\x14\x14\x00".encode()
+            while pending and len(tal) + len(pending[0]) <= ann_bytes:
+                tal += pending.pop(0)
+            out.write(digital[k].tobytes() + tal.ljust(ann_bytes, b"\x00"))
+    if pending:
+        raise ValueError(f"{path}: {len(pending)} annotations did not fit in {n} records")
+    return Path(path)

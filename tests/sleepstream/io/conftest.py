@@ -77,3 +77,11 @@ def make_edf():
 def make_sine():
     """:func:`sine`."""
     return sine
+
+
+@pytest.fixture(scope="session")
+def make_edf_d():
+    """:func:`sleepstream.io.writers.write_edf_d` (an EDF+D file, byte by byte)."""
+    from sleepstream.io.writers import write_edf_d
+
+    return write_edf_d

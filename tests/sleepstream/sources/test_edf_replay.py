@@ -123,3 +123,49 @@ def test_parse_speed_rejects_bad_values(value):
 def test_parse_speed_accepts_max_and_factors():
     """'max' means unpaced; numbers are factors."""
     assert parse_speed("max") is None and parse_speed("30") == 30.0 and parse_speed(1) == 1.0
+
+
+def test_file_replay_chunks_are_30_s_at_max_speed_and_1_s_when_paced(tmp_path):
+    """At --speed max a chunk is one 30-s epoch (issue 12); paced replays hand over 1 s."""
+    path = tmp_path / "small.edf"
+    _write_edf(path, seconds=70)
+    fast = asyncio.run(_drain(EDFReplaySource(path, "EEG A", speed="max")))
+    assert [c.n_samples for c in fast] == [3000, 3000, 1000]
+    paced = EDFReplaySource(path, "EEG A", speed=1000.0)
+    assert paced.chunk_seconds == 1.0
+    assert {c.n_samples for c in asyncio.run(_drain(paced, limit=5))} == {100}
+
+
+def test_file_replay_edf_d_keeps_record_onsets_and_the_start(tmp_path):
+    """An EDF+D pause is a jump in the chunk timestamps; start_datetime is the header's."""
+    import datetime as dt
+
+    from sleepstream.io.writers import write_edf_d
+
+    x = np.random.default_rng(0).normal(0, 20, 90 * 100)
+    onsets = [30.0 * k for k in range(2)] + [120.0]  # records 0-30, 30-60, then 120-150
+    path = write_edf_d(tmp_path / "d.edf", x, 100.0, onsets, record_s=30.0,
+                       start=dt.datetime(2020, 5, 6, 23, 1, 2))  # fmt: skip
+    src = EDFReplaySource(path, "EEG Fpz-Cz", speed="max")
+    chunks = asyncio.run(_drain(src))
+    ts = np.concatenate([c.timestamps for c in chunks])
+    assert ts[5999] == pytest.approx(59.99) and ts[6000] == pytest.approx(120.0)
+    assert src.start_datetime == dt.datetime(2020, 5, 6, 23, 1, 2) and src.from_file
+
+
+def test_file_replay_of_a_brainflow_file_streams_the_boards_eeg(tmp_path):
+    """A BrainFlow CSV of a Cyton replays every EEG row under its electrode name; with the
+    profile's channels it streams those; its Unix start is the aware start_datetime."""
+    import datetime as dt
+
+    from sleepstream.io import writers as w
+
+    x = np.random.default_rng(1).normal(0, 30, (8, 250 * 40))
+    path = w.write_brainflow(tmp_path / "cyton.csv", w.board_array("cyton", x, t0=1.6e9))
+    src = EDFReplaySource(path, speed="max", board="cyton")
+    chunks = asyncio.run(_drain(src))
+    assert src.channels == ("Fp1", "Fp2", "C3", "C4", "P7", "P8", "O1", "O2") and src.fs == 250.0
+    np.testing.assert_allclose(np.concatenate([c.samples for c in chunks], axis=1), x, atol=1e-5)
+    assert src.start_datetime == dt.datetime.fromtimestamp(1.6e9, dt.UTC)
+    pair = EDFReplaySource(path, ["Fp1", "C3"], speed="max")  # the board from the columns
+    assert asyncio.run(_drain(pair))[0].channels == ("Fp1", "C3")
