@@ -146,12 +146,17 @@ class LiveView:
         self.subscribers.discard(sub)
 
     def broadcast(self, device: str, event: str, data: Any) -> None:
-        """Queue one frame for every connection that wants it (never blocks)."""
+        """Queue one frame for every connection that wants it (never blocks).
+
+        ``data`` may be a zero-argument callable: it is then called (and the frame
+        encoded) only when some connection wants the frame.
+        """
         self._seq += 1
-        frame = sse_frame(event, data, self._seq)
-        for sub in list(self.subscribers):
-            if not sub.wants(device, event) or sub.dropped:
-                continue
+        targets = [s for s in self.subscribers if s.wants(device, event) and not s.dropped]
+        if not targets:
+            return
+        frame = sse_frame(event, data() if callable(data) else data, self._seq)
+        for sub in targets:
             try:
                 sub.queue.put_nowait(frame)
             except asyncio.QueueFull:
@@ -208,8 +213,8 @@ class LiveSink:
         if first:
             self.view.broadcast(self.device, "status", self._status())
         self.view.broadcast(self.device, "epoch", {"device": self.device, **rec})
-        signal = self.state.set_signal(epoch.index, epoch_signal_uv(epoch), MODEL_FS)
-        self.view.broadcast(self.device, "signal", signal)
+        self.state.set_signal(epoch.index, epoch_signal_uv(epoch), MODEL_FS)
+        self.view.broadcast(self.device, "signal", self.state.signal_message)
 
     async def publish_revised(
         self, epoch: Epoch, prediction: StagePrediction, lookahead: int

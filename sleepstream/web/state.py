@@ -88,7 +88,7 @@ class DeviceView:
     session: str = ""
     status: str = WAITING
     epochs: OrderedDict[int, dict[str, Any]] = field(default_factory=OrderedDict)
-    signal: dict[str, Any] | None = None
+    _signal: tuple[int, float, np.ndarray] | None = field(default=None, repr=False)
     report_url: str | None = None
     n_events: int = 0
 
@@ -109,16 +109,22 @@ class DeviceView:
         rec["revised"] = {k: v for k, v in rev.items() if k != "epoch_index"}
         return True
 
-    def set_signal(self, epoch_index: int, samples_uv: np.ndarray, fs: float = 100.0) -> dict:
-        """Keep the last epoch's filtered signal (rounded to 0.1 µV); return the message."""
-        x = np.nan_to_num(np.asarray(samples_uv, dtype=np.float64), nan=0.0)
-        self.signal = {
+    def set_signal(self, epoch_index: int, samples_uv: np.ndarray, fs: float = 100.0) -> None:
+        """Keep the last epoch's filtered signal (µV, shape ``(n,)``); encoded on demand."""
+        x = np.nan_to_num(np.asarray(samples_uv, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        self._signal = (int(epoch_index), float(fs), x)
+
+    def signal_message(self) -> dict[str, Any] | None:
+        """The last signal as sent to the browser (rounded to 0.1 µV), or None."""
+        if self._signal is None:
+            return None
+        index, fs, x = self._signal
+        return {
             "device": self.device,
-            "epoch_index": int(epoch_index),
-            "fs": float(fs),
-            "uv": np.round(x, 1).tolist(),
+            "epoch_index": index,
+            "fs": fs,
+            "uv": np.round(x.astype(np.float64), 1).tolist(),
         }
-        return self.signal
 
     @property
     def current(self) -> dict[str, Any] | None:
@@ -149,5 +155,5 @@ class DeviceView:
             "report_url": self.report_url,
             "stage_names": list(STAGE_NAMES),
             "epochs": list(self.epochs.values()),
-            "signal": self.signal,
+            "signal": self.signal_message(),
         }
