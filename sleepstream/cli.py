@@ -23,7 +23,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         COMMANDS,
         argv,
         env_prefix="SLEEPSTREAM",
+        version=_version(),
     )
+
+
+def _version() -> str:
+    """The installed distribution's version (the package's own when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sleepstream")
+    except PackageNotFoundError:
+        from sleepstream import __version__
+
+        return __version__
 
 
 if __name__ == "__main__":

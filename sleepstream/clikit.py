@@ -20,12 +20,14 @@ import importlib
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from typing import NoReturn
 
 from sleepstream.errors import SleepstreamError, UsageError
+from sleepstream.settings import BadValue
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse would exit(2) with usage; keep it short
+    def error(self, message: str) -> NoReturn:  # argparse would exit(2) with usage; keep it short
         raise UsageError(f"{self.prog}: {message}")
 
 
@@ -41,7 +43,9 @@ def _apply_env_defaults(parser: argparse.ArgumentParser, env_prefix: str) -> Non
             value: object = raw.strip().lower() in ("1", "true", "yes", "on")
         elif action.type is not None:
             try:
-                value = action.type(raw)
+                value = action.type(raw)  # type: ignore[operator]
+            except BadValue as exc:
+                raise UsageError(f"environment {key}={raw!r}: {exc.reason}") from None
             except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
                 raise UsageError(f"environment {key}={raw!r}: {exc}") from None
         else:
@@ -55,11 +59,19 @@ def dispatch(
     commands: Mapping[str, str],
     argv: Sequence[str] | None,
     env_prefix: str,
+    version: str | None = None,
 ) -> int:
-    """Parse ``argv``, import the chosen command module and run it; return the exit code."""
+    """Parse ``argv``, import the chosen command module and run it; return the exit code.
+
+    ``prog --version`` prints ``prog <version>`` when ``version`` is given.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
+    if version is not None and argv[:1] in (["--version"], ["-V"]):
+        print(f"{prog} {version}")
+        return 0
     if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: {prog} COMMAND [options]\n\n{description}\n\ncommands:")
+        options = " [--version]" if version is not None else ""
+        print(f"usage: {prog}{options} COMMAND [options]\n\n{description}\n\ncommands:")
         for name, target in commands.items():
             try:
                 help_line = importlib.import_module(target).HELP

@@ -5,19 +5,25 @@ built either from command-line flags (each also read from ``SLEEPSTREAM_*``) or 
 ``beds.toml`` file (several devices in one process)::
 
     # beds.toml
-    [daemon]                        # every key optional
+    [daemon]                        # every key optional; the same names as the flags
     mqtt = "mqtt://127.0.0.1:1883"  # omit for the embedded broker
     metrics_port = 9108
     model = "/opt/models/student.onnx"
     lookahead = 0
     state_dir = "/var/lib/sleepstream"
     outbox_max_events = 100000
+    # ... every key of DAEMON_SETTINGS and of the registered sinks' options
 
     [[device]]
     name = "bed-1"
     source = "board:cyton"          # board:NAME | lsl:NAME | edf:PATH | synthetic-night
     profile = "cyton"               # optional: the source kind's default profile
     serial_port = "/dev/ttyUSB0"    # any other key is a source option
+
+Each ``[daemon]`` key is the flag without ``--`` (``--mqtt-username`` ->
+``mqtt_username``) and the variable without ``SLEEPSTREAM_``; :data:`DAEMON_SETTINGS`
+(and each sink kind's ``options``) is the one table that maps them onto fields. The
+command line and the environment win over the file (see :mod:`sleepstream.settings`).
 
 Errors raise :class:`~sleepstream.errors.ConfigError` naming the file, key and value.
 """
@@ -27,31 +33,17 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from sleepstream import settings as st
 from sleepstream.errors import ConfigError, UsageError
+from sleepstream.settings import Setting
 
 #: Device names become MQTT topic levels and file names.
 _DEVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_DAEMON_KEYS = {
-    "mqtt": str,
-    "metrics_port": int,
-    "metrics_addr": str,
-    "broker_host": str,
-    "broker_port": int,
-    "model": str,
-    "lookahead": int,
-    "state_dir": str,
-    "outbox_max_events": int,
-    "topic_prefix": str,
-    "mqtt_username": str,
-    "mqtt_password_file": str,
-    "mqtt_ca_file": str,
-    "mqtt_cert_file": str,
-    "mqtt_key_file": str,
-}
 _DEVICE_KEYS = {"name": str, "source": str, "profile": str}
 
 
@@ -133,13 +125,20 @@ class RunConfig:
         Holds the outbox (``outbox-<device>.sqlite``) and recordings.
     outbox_max_events : int
     print_mode : str
-        ``"line"``, ``"json"`` or ``"none"``: what is printed to stdout per epoch.
+        ``"line"``, ``"json"`` or ``"none"``: what is printed to stdout per epoch
+        (causal and revised verdicts).
     flush_timeout_s : float
         At shutdown, how long (s) to keep trying to deliver the outbox before leaving
         the rest for the next start.
     record : bool
         Keep the night (raw EDF segments, stages, hypnogram) under
         ``<state_dir>/nights/<device>/`` with :class:`~sleepstream.sinks.recorder.Recorder`.
+    stay : bool
+        Keep running (broker, metrics, sinks) after every file source ended, until a
+        stop is requested.
+    sinks : mapping
+        Sink kind name -> its config dataclass (see :mod:`sleepstream.sinks.registry`);
+        a kind left out runs with its config's defaults.
     """
 
     devices: tuple[DeviceConfig, ...]
@@ -155,6 +154,8 @@ class RunConfig:
     print_mode: str = "line"
     record: bool = False
     flush_timeout_s: float = 10.0
+    stay: bool = False
+    sinks: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if not self.devices:
@@ -181,20 +182,149 @@ class RunConfig:
         return replace(self, **changes)
 
 
-def _typed(path: Path, key: str, value: Any, typ: type) -> Any:
-    if typ is int and isinstance(value, bool) or not isinstance(value, typ):
-        raise ConfigError(f"{path}: {key} = {value!r}: expected {typ.__name__}")
-    return value
+def _state_dir(raw: str) -> Path:
+    """``--state-dir``: a folder path; ``""`` means the default location (said in help)."""
+    if not raw.strip():
+        return default_state_dir()
+    return Path(raw).expanduser()
 
 
-def load_beds(path: str | os.PathLike[str], **overrides: Any) -> RunConfig:
+def _url(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    if "://" not in raw:
+        raise ValueError("expected mqtt://host[:port] or mqtts://host[:port]")
+    return raw.strip()
+
+
+#: Every daemon-wide setting: flag, environment variable, beds.toml key -> RunConfig field.
+DAEMON_SETTINGS: tuple[Setting, ...] = (
+    Setting("mqtt", "mqtt.url", "broker URL mqtt://host[:port] or mqtts://...; "
+            "default: start an embedded broker on --broker-host", _url, metavar="URL"),
+    Setting("mqtt_username", "mqtt.username", "MQTT user name", st.text, metavar="USER"),
+    Setting("mqtt_password_file", "mqtt.password_file",
+            "file holding the MQTT password (or $SLEEPSTREAM_MQTT_PASSWORD; never argv)",
+            st.text, metavar="FILE"),
+    Setting("mqtt_ca_file", "mqtt.ca_file", "CA bundle to verify the broker (TLS)", st.text,
+            metavar="FILE"),
+    Setting("mqtt_cert_file", "mqtt.cert_file", "client certificate (TLS)", st.text,
+            metavar="FILE"),
+    Setting("mqtt_key_file", "mqtt.key_file", "client key (TLS)", st.text, metavar="FILE"),
+    Setting("mqtt_tls_insecure", "mqtt.tls_insecure", "do not check the broker's host name",
+            switch=True),
+    Setting("mqtt_client_id", "mqtt.client_id",
+            "MQTT client id prefix (each device's connection appends its device name)",
+            st.text, metavar="ID"),
+    Setting("topic_prefix", "mqtt.topic_prefix", "MQTT topic prefix", st.text),
+    Setting("broker_host", "broker_host", "embedded broker address", st.text),
+    Setting("broker_port", "broker_port", "embedded broker port (0 = any free port)", st.port,
+            int),
+    Setting("metrics_port", "metrics_port",
+            "Prometheus port on --metrics-addr (0 = any free port)", st.port, int),
+    Setting("metrics_addr", "metrics_addr", "Prometheus address", st.text),
+    Setting("no_metrics", "metrics_port", "no Prometheus exporter", switch=True, const=None),
+    Setting("model", "model", "ONNX model or its card; default: the shipped student", st.path,
+            metavar="PATH"),
+    Setting("state_dir", "state_dir",
+            "outbox, locks and recordings (\"\" = the default: $STATE_DIRECTORY, else "
+            "$XDG_DATA_HOME/sleepstream)", _state_dir, metavar="DIR"),
+    Setting("lookahead", "lookahead",
+            "also publish a revised stage for epoch t when epoch t+K arrives",
+            st.integer(0), int, metavar="K"),
+    Setting("outbox_max_events", "outbox_max_events",
+            "outbox capacity; the oldest events are dropped beyond it", st.integer(1), int),
+    Setting("flush_timeout", "flush_timeout_s",
+            "seconds to keep delivering the outbox at shutdown", st.number(0.0),
+            (int, float)),
+    Setting("json", "print_mode", "print JSON lines instead of text", switch=True,
+            const="json", commands=("run",)),
+    Setting("quiet", "print_mode", "print nothing per epoch", switch=True, const="none",
+            commands=("run",)),
+    Setting("no_record", "record", "do not keep the night (raw EDF, stages) under "
+            "STATE_DIR/nights/", switch=True, const=False, commands=("run",)),
+    Setting("stay", "stay", "keep running (broker, metrics) after a file source ends, "
+            "until SIGTERM", switch=True, commands=("run",)),
+)  # fmt: skip
+
+
+def all_settings() -> tuple[Setting, ...]:
+    """:data:`DAEMON_SETTINGS` followed by the options of every registered sink kind."""
+    from sleepstream.sinks.registry import sink_settings
+
+    return DAEMON_SETTINGS + sink_settings()
+
+
+def run_config(
+    devices: tuple[DeviceConfig, ...],
+    values: Mapping[str, Any],
+    *,
+    base: RunConfig | None = None,
+) -> RunConfig:
+    """A :class:`RunConfig` from setting values (``key -> parsed value``).
+
+    Parameters
+    ----------
+    devices : tuple of DeviceConfig
+    values : mapping
+        Setting keys (flag dests / beds.toml keys) to values, already parsed; switches
+        that are off may be False. Unknown keys raise :class:`UsageError`.
+    base : RunConfig, optional
+        Defaults for fields no setting gives (a command's own defaults, e.g. ``replay``
+        has no metrics exporter); default: the dataclass defaults.
+    """
+    from sleepstream.sinks.registry import sink_configs
+
+    table = {s.key: s for s in DAEMON_SETTINGS}
+    sink_values = {}
+    tree: dict[str, Any] = {}
+    # switches that turn something off are applied last (--no-metrics beats --metrics-port)
+    for key in sorted(values, key=lambda k: table[k].switch if k in table else False):
+        if key in table:
+            st.assign(tree, table[key], values[key])
+        else:
+            sink_values[key] = values[key]
+    kw: dict[str, Any] = {}
+    base_mqtt = base.mqtt if base is not None else MqttOptions()
+    mqtt_kw = tree.pop("mqtt", {})
+    kw["mqtt"] = replace(base_mqtt, **mqtt_kw) if mqtt_kw else base_mqtt
+    kw.update(tree)
+    kw["sinks"] = sink_configs(sink_values, base.sinks if base is not None else None)
+    if base is not None:
+        return replace(base, devices=devices, **kw)
+    return RunConfig(devices=devices, **kw)
+
+
+def _device(path: Path, i: int, dev: Any) -> DeviceConfig:
+    where = f"device[{i}]"
+    if not isinstance(dev, dict):
+        raise ConfigError(f"{path}: {where} = {dev!r}: expected a table [[device]]")
+    for key in ("name", "source"):
+        if key not in dev:
+            raise ConfigError(f"{path}: {where}.{key} is missing")
+    for key in _DEVICE_KEYS:
+        if key in dev and not isinstance(dev[key], str):
+            raise ConfigError(f"{path}: {where}.{key} = {dev[key]!r}: expected str")
+    if not _DEVICE_RE.match(dev["name"]):
+        raise ConfigError(
+            f"{path}: {where}.name = {dev['name']!r}: use letters, digits, '.', '_' or '-'"
+        )
+    options = {k: v for k, v in dev.items() if k not in _DEVICE_KEYS}
+    return DeviceConfig(dev["name"], dev["source"], dev.get("profile"), options)
+
+
+def load_beds(
+    path: str | os.PathLike[str], *, base: RunConfig | None = None, **overrides: Any
+) -> RunConfig:
     """Read a ``beds.toml`` file into a :class:`RunConfig`.
 
     Parameters
     ----------
     path : path-like
+    base : RunConfig, optional
+        The command's defaults for fields neither the file nor ``overrides`` set.
     **overrides
-        RunConfig fields set from the command line (they win over the file).
+        Setting values from the command line or the environment (keys as in
+        :data:`DAEMON_SETTINGS`, e.g. ``mqtt_username="bob"``); they win over the file.
 
     Raises
     ------
@@ -217,46 +347,27 @@ def load_beds(path: str | os.PathLike[str], **overrides: Any) -> RunConfig:
     daemon = data.get("daemon", {})
     if not isinstance(daemon, dict):
         raise ConfigError(f"{path}: daemon = {daemon!r}: expected a table [daemon]")
-    kw: dict[str, Any] = {}
-    mqtt: dict[str, Any] = {}
+    table = {s.key: s for s in all_settings() if s.beds}
+    values: dict[str, Any] = {}
     for key, value in daemon.items():
-        if key not in _DAEMON_KEYS:
+        if key not in table:
+            hint = " (use mqtt_password_file)" if key == "mqtt_password" else ""
             raise ConfigError(
-                f"{path}: unknown key daemon.{key} = {value!r} (valid: {', '.join(_DAEMON_KEYS)})"
+                f"{path}: unknown key daemon.{key} = {value!r}{hint} (valid: {', '.join(table)})"
             )
-        _typed(path, f"daemon.{key}", value, _DAEMON_KEYS[key])
-        if key == "mqtt":
-            mqtt["url"] = value
-        elif key == "topic_prefix":
-            mqtt["topic_prefix"] = value
-        elif key.startswith("mqtt_"):
-            mqtt[key[5:]] = value
-        elif key in ("model", "state_dir"):
-            kw[key] = Path(value).expanduser()
-        else:
-            kw[key] = value
-    if "mqtt_password" in daemon:  # pragma: no cover - rejected above as unknown
-        raise ConfigError(f"{path}: daemon.mqtt_password: use mqtt_password_file")
+        try:
+            values[key] = table[key].from_toml(value)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: daemon.{key} = {value!r}: {exc}") from None
     devices_raw = data.get("device")
     if not isinstance(devices_raw, list) or not devices_raw:
         raise ConfigError(f"{path}: device = {devices_raw!r}: expected one or more [[device]]")
-    devices = []
-    for i, dev in enumerate(devices_raw):
-        where = f"device[{i}]"
-        for key in ("name", "source"):
-            if key not in dev:
-                raise ConfigError(f"{path}: {where}.{key} is missing")
-        for key, typ in _DEVICE_KEYS.items():
-            if key in dev:
-                _typed(path, f"{where}.{key}", dev[key], typ)
-        if not _DEVICE_RE.match(dev["name"]):
-            raise ConfigError(
-                f"{path}: {where}.name = {dev['name']!r}: use letters, digits, '.', '_' or '-'"
-            )
-        options = {k: v for k, v in dev.items() if k not in _DEVICE_KEYS}
-        devices.append(DeviceConfig(dev["name"], dev["source"], dev.get("profile"), options))
+    devices = tuple(_device(path, i, dev) for i, dev in enumerate(devices_raw))
+    bad = sorted(set(overrides) - {s.key for s in all_settings()})
+    if bad:
+        raise UsageError(f"load_beds: unknown setting(s) {', '.join(bad)}")
+    values.update(overrides)
     try:
-        cfg = RunConfig(devices=tuple(devices), mqtt=MqttOptions(**mqtt), **kw)
+        return run_config(devices, values, base=base)
     except UsageError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    return cfg.with_(**{k: v for k, v in overrides.items() if v is not None}) if overrides else cfg

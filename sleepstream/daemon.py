@@ -1,13 +1,30 @@
 """The daemon's lifecycle: start-up -> run -> graceful shutdown.
 
-Start-up (in this order, each undone in reverse on the way out): the Prometheus
-exporter, the embedded MQTT broker (when no ``--mqtt URL``), the ONNX stager, one MQTT
-sink (with its durable outbox) and one stdout sink per device, then one pipeline per
-device. Run: every pipeline in one :class:`asyncio.TaskGroup`, inference batched across
-devices. Shutdown on SIGTERM/SIGINT (handled once; a second signal aborts): the sources
-stop, epochs already read are scored and published, the outboxes are flushed to the
-broker, ``offline`` is published (retained), and :meth:`Daemon.run` returns normally
-(exit code 0). A file source that ends also ends the run the same way.
+Start-up, in this order (each step undone in reverse on the way out), so that a bad
+setting, file or board is reported before anything listens or writes:
+
+1. checks without I/O: the sources are built (options checked), the profiles loaded,
+   every sink kind validates its settings (TLS files, ...);
+2. the state dir: created 0700, a warning if it is group- or world-accessible, and an
+   exclusive lock per device (a second daemon on the same state dir and device is
+   refused with :class:`~sleepstream.errors.AlreadyRunningError`); every file the
+   daemon creates from here on is private (umask 077 while it runs);
+3. the model (sha256 and contract checked against its card);
+4. the sources are opened and their DSP chains built (a missing board, file or channel
+   fails here: no broker started, no night folder created);
+5. listeners: the Prometheus exporter (every device's label sets created), the
+   embedded MQTT broker (when no ``--mqtt URL``);
+6. the sinks: every registered sink kind's factory (:mod:`sleepstream.sinks.registry`),
+   then one sink per device and kind;
+7. one pipeline per device (:mod:`sleepstream.pipeline`), inference batched across them.
+
+Signals: SIGTERM, SIGINT and SIGHUP all stop gracefully (a terminal hang-up ends the
+daemon like a Ctrl-C: the sources stop, epochs already read are scored and published,
+the night's open segment is closed, the outboxes are flushed, ``offline`` is published).
+To change settings, restart (systemd: ``systemctl restart``). A second signal during
+that shutdown aborts it without waiting for the broker; :meth:`Daemon.run` still
+returns normally (``DaemonResult.aborted``), never with a traceback. A file source that
+ends also ends the run gracefully (unless ``stay``).
 
 The daemon never calls ``sys.exit``; commands turn its result into an exit code.
 """
@@ -17,21 +34,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import stat
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
+from sleepstream.batcher import InferenceBatcher, Stager, as_stager
 from sleepstream.config import DeviceConfig, RunConfig
-from sleepstream.errors import StorageError
-from sleepstream.pipeline import DevicePipeline, InferenceBatcher, run_pipelines, wait_opened
+from sleepstream.errors import AlreadyRunningError, SleepstreamError, StorageError
+from sleepstream.metrics import Metrics
+from sleepstream.pipeline import DevicePipeline, EpochChain, run_pipelines, wait_opened
+from sleepstream.sinks.base import BaseSink, Sink
+from sleepstream.sinks.registry import (
+    DaemonContext,
+    DeviceContext,
+    SinkFactory,
+    sink_kinds,
+)
+from sleepstream.sources.base import Source
 from sleepstream.wiring import (  # re-exported: commands and tests import them from here
-    chain_from_profile,
     default_dsp,
     default_source,
+    device_profile,
     resolve_profile,
 )
 
@@ -41,11 +70,14 @@ __all__ = [
     "Daemon",
     "DaemonResult",
     "DeviceResult",
-    "chain_from_profile",
     "default_dsp",
     "default_source",
+    "device_profile",
     "resolve_profile",
 ]
+
+#: The signals that stop the daemon gracefully (SIGHUP included: see the module doc).
+STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 @dataclass
@@ -63,12 +95,17 @@ class DeviceResult:
 
 @dataclass
 class DaemonResult:
-    """Summary of a run (also used by ``replay``)."""
+    """Summary of a run (also used by ``replay``).
+
+    ``stopped_by_signal``: a stop was requested (signal or :meth:`Daemon.request_stop`)
+    before the sources ended; ``aborted``: a second signal cut the shutdown short.
+    """
 
     devices: dict[str, DeviceResult]
     stopped_by_signal: bool = False
     mqtt_url: str = ""
     metrics_port: int | None = None
+    aborted: bool = False
 
 
 def session_id() -> str:
@@ -81,16 +118,99 @@ def outbox_path(state_dir: Path, device: str) -> Path:
     return state_dir / "outbox" / f"{device}.sqlite"
 
 
+#: Sub-folders of the state dir the daemon owns (tightened to 0700 at start).
+STATE_SUBDIRS = ("outbox", "nights", "locks", "state")
+
+
 def prepare_state_dir(path: Path) -> Path:
-    """Create the state directory (mode 0700) or raise :class:`StorageError`."""
+    """Create the state directory (mode 0700) or raise :class:`StorageError`.
+
+    An existing directory is kept as it is, with a warning when its group or others
+    may enter or read it (it holds raw EEG and hypnograms); the daemon's own
+    sub-folders are set to 0700.
+    """
     try:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         probe = path / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
+        mode = stat.S_IMODE(path.stat().st_mode)
+        for sub in STATE_SUBDIRS:
+            if (path / sub).is_dir():
+                os.chmod(path / sub, 0o700)
     except OSError as exc:
         raise StorageError(f"state directory {path}: not writable ({exc.strerror})") from None
+    if mode & 0o077:
+        log.warning(
+            "state directory %s is accessible to its group or others (mode %04o): it holds "
+            "raw EEG and hypnograms; run `chmod 700 %s`",
+            path, mode, path,
+        )  # fmt: skip
     return path
+
+
+@contextlib.contextmanager
+def private_files() -> Iterator[None]:
+    """Umask 077 while the daemon runs: every file 0600, every folder 0700."""
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+class DeviceLock:
+    """An exclusive ``flock`` on ``<state_dir>/locks/<device>.lock``, held for the run."""
+
+    def __init__(self, state_dir: Path, device: str) -> None:
+        self.path = state_dir / "locks" / f"{device}.lock"
+        self.device = device
+        self._fd: int | None = None
+
+    def __enter__(self) -> DeviceLock:
+        import fcntl
+
+        try:
+            self.path.parent.mkdir(mode=0o700, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StorageError(f"lock file {self.path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise AlreadyRunningError(
+                f"device {self.device!r} is already run by another sleepstream (pid {holder}) "
+                f"on state dir {self.path.parents[1]}; stop it, or give another --state-dir "
+                "or --device"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the flock
+            self._fd = None
+
+
+class _PublishOnly(BaseSink):
+    """Transitional: an extra sink that has only ``publish`` (see notes/glue.md)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def publish(self, epoch: Any, prediction: Any) -> None:
+        await self.inner.publish(epoch, prediction)
+
+
+def _as_sink(obj: Any) -> Sink:
+    if isinstance(obj, Sink):
+        return obj
+    log.debug("extra sink %s lacks part of the Sink protocol; adapting", type(obj).__name__)
+    return _PublishOnly(obj)
 
 
 class Daemon:
@@ -100,19 +220,23 @@ class Daemon:
     ----------
     config : RunConfig
     stager : Stager, optional
-        Already loaded; default: ``load_stager(config.model)`` in a thread.
+        Already loaded (a :class:`~sleepstream.batcher.Stager`, or a window-mode model
+        with ``predict``); default: ``load_stager(config.model)`` in a thread.
     build_source : callable, optional
-        ``build_source(device_config) -> (source, until)``; default: the source registry
-        (:func:`sleepstream.sources.base.open_source`) with no end time.
+        ``build_source(device_config) -> (source, until)``; default:
+        :func:`~sleepstream.wiring.default_source`.
     make_dsp : callable, optional
-        ``make_dsp(device_config, source, seq_len) -> chain`` with
-        ``chain.push(chunk) -> list[Epoch]``; default: :func:`default_dsp`.
+        ``make_dsp(device_config, open_source, seq_len) -> EpochChain``; default:
+        :func:`~sleepstream.wiring.default_dsp`.
     extra_sinks : callable, optional
-        ``extra_sinks(device_name) -> list[Sink]`` added after MQTT and stdout
-        (``replay`` collects predictions this way). They must be entered already or
-        be entered by the caller.
+        ``extra_sinks(device_name) -> list[Sink]``, delivered after the registered
+        sinks (``replay`` collects predictions this way); entered by the caller.
     install_signals : bool
-        Handle SIGTERM/SIGINT (only possible in the main thread).
+        Handle SIGTERM/SIGINT/SIGHUP (only possible in the main thread).
+    stdout : text stream, optional
+        Where per-epoch lines go (default ``sys.stdout`` at print time).
+    stay : bool, optional
+        Overrides ``config.stay``.
     """
 
     def __init__(
@@ -120,234 +244,223 @@ class Daemon:
         config: RunConfig,
         *,
         stager: Any = None,
-        build_source: Callable[[DeviceConfig], tuple[Any, float | None]] | None = None,
-        make_dsp: Callable[[DeviceConfig, Any, int], Any] | None = None,
+        build_source: Callable[[DeviceConfig], tuple[Source, float | None]] | None = None,
+        make_dsp: Callable[[DeviceConfig, Source, int], EpochChain] | None = None,
         extra_sinks: Callable[[str], Sequence[Any]] | None = None,
         install_signals: bool = True,
-        stdout: Any = None,
-        stay: bool = False,
+        stdout: TextIO | None = None,
+        stay: bool | None = None,
     ) -> None:
         self.config = config
-        self.stager = stager
+        self.stager: Stager | None = as_stager(stager) if stager is not None else None
         self.build_source = build_source or default_source
         self.make_dsp = make_dsp or default_dsp
         self.extra_sinks = extra_sinks
         self.install_signals = install_signals
         self.stdout = stdout
-        self.stay = stay
-        #: Set once every source has ended and every outbox is empty (with ``stay``).
+        self.stay = config.stay if stay is None else stay
+        #: Set once every source has ended and every sink has delivered (with ``stay``).
         self.idle = asyncio.Event()
-        self.metrics: Any = None
-        self.mqtt_sinks: dict[str, Any] = {}
-        self.pipelines: list[DevicePipeline] = []
+        #: Set once every source is open and the pipelines run.
         self.started = asyncio.Event()
+        self.metrics: Metrics | None = None
+        self.factories: dict[str, SinkFactory] = {}
+        self.pipelines: list[DevicePipeline] = []
         self.mqtt_url = ""
+        self._sessions: dict[str, str] = {}
         self._stop = asyncio.Event()
-        self._signalled = False
-        self._signals: list[int] = []
+        self._signalled = 0
+        self._aborted = False
 
     # -- control -----------------------------------------------------------------------
     def request_stop(self) -> None:
-        """Begin a graceful shutdown (what SIGTERM/SIGINT do)."""
+        """Begin a graceful shutdown (what SIGTERM/SIGINT/SIGHUP do)."""
         self._stop.set()
 
-    def _on_signal(self, signum: int) -> None:
-        if self._signalled:
-            log.warning("second %s: aborting without flushing", signal.Signals(signum).name)
-            for task in asyncio.all_tasks():
-                if task.get_name() == "sleepstream-daemon":
-                    task.cancel()
-            return
-        self._signalled = True
-        log.info("%s: shutting down gracefully", signal.Signals(signum).name)
-        self._stop.set()
+    def _on_signal(self, signum: int, task: asyncio.Task[Any] | None) -> None:
+        name = signal.Signals(signum).name
+        self._signalled += 1
+        if self._signalled == 1:
+            log.info("%s: shutting down gracefully", name)
+            self._stop.set()
+        elif self._signalled == 2 and task is not None:
+            log.warning("second signal (%s): aborting the shutdown without flushing", name)
+            self._aborted = True
+            task.cancel()
 
     @contextlib.contextmanager
-    def _signal_handlers(self):
+    def _signal_handlers(self) -> Iterator[None]:
         loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        installed: list[signal.Signals] = []
         if self.install_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in STOP_SIGNALS:
                 try:
-                    loop.add_signal_handler(sig, self._on_signal, sig)
-                    self._signals.append(sig)
+                    loop.add_signal_handler(sig, self._on_signal, sig, task)
+                    installed.append(sig)
                 except (NotImplementedError, RuntimeError, ValueError):
                     pass
         try:
             yield
         finally:
-            for sig in self._signals:
-                loop.remove_signal_handler(sig)
-            self._signals.clear()
+            for done in installed:
+                loop.remove_signal_handler(done)
 
-    # -- lifecycle -----------------------------------------------------------------------
+    # -- lifecycle ---------------------------------------------------------------------
     async def run(self) -> DaemonResult:
         """Start everything, run until the sources end or a stop is requested, shut down."""
-        task = asyncio.current_task()
-        if task is not None and task.get_name().startswith("Task-"):
-            task.set_name("sleepstream-daemon")
-        cfg = self.config
-        with self._signal_handlers():
-            async with AsyncExitStack() as stack:
-                await self._startup(stack)
-                results = {
-                    p.name: DeviceResult(p.name, self._sessions[p.name]) for p in self.pipelines
-                }
-                batcher = InferenceBatcher(
-                    self.stager,
-                    metrics=self.metrics,
-                    lookahead=cfg.lookahead,
-                    batch_window_s=0.005 if len(self.pipelines) > 1 else 0.0,
-                )
-                work = asyncio.create_task(run_pipelines(self.pipelines, batcher), name="pipelines")
-                await wait_opened(self.pipelines, work)
-                if not work.done():
-                    self.started.set()
-                    log.info("running: %s", ", ".join(p.name for p in self.pipelines))
-                stopper = asyncio.create_task(self._stop.wait(), name="stop-request")
-                await asyncio.wait([work, stopper], return_when=asyncio.FIRST_COMPLETED)
-                if not work.done():
-                    for p in self.pipelines:
-                        p.stop()
-                stopper.cancel()
-                try:
-                    await work
-                except BaseExceptionGroup as group:
-                    # one error type, one message: the first SleepstreamError if any
-                    raise _first_error(group) from None
-                for p in self.pipelines:
-                    r = results[p.name]
-                    r.epochs, r.published = p.n_epochs, p.n_published
-                if self.stay and not self._stop.is_set():
-                    await self._wait_delivered()
-                    self.idle.set()
-                    log.info("all sources ended; staying up until SIGTERM/SIGINT")
-                    await self._stop.wait()
-                # leaving the stack flushes the outboxes and publishes "offline"
-            for name, sink in self.mqtt_sinks.items():
-                r = results[name]
-                r.delivered = sink.delivered
-                # this session's epochs not acknowledged: they stay in the outbox
-                r.undelivered = max(0, r.published - len(sink.latencies_s))
-                r.latencies_s = list(sink.latencies_s)
+        results: dict[str, DeviceResult] = {}
+        with self._signal_handlers(), private_files():
+            try:
+                await self._run(results)
+            except asyncio.CancelledError:
+                if not self._aborted:
+                    raise
+                log.warning("shutdown aborted: undelivered events stay in the outbox")
         return DaemonResult(
             results,
             stopped_by_signal=self._stop.is_set(),
             mqtt_url=self.mqtt_url,
             metrics_port=self.metrics.port if self.metrics else None,
+            aborted=self._aborted,
         )
 
-    def _recorder(self, dev: DeviceConfig, state_dir: Path) -> Any:
-        """The night recorder of one device (raw EDF segments, stages, manifest)."""
-        from sleepstream.sinks.recorder import Recorder
+    async def _run(self, results: dict[str, DeviceResult]) -> None:
+        async with AsyncExitStack() as stack:
+            await self._startup(stack)
+            for p in self.pipelines:
+                results[p.name] = DeviceResult(p.name, self._sessions[p.name])
+            assert self.stager is not None
+            batcher = InferenceBatcher(
+                self.stager,
+                metrics=self.metrics,
+                lookahead=self.config.lookahead,
+                batch_window_s=0.005 if len(self.pipelines) > 1 else 0.0,
+            )
+            work = asyncio.create_task(run_pipelines(self.pipelines, batcher), name="pipelines")
+            await wait_opened(self.pipelines, work)
+            if not work.done():
+                self.started.set()
+                log.info("running: %s", ", ".join(p.name for p in self.pipelines))
+            await self._until_stopped(work)
+            if not work.done():
+                for p in self.pipelines:
+                    p.stop()
+            try:
+                await work
+            except BaseExceptionGroup as group:
+                # one error type, one message: the first SleepstreamError if any
+                raise _first_error(group) from None
+            finally:
+                self._collect(results)
+            if self.stay and not self._stop.is_set():
+                await self._until_stopped(self._drained())
+                self.idle.set()
+                log.info("all sources ended; staying up until SIGTERM/SIGINT")
+                await self._stop.wait()
+            # leaving the stack closes the sinks, then the factories (flushing the outboxes)
+        self._collect(results)
 
-        profile = resolve_profile(dev)
-        start = dev.options.get("start")
-        return Recorder(
-            state_dir,
-            device=dev.name,
-            profile=profile.name,
-            model_id=self.stager.model_id,
-            card_sha256=str(getattr(self.stager.card, "sha256", "")),
-            scale_to_uv=abs(profile.scale_to_uv),
-            staged_channel=profile.channel,
-            source_offset_s=float(start) if start is not None else None,
-        )
+    async def _until_stopped(self, work: Any) -> None:
+        """Wait for ``work`` (a task or coroutine) or a stop request, whichever is first."""
+        task = work if isinstance(work, asyncio.Future) else asyncio.ensure_future(work)
+        stopper = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            if task is not work and not task.done():
+                task.cancel()
 
-    async def _wait_delivered(self) -> None:
-        """Wait until every MQTT outbox is empty (events acknowledged) or a stop request."""
-        while not self._stop.is_set() and any(s.pending for s in self.mqtt_sinks.values()):
-            await asyncio.sleep(0.02)
+    async def _drained(self) -> None:
+        await asyncio.gather(*(f.drained() for f in self.factories.values()))
+
+    def _collect(self, results: dict[str, DeviceResult]) -> None:
+        for p in self.pipelines:
+            r = results.get(p.name)
+            if r is None:
+                continue
+            r.epochs, r.published = p.n_epochs, p.n_published
+            for factory in self.factories.values():
+                stats = factory.delivery(p.name)
+                if stats is not None:
+                    r.delivered = stats.delivered
+                    # this session's epochs not acknowledged: they stay in the outbox
+                    r.undelivered = max(0, r.published - len(stats.latencies_s))
+                    r.latencies_s = list(stats.latencies_s)
+                    break
 
     async def _startup(self, stack: AsyncExitStack) -> None:
-        from sleepstream.metrics import Metrics
-        from sleepstream.sinks.mqtt import MqttSink, mqtt_settings, read_password
-        from sleepstream.sinks.outbox import Outbox
-        from sleepstream.sinks.stdout import StdoutSink
-
         cfg = self.config
-        # 1. everything that can be checked without listening or loading: fail fast
-        state_dir = prepare_state_dir(cfg.state_dir)
+        # 1. checks without I/O: sources built, profiles read, sink settings validated
+        kinds = sink_kinds()
         built = {dev.name: self.build_source(dev) for dev in cfg.devices}
-        m = cfg.mqtt
-        settings_kw = dict(
-            username=m.username,
-            password=read_password(m.password_file),
-            ca_file=m.ca_file,
-            cert_file=m.cert_file,
-            key_file=m.key_file,
-            tls_insecure=m.tls_insecure,
-            client_id=m.client_id,
-            topic_prefix=m.topic_prefix,
-        )
-        embedded_url = f"mqtt://{cfg.broker_host}:{cfg.broker_port}"
-        settings = mqtt_settings(m.url or embedded_url, **settings_kw)
-        # 2. the model (sha256 and contract checked against its card)
+        profiles = {dev.name: device_profile(dev) for dev in cfg.devices}
+        for kind in kinds:
+            if kind.validate is not None:
+                kind.validate(kind.config_of(cfg), cfg)
+        # 2. the state dir, one lock per device
+        state_dir = prepare_state_dir(cfg.state_dir)
+        for dev in cfg.devices:
+            stack.enter_context(DeviceLock(state_dir, dev.name))
+        # 3. the model
         if self.stager is None:
             from sleepstream.inference import load_stager
 
-            self.stager = await asyncio.to_thread(load_stager, cfg.model)
-        log.info("model %s (seq_len %d)", self.stager.model_id, self.stager.seq_len)
-        # 3. listeners: metrics, then the embedded broker
-        self.metrics = Metrics()
+            self.stager = as_stager(await asyncio.to_thread(load_stager, cfg.model))
+        stager = self.stager
+        log.info("model %s (seq_len %d)", stager.model_id, stager.seq_len)
+        # 4. the sources, opened (and closed on the way out)
+        self.metrics = metrics = Metrics()
+        for dev in cfg.devices:
+            source, until = built[dev.name]
+
+            def make(src: Source, dev: DeviceConfig = dev) -> EpochChain:
+                return self.make_dsp(dev, src, stager.seq_len)
+
+            pipe = DevicePipeline(
+                dev.name, source, make, [], metrics=metrics, until=until,
+                lookahead=cfg.lookahead,
+            )  # fmt: skip
+            self.pipelines.append(pipe)
+            stack.push_async_callback(pipe.reader.close)
+            await pipe.reader.open()
+        # 5. listeners: metrics (label sets created now), then the embedded broker
+        for dev in cfg.devices:
+            metrics.add_device(dev.name)
         if cfg.metrics_port is not None:
-            self.metrics.serve(cfg.metrics_port, cfg.metrics_addr)
-            stack.callback(self.metrics.close)
-        if m.url is None:
+            metrics.serve(cfg.metrics_port, cfg.metrics_addr)
+            stack.callback(metrics.close)
+        if cfg.mqtt.url is None:
             from sleepstream.broker import EmbeddedBroker, EmbeddedBrokerConfig
 
             broker = EmbeddedBroker(EmbeddedBrokerConfig(cfg.broker_host, cfg.broker_port))
             await stack.enter_async_context(broker)
             self.mqtt_url = broker.url
-            settings = mqtt_settings(broker.url, **settings_kw)
         else:
-            self.mqtt_url = m.url
-        # 4. per device: sinks (outbox first), then the pipeline
-        self._sessions: dict[str, str] = {}
-        for dev in cfg.devices:
+            self.mqtt_url = cfg.mqtt.url
+        # 6. sinks: one factory per kind (daemon-wide), one sink per device and kind
+        for kind in kinds:
+            ctx = DaemonContext(
+                cfg, state_dir, metrics, stager, self.mqtt_url, self.stdout, dict(self.factories)
+            )
+            factory = kind.factory(kind.config_of(cfg), ctx)
+            if factory is not None:
+                self.factories[kind.name] = await stack.enter_async_context(factory)
+        for dev, pipe in zip(cfg.devices, self.pipelines, strict=True):
             session = self._sessions[dev.name] = session_id()
-            source, until = built[dev.name]
-            sinks: list[Any] = []
-            mqtt = MqttSink(
-                settings,
-                device=dev.name,
-                session=session,
-                outbox=Outbox(outbox_path(state_dir, dev.name), max_events=cfg.outbox_max_events),
-                metrics=self.metrics,
-                flush_timeout=cfg.flush_timeout_s,
-            )
-            sinks.append(await stack.enter_async_context(mqtt))
-            self.mqtt_sinks[dev.name] = mqtt
-            if cfg.print_mode != "none":
-                out = StdoutSink(
-                    device=dev.name, session=session, json=cfg.print_mode == "json",
-                    stream=self.stdout,
-                )  # fmt: skip
-                sinks.append(await stack.enter_async_context(out))
-            if cfg.record:
-                sinks.append(await stack.enter_async_context(self._recorder(dev, state_dir)))
+            device = DeviceContext(dev, session, profiles[dev.name], built[dev.name][0])
+            sinks: list[Sink] = []
+            for factory in self.factories.values():
+                sink = factory.sink_for(device)
+                if sink is not None:
+                    sinks.append(await stack.enter_async_context(sink))
             if self.extra_sinks is not None:
-                sinks.extend(self.extra_sinks(dev.name))
-            seq_len = self.stager.seq_len
-
-            def make(src: Any, dev: DeviceConfig = dev, seq_len: int = seq_len) -> Any:
-                return self.make_dsp(dev, src, seq_len)
-
-            self.pipelines.append(
-                DevicePipeline(
-                    dev.name,
-                    source,
-                    make,
-                    sinks,
-                    metrics=self.metrics,
-                    until=until,
-                    lookahead=cfg.lookahead,
-                )  # fmt: skip
-            )
+                sinks.extend(_as_sink(s) for s in self.extra_sinks(dev.name))
+            pipe.set_sinks(sinks)
 
 
-def _first_error(group: BaseExceptionGroup) -> BaseException:
-    from sleepstream.errors import SleepstreamError
-
+def _first_error(group: BaseExceptionGroup[Any]) -> BaseException:
     flat: list[BaseException] = []
 
     def walk(g: BaseException) -> None:

@@ -89,3 +89,9 @@ class StorageError(SleepstreamError):
     """The state directory cannot be written (permissions, disk full)."""
 
     exit_code = 10
+
+
+class AlreadyRunningError(SleepstreamError):
+    """Another daemon already runs this device on this state dir (its lock is held)."""
+
+    exit_code = 15

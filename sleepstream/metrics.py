@@ -104,6 +104,30 @@ class Metrics:
             registry=reg,
         )
 
+    def add_device(self, device: str) -> None:
+        """Create every label set of ``device`` now, so zero counters are exported as 0.
+
+        Prometheus only exports a labelled series once it exists; a drop counter that
+        appears at its first drop cannot be alerted on (``rate()`` of an absent series
+        is empty, not 0).
+        """
+        from sleepstream.types import STAGE_NAMES
+
+        for series in (
+            self.samples_received,
+            self.samples_dropped,
+            self.gaps,
+            self.published,
+            self.outbox_dropped,
+            self.broker_connected,
+            self.epoch_latency,
+        ):
+            series.labels(device)
+        for stage in (*STAGE_NAMES, "unscored"):
+            self.epochs.labels(device, stage)
+        for queue in ("source", "outbox"):
+            self.queue_depth.labels(device, queue)
+
     def serve(self, port: int, addr: str = "127.0.0.1") -> int:
         """Start the HTTP exporter in a thread; return the bound port."""
         from prometheus_client import start_http_server

@@ -1,97 +1,201 @@
-"""Default wiring of a device: its profile, its source from the registry, its DSP chain.
+"""Default wiring of a device: its effective profile, its source, its DSP chain.
 
-The daemon uses these unless a command passes its own (``replay`` builds an EDF source
-that starts and stops on the reference hypnogram's epochs).
+One mapping each:
+
+* **device options -> profile**: :func:`device_profile` loads the device's profile and
+  applies the montage options (``channel``, ``reference``); nothing else reads the
+  profile's channel.
+* **profile -> source**: :func:`default_source` passes what the source needs from the
+  profile (the channels an EDF replay reads, the LSL stream type, the playback board's
+  layout, the board name) plus the device's source options, checked against the source
+  constructor's parameters.
+* **profile -> DSP**: :meth:`sleepstream.dsp.SignalChain.from_profile` (every signal
+  and quality key); :func:`default_dsp` adds what the open source knows: its rate
+  (a recording's own rate is used, the profile bounding it) and its start time.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import inspect
+import logging
 from typing import Any
 
+from sleepstream import settings as st
 from sleepstream.config import DeviceConfig
+from sleepstream.dsp import SignalChain
+from sleepstream.errors import SourceError, UsageError
+from sleepstream.profiles import Profile, default_profile_name, load_profile
+from sleepstream.settings import Setting
+from sleepstream.sources.base import Source, open_source, parse_source_spec, source_class
+from sleepstream.sources.boards import BOARD_NAMES
+
+log = logging.getLogger(__name__)
+
+#: Source kinds that stream a recording (transitional: until sources say ``from_file``).
+FILE_KINDS = frozenset({"edf", "synthetic-night"})
+
+#: Device options that choose the derivation (they change the profile, not the source).
+MONTAGE_OPTIONS = ("channel", "reference")
 
 
-def resolve_profile(dev: DeviceConfig) -> Any:
-    """The device's profile (explicit, or the source kind's default)."""
-    from sleepstream.profiles import default_profile_name, load_profile
-    from sleepstream.sources.base import parse_source_spec
+def _speed(raw: str) -> str:
+    from sleepstream.sources.edf_replay import parse_speed
 
-    if dev.profile:
-        return load_profile(dev.profile)
-    kind, arg = parse_source_spec(dev.source)
-    board = arg if kind == "board" else dev.options.get("board")
-    return load_profile(default_profile_name(kind, board))
+    try:
+        parse_speed(raw)
+    except Exception as exc:  # UsageError naming --speed: say only why
+        raise ValueError("expected 'max' or a positive number") from exc
+    return raw
 
 
-#: Command-line spelling of each source option, for error messages.
-_FLAG = {k: "--" + k.replace("_", "-") for k in (
-    "serial_port", "mac_address", "ip_address", "speed", "start", "loop", "channel", "timeout",
-)}  # fmt: skip
+def _channels(raw: str) -> tuple[str, ...]:
+    names = tuple(c.strip() for c in raw.split(",") if c.strip())
+    if not names:
+        raise ValueError("expected one or more channel names, comma-separated")
+    return names
 
 
-def default_source(dev: DeviceConfig) -> tuple[Any, float | None]:
-    """A source from the registry with the device's options.
+#: Per-device source and montage options of ``sleepstream run`` (beds.toml: keys of a
+#: ``[[device]]`` table). Each reaches the source constructor's keyword of the same name,
+#: except ``channel`` / ``reference``, which reach the profile (:func:`device_profile`).
+SOURCE_SETTINGS: tuple[Setting, ...] = (
+    Setting("serial_port", "serial_port", "board serial port (OpenBCI dongle)", st.text,
+            commands=("run",), beds=False),
+    Setting("mac_address", "mac_address", "board Bluetooth MAC address (Muse)", st.text,
+            commands=("run",), beds=False),
+    Setting("ip_address", "ip_address", "board IP address (WiFi shield)", st.text,
+            commands=("run",), beds=False),
+    Setting("ip_port", "ip_port", "board IP port", st.port, commands=("run",), beds=False),
+    Setting("serial_number", "serial_number", "board serial number (BLE boards)", st.text,
+            commands=("run",), beds=False),
+    Setting("file", "file", "board playback: the BrainFlow CSV recording", st.path,
+            commands=("run",), beds=False),
+    Setting("speed", "speed", "replay speed of edf / synthetic-night: 1 = real time, max",
+            _speed, commands=("run",), beds=False),
+    Setting("start", "start", "edf: start offset in seconds", st.number(0.0),
+            commands=("run",), beds=False),
+    Setting("loop", "loop", "edf: start over at the end", switch=True, commands=("run",),
+            beds=False),
+    Setting("timeout", "timeout", "seconds to find the board / resolve the LSL stream",
+            st.number(0.001), commands=("run",), beds=False),
+    Setting("channel", "channel", "channel to stage (overrides the profile's; edf: the "
+            "label to read)", st.text, commands=("run",), beds=False),
+    Setting("reference", "reference", "reference channel(s) subtracted from --channel, "
+            "comma-separated (their mean)", _channels, commands=("run",), beds=False),
+)  # fmt: skip
 
-    An option the source kind does not take is a :class:`UsageError` naming the flag;
-    an EDF replay without ``--channel`` streams the profile's channel.
+
+def device_profile(dev: DeviceConfig) -> Profile:
+    """The device's effective profile: explicit or the source kind's default, with the
+    device's montage options applied (``channel`` alone clears the profile's reference).
+
+    Raises
+    ------
+    ConfigError
+        Unknown profile or an invalid file.
     """
-    import inspect
+    kind, arg = parse_source_spec(dev.source)
+    board = arg if kind == "board" else None
+    if board is not None and board.strip().lower() not in BOARD_NAMES:
+        raise SourceError(f"unknown board {board!r}; valid boards: {', '.join(BOARD_NAMES)}")
+    if dev.profile:
+        profile = load_profile(dev.profile)
+    else:
+        profile = load_profile(default_profile_name(kind, board and board.strip().lower()))
+    channel = dev.options.get("channel")
+    reference = dev.options.get("reference")
+    if channel is None and reference is None:
+        return profile
+    if isinstance(reference, str):
+        reference = (reference,)
+    refs = tuple(reference) if reference is not None else ()
+    if channel is None:
+        channel = profile.channel
+    if channel in refs:
+        raise UsageError(
+            f"device {dev.name}: --reference {list(refs)} contains --channel {channel!r}"
+        )
+    return dataclasses.replace(profile, channel=str(channel), reference=refs)
 
-    from sleepstream.errors import UsageError
-    from sleepstream.sources.base import open_source, parse_source_spec, source_class
 
-    kind, _arg = parse_source_spec(dev.source)
-    options = dict(dev.options)
+#: Kept for callers of the first API (commands, bench): same as :func:`device_profile`.
+resolve_profile = device_profile
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def default_source(dev: DeviceConfig) -> tuple[Source, float | None]:
+    """The device's source from the registry, and the stream time to stop at (or None).
+
+    The profile supplies what the source kind takes from it (EDF: the channels of the
+    derivation; LSL: ``stream_type``; board playback: ``master_board``; ``board:`` with
+    no name: the profile's board). An option the source kind does not take is a
+    :class:`UsageError` naming the flag.
+    """
+    profile = device_profile(dev)
+    kind, arg = parse_source_spec(dev.source)
+    options = {k: v for k, v in dev.options.items() if k not in MONTAGE_OPTIONS}
     until = options.pop("until", None)
-    params = inspect.signature(source_class(kind).__init__).parameters
-    for key in list(options):
+    params = inspect.signature(source_class(kind)).parameters
+    for key in options:
         if key not in params:
-            raise UsageError(
-                f"{_FLAG.get(key, key)} does not apply to {kind} sources (device {dev.name})"
-            )
-    if kind == "edf" and "channel" not in options:
-        options["channel"] = resolve_profile(dev).channel
-    if kind == "board" and "timeout" in options:
+            raise UsageError(f"{_flag(key)} does not apply to {kind} sources (device {dev.name})")
+    from_profile: dict[str, Any] = {}
+    if kind == "edf":
+        channels = (profile.channel, *profile.reference)
+        from_profile["channel"] = channels[0] if len(channels) == 1 else list(channels)
+    elif kind == "lsl" and profile.stream_type:
+        from_profile["type"] = profile.stream_type
+    elif kind == "board":
+        if arg is None and profile.board:
+            from_profile["board"] = profile.board
+        if profile.master_board:
+            from_profile["master_board"] = profile.master_board
+    for key, value in from_profile.items():
+        if key in params:
+            options.setdefault(key, value)
+    if kind == "board" and options.get("timeout") is not None:
         options["timeout"] = int(options["timeout"])
     return open_source(dev.source, **options), until
 
 
-def default_dsp(dev: DeviceConfig, source: Any, seq_len: int, utc_origin: Any = None) -> Any:
-    """The causal DSP chain (:class:`sleepstream.dsp.SignalChain`) of the device's profile.
+def source_start(source: Source) -> dt.datetime | None:
+    """The source's ``start_datetime`` as an aware datetime for the epoch grid.
 
-    The 30-s grid starts at the first sample's stream time (epoch 0); ``utc_origin`` is
-    the wall-clock time of stream time 0 (None: now minus the first timestamp).
+    A naive time (EDF: the recording's local time, zone unknown) is stamped as UTC, and
+    said so once in the log; None for live sources (the grid then uses now).
     """
-    return chain_from_profile(resolve_profile(dev), seq_len, utc_origin=utc_origin)
+    start: dt.datetime | None = getattr(source, "start_datetime", None)  # transitional: until every file source has it
+    if start is None:
+        return None
+    if start.tzinfo is None:
+        log.info(
+            "%s: the recording's start %s has no time zone; epochs are stamped as if it were UTC",
+            source.name, start.isoformat(),
+        )  # fmt: skip
+        return start.replace(tzinfo=dt.UTC)
+    return start
 
 
-def chain_from_profile(profile: Any, seq_len: int, *, utc_origin: Any = None) -> Any:
-    """Map a :class:`~sleepstream.profiles.Profile` onto the DSP chain's frozen configs."""
-    from sleepstream.dsp import EpochConfig, FilterConfig, Montage, QualityConfig, SignalChain
-    from sleepstream.errors import ConfigError
+def default_dsp(dev: DeviceConfig, source: Source, seq_len: int) -> SignalChain:
+    """The causal DSP chain of the device's effective profile, for an open source.
 
-    if len(profile.reference) > 1:
-        raise ConfigError(
-            f"{profile.path}: signal.reference = {list(profile.reference)}: "
-            "the DSP chain takes at most one reference channel"
-        )
-    q = profile.quality
-    return SignalChain(
-        Montage(
-            profile.channel,
-            profile.reference[0] if profile.reference else None,
-            profile.scale_to_uv,
-        ),
-        filters=FilterConfig(notch_hz=profile.notch_hz, bandpass_hz=profile.bandpass_hz),
-        quality=QualityConfig(
-            gap_max_fraction=q.max_gap_fraction,
-            flat_std_uv=q.flat_std_uv,
-            clip_uv=q.clip_uv,
-            clip_fraction=q.clip_fraction,
-            amplitude_uv=q.amplitude_uv,
-            line_hz=profile.notch_hz,
-            line_ratio=q.line_noise_ratio,
-        ),
-        epochs=EpochConfig(seq_len=seq_len, utc_origin=utc_origin),
-        expected_fs=profile.fs,
+    A recording (``source.from_file``) is filtered and resampled at its own rate: the
+    profile's ``fs`` does not have to match, the filters only have to fit below its
+    Nyquist frequency. A live source must deliver the profile's ``fs`` within
+    ``fs_tolerance``. The 30-s grid starts at the first sample; its wall-clock time is
+    the recording's start (:func:`source_start`) or, for a live source, now.
+    """
+    kind, _ = parse_source_spec(dev.source)
+    # transitional (see source_start): file kinds until every source declares from_file
+    from_file = bool(getattr(source, "from_file", kind in FILE_KINDS))
+    return SignalChain.from_profile(
+        device_profile(dev),
+        seq_len=seq_len,
+        utc_origin=source_start(source),
+        rate_from_source=from_file,
     )

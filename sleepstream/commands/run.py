@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+from typing import Any
 
 from sleepstream.commands._daemon_args import (
     add_daemon_arguments,
     add_mqtt_arguments,
-    daemon_settings,
+    command_base,
+    daemon_values,
     setup_logging,
 )
-from sleepstream.config import DeviceConfig, RunConfig, check_device_name, default_state_dir
+from sleepstream.config import DeviceConfig, RunConfig, check_device_name, load_beds, run_config
 from sleepstream.errors import UsageError
+from sleepstream.wiring import SOURCE_SETTINGS
 
 HELP = "stage EEG in real time and publish stages over MQTT (the daemon)"
 
@@ -28,35 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: synthetic-night)",
     )
     src.add_argument("--config", metavar="BEDS_TOML", help="several devices from a beds.toml")
-    opt = parser.add_argument_group("source options")
+    opt = parser.add_argument_group("source options (one device; beds.toml: per [[device]])")
     opt.add_argument("--profile", help="profile name or path (default: the source's own)")
     opt.add_argument("--device", default="bed1", help="device name / topic level (%(default)s)")
-    opt.add_argument("--serial-port", help="board serial port (OpenBCI dongle)")
-    opt.add_argument("--mac-address", help="board MAC address (Muse)")
-    opt.add_argument("--ip-address", help="board IP address")
-    opt.add_argument("--speed", help="replay speed for edf/synthetic-night: 1 = real time, max")
-    opt.add_argument("--start", type=float, help="edf: start offset in seconds")
-    opt.add_argument("--loop", action="store_true", help="edf: start over at the end")
-    opt.add_argument("--channel", help="edf: channel label")
-    opt.add_argument("--timeout", type=float, help="lsl: seconds to resolve the stream")
-    out = parser.add_argument_group("output")
-    out.add_argument("--json", action="store_true", help="print JSON lines instead of text")
-    out.add_argument("--quiet", action="store_true", help="print nothing per epoch")
-    out.add_argument(
-        "--no-record",
-        action="store_true",
-        help="do not keep the night (raw EDF, stages) under STATE_DIR/nights/",
-    )
-    out.add_argument(
-        "--stay",
-        action="store_true",
-        help="keep running (broker, metrics) after a file source ends, until SIGTERM",
-    )
+    from sleepstream.commands._daemon_args import _add
+
+    _add(opt, list(SOURCE_SETTINGS), "run", none_defaults=True, shown={})
     add_mqtt_arguments(parser)
-    add_daemon_arguments(parser, metrics_default=9108)
-
-
-_OPTION_NAMES = ("serial_port", "mac_address", "ip_address", "speed", "start", "channel", "timeout")
+    add_daemon_arguments(parser, metrics_default=9108, command="run")
 
 
 def source_spec(args: argparse.Namespace) -> str:
@@ -71,39 +54,33 @@ def source_spec(args: argparse.Namespace) -> str:
     return given[0] if given else "synthetic-night"
 
 
+def source_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The device's source and montage options given (flag or environment)."""
+    ns = vars(args)
+    return {
+        s.key: ns[s.key]
+        for s in SOURCE_SETTINGS
+        if ns.get(s.key) is not None and ns.get(s.key) is not False
+    }
+
+
 def build_config(args: argparse.Namespace) -> RunConfig:
-    """RunConfig from flags (and ``--config`` for the devices)."""
-    common = dict(
-        **daemon_settings(args),
-        print_mode="none" if args.quiet else ("json" if args.json else "line"),
-        record=not args.no_record,
-    )
+    """RunConfig from the flags, the environment and ``--config`` (flags win over the file)."""
+    values = daemon_values(args)
+    base = command_base(args)
+    options = source_options(args)
     if args.config:
         if args.board or args.lsl or args.source:
             raise UsageError("--config describes the devices: do not combine with a source flag")
-        from sleepstream.config import load_beds
-
-        beds = load_beds(args.config)
-        # flags given explicitly win over the file; defaults leave the file's values
-        keep = {
-            k: getattr(beds, k)
-            for k in ("metrics_port", "model", "lookahead", "state_dir", "outbox_max_events")
-        }
-        if args.mqtt is None and beds.mqtt.url is not None:
-            common["mqtt"] = beds.mqtt
-        for key, value in keep.items():
-            parser_default = {
-                "metrics_port": 9108, "model": None, "lookahead": 0,
-                "state_dir": default_state_dir(), "outbox_max_events": 100_000,
-            }[key]  # fmt: skip
-            if common[key] == parser_default:
-                common[key] = value
-        return RunConfig(devices=beds.devices, **common)
-    options = {k: getattr(args, k) for k in _OPTION_NAMES if getattr(args, k) is not None}
-    if args.loop:
-        options["loop"] = True
+        if options or args.profile:
+            flag = "--" + (next(iter(options), "profile")).replace("_", "-")
+            raise UsageError(
+                f"{flag} applies to one device: with --config, set it in the [[device]] "
+                "tables of the beds file"
+            )
+        return load_beds(args.config, base=base, **values)
     device = DeviceConfig(check_device_name(args.device), source_spec(args), args.profile, options)
-    return RunConfig(devices=(device,), **common)
+    return run_config((device,), values, base=base)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,11 +88,9 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(args)
     from sleepstream.daemon import Daemon
 
-    result = asyncio.run(Daemon(config, stay=args.stay).run())
+    result = asyncio.run(Daemon(config).run())
     undelivered = sum(r.undelivered for r in result.devices.values())
     if undelivered:
-        import logging
-
         logging.getLogger("sleepstream").warning(
             "%d event(s) not yet delivered; they stay in the outbox for the next start",
             undelivered,

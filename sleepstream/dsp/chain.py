@@ -31,7 +31,8 @@ Policies in one place (details in the modules):
 
 Sample rate policy: the rate of the first chunk must equal ``expected_fs`` within the
 relative ``fs_tolerance`` (the profile's ``fs_tolerance``) or
-:class:`~sleepstream.errors.SourceError` is raised, unless ``allow_other_fs`` is set.
+:class:`~sleepstream.errors.SourceError` is raised, unless ``allow_other_fs`` is set
+(a recording: the daemon streams it at the file's own rate).
 When accepted, the chain is built for the chunk's own rate (filters designed at that
 rate, the resampler takes any rate to 100 Hz), so a 250.0-Hz profile fed 251 Hz within
 tolerance still yields an exact 100-Hz model input.  A rate that changes mid-stream
@@ -43,7 +44,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -53,6 +54,9 @@ from sleepstream.dsp.montage import Montage
 from sleepstream.dsp.quality import QualityConfig
 from sleepstream.errors import SourceError
 from sleepstream.types import Chunk, Epoch
+
+if TYPE_CHECKING:
+    from sleepstream.profiles import Profile
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,10 @@ class SignalChain:
     fs_tolerance : float
         Relative deviation from ``expected_fs`` accepted (0.01 = 1 %).
     allow_other_fs : bool
-        Accept a first chunk whose rate differs from ``expected_fs`` by more.
+        Accept a first chunk whose rate differs from ``expected_fs`` by more (a recording
+        streamed at its own rate); the filters must still fit below its Nyquist frequency.
+    source : str
+        Where the settings came from (a profile file), named in errors.
     """
 
     def __init__(
@@ -99,6 +106,7 @@ class SignalChain:
         expected_fs: float | None = None,
         fs_tolerance: float = 1e-6,
         allow_other_fs: bool = False,
+        source: str = "",
     ) -> None:
         self.montage = montage
         self.filter_config = filters or FilterConfig()
@@ -107,35 +115,40 @@ class SignalChain:
         self.expected_fs = expected_fs
         self.fs_tolerance = float(fs_tolerance)
         self.allow_other_fs = allow_other_fs
+        #: Where the settings came from (the profile's file), for error messages.
+        self.source = source
         self.buffer: EpochBuffer | None = None
 
     @classmethod
     def from_profile(
         cls,
-        profile: object,
+        profile: Profile,
         *,
         seq_len: int,
         utc_origin: datetime | None = None,
         origin: float | None = None,
+        rate_from_source: bool = False,
     ) -> SignalChain:
-        """A chain for a profile-like object (duck-typed, the profile module is not imported).
+        """The chain of a :class:`~sleepstream.profiles.Profile`: the one mapping of its keys.
 
-        Reads ``channel``, ``reference`` (tuple: mean of several), ``scale_to_uv``,
-        ``notch_hz``, ``bandpass_hz``, ``fs``, ``fs_tolerance`` and ``quality`` (see
-        :meth:`QualityConfig.from_thresholds`).
+        ``channel``, ``reference`` (several: their mean), ``scale_to_uv`` -> :class:`Montage`;
+        ``notch_hz``, ``bandpass_hz`` -> :class:`FilterConfig`; every quality threshold ->
+        :class:`QualityConfig` (:meth:`QualityConfig.from_thresholds`); ``fs``,
+        ``fs_tolerance`` -> the rate check. With ``rate_from_source`` (a recording) the
+        source's own rate is used and the profile only bounds it: the filters must fit
+        below its Nyquist frequency.
         """
-        p: Any = profile
-        refs = tuple(getattr(p, "reference", ()) or ())
+        refs = tuple(profile.reference)
         reference = None if not refs else (refs[0] if len(refs) == 1 else refs)
-        notch = getattr(p, "notch_hz", None) or None
-        bandpass = getattr(p, "bandpass_hz", None)
         return cls(
-            Montage(p.channel, reference, float(getattr(p, "scale_to_uv", 1.0))),
-            filters=FilterConfig(notch_hz=notch, bandpass_hz=tuple(bandpass) if bandpass else None),
-            quality=QualityConfig.from_thresholds(getattr(p, "quality", None), line_hz=notch),
+            Montage(profile.channel, reference, float(profile.scale_to_uv)),
+            filters=FilterConfig(notch_hz=profile.notch_hz, bandpass_hz=profile.bandpass_hz),
+            quality=QualityConfig.from_thresholds(profile.quality, line_hz=profile.notch_hz),
             epochs=EpochConfig(seq_len=seq_len, utc_origin=utc_origin, origin=origin),
-            expected_fs=getattr(p, "fs", None),
-            fs_tolerance=float(getattr(p, "fs_tolerance", 1e-6)),
+            expected_fs=profile.fs,
+            fs_tolerance=profile.fs_tolerance,
+            allow_other_fs=rate_from_source,
+            source=profile.path or profile.name,
         )
 
     @property
@@ -195,10 +208,18 @@ class SignalChain:
             raise SourceError(f"source reports an invalid sample rate fs={fs!r} Hz")
         exp = self.expected_fs
         off = exp is not None and abs(fs - exp) > max(self.fs_tolerance, 1e-9) * exp
+        where = f"{self.source}: " if self.source else ""
         if off and not self.allow_other_fs:
             raise SourceError(
-                f"source delivers {fs:g} Hz but the profile expects fs={exp:g} Hz "
+                f"{where}source delivers {fs:g} Hz but the profile expects fs={exp:g} Hz "
                 f"(±{100 * self.fs_tolerance:g} %); fix the profile's fs or the device setting"
+            )
+        band = self.filter_config.bandpass_hz
+        high = band[1] if band is not None else None
+        if high is not None and high >= fs / 2:
+            raise SourceError(
+                f"{where}signal.bandpass_hz high edge {high:g} Hz must be below the "
+                f"source's Nyquist frequency ({fs / 2:g} Hz at {fs:g} Hz)"
             )
         return EpochBuffer(fs, self.epoch_config, self.quality_config, self.filter_config)
 

@@ -28,8 +28,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from sleepstream.profiles import QualityThresholds
 
 #: Canonical order of the flags in ``Epoch.quality``.
 FLAG_ORDER: tuple[str, ...] = (
@@ -96,32 +100,25 @@ class QualityConfig:
     confidence_factors: tuple[tuple[str, float], ...] = DEFAULT_CONFIDENCE_FACTORS
 
     @classmethod
-    def from_thresholds(cls, thresholds: object, **overrides: object) -> QualityConfig:
-        """Build from any object with the profile's threshold attribute names.
+    def from_thresholds(
+        cls, thresholds: QualityThresholds, *, line_hz: float | None = None
+    ) -> QualityConfig:
+        """The config of a profile's ``[quality]`` table (every key maps; none is dropped).
 
-        ``max_gap_fraction``, ``flat_std_uv``, ``clip_uv``, ``clip_fraction``,
-        ``amplitude_uv``, ``line_noise_ratio`` (and, if present,
-        ``max_nonfinite_fraction``, ``max_electrode_off_fraction``) are read by name
-        (duck typing: the profile module is not imported); ``overrides`` win, e.g.
-        ``QualityConfig.from_thresholds(profile.quality, line_hz=profile.notch_hz)``.
+        ``line_hz`` is the profile's mains frequency (``notch_hz``; None checks 50 and 60).
         """
-        names = {
-            "max_gap_fraction": "gap_max_fraction",
-            "max_nonfinite_fraction": "nonfinite_max_fraction",
-            "max_electrode_off_fraction": "electrode_off_max_fraction",
-            "line_noise_ratio": "line_ratio",
-            "flat_std_uv": "flat_std_uv",
-            "clip_uv": "clip_uv",
-            "clip_fraction": "clip_fraction",
-            "amplitude_uv": "amplitude_uv",
-        }
-        kw = {
-            ours: getattr(thresholds, theirs)
-            for theirs, ours in names.items()
-            if hasattr(thresholds, theirs)
-        }
-        kw.update(overrides)
-        return cls(**kw)  # type: ignore[arg-type]
+        t = thresholds
+        return cls(
+            gap_max_fraction=t.max_gap_fraction,
+            nonfinite_max_fraction=t.max_nonfinite_fraction,
+            electrode_off_max_fraction=t.max_electrode_off_fraction,
+            flat_std_uv=t.flat_std_uv,
+            clip_uv=t.clip_uv,
+            clip_fraction=t.clip_fraction,
+            amplitude_uv=t.amplitude_uv,
+            line_hz=line_hz,
+            line_ratio=t.line_noise_ratio,
+        )
 
 
 def confidence_factor(

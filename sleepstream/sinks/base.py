@@ -1,15 +1,23 @@
 """The sink protocol and the stage event every sink publishes.
 
-A sink is an async context manager with ``publish(epoch, prediction)``; raw-data sinks
-(the night recorder) also implement ``write_chunk(chunk)``. The stage event is a plain
-JSON-able dict described by ``sleepstream/schemas/stage_event.schema.json``.
+A sink is an async context manager that the pipeline calls, for one device, with
+
+* ``write_chunk(chunk)`` for every raw chunk the source delivered (before the DSP);
+* ``publish(epoch, prediction)`` once per epoch, in epoch order (the causal verdict);
+* ``publish_revised(epoch, prediction, lookahead)`` for each revised verdict of an
+  earlier epoch when the daemon runs with ``--lookahead K``.
+
+:class:`Sink` declares all of them, so the pipeline never probes with ``getattr``;
+:class:`BaseSink` gives no-op defaults for a sink that needs only some. Sinks are built
+per device by the factories of :mod:`sleepstream.sinks.registry`. The stage event is a
+plain JSON-able dict described by ``sleepstream/schemas/stage_event.schema.json``.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 from sleepstream.types import STAGE_NAMES, UNSCORED, Chunk, Epoch, StagePrediction
 
@@ -19,14 +27,52 @@ EVENT_SCHEMA = "sleepstream.stage_event/1"
 
 @runtime_checkable
 class Sink(Protocol):
-    """An async context manager that receives one call per scored (or unscored) epoch."""
+    """Everything the pipeline calls on a sink (one sink instance serves one device).
+
+    Calls come from one task per device, so a sink never sees two calls at once for
+    the same device; none of them may block the event loop for long (hand file or
+    network work to a task or a thread).
+    """
 
     async def __aenter__(self) -> Sink: ...
 
     async def __aexit__(self, *exc: object) -> bool | None: ...
 
+    async def write_chunk(self, chunk: Chunk) -> None:
+        """A raw chunk as the source delivered it (source units, before any DSP)."""
+
     async def publish(self, epoch: Epoch, prediction: StagePrediction) -> None:
-        """Hand over one epoch's verdict; must not block the event loop for long."""
+        """One epoch's causal verdict (``prediction.epoch_index == epoch.index``)."""
+
+    async def publish_revised(
+        self, epoch: Epoch, prediction: StagePrediction, lookahead: int
+    ) -> None:
+        """A revised verdict of the earlier ``epoch``, made with ``lookahead`` later epochs."""
+
+
+class BaseSink:
+    """No-op implementations of every :class:`Sink` method; subclass and override.
+
+    A subclass that only records causal stages overrides :meth:`publish`; one that
+    keeps raw data overrides :meth:`write_chunk` too.
+    """
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> bool | None:
+        return None
+
+    async def write_chunk(self, chunk: Chunk) -> None:
+        return None
+
+    async def publish(self, epoch: Epoch, prediction: StagePrediction) -> None:
+        return None
+
+    async def publish_revised(
+        self, epoch: Epoch, prediction: StagePrediction, lookahead: int
+    ) -> None:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +172,3 @@ def format_line(event: dict[str, Any]) -> str:
         parts.append("flags " + ",".join(event["quality"]))
     parts.append(f"{float(event.get('latency_ms', 0.0)):.1f} ms")
     return "  ".join(parts)
-
-
-async def write_chunk_if_supported(sink: object, chunk: Chunk) -> None:
-    """Forward a raw chunk to sinks that record raw data (``write_chunk``)."""
-    write = getattr(sink, "write_chunk", None)
-    if write is not None:
-        await write(chunk)

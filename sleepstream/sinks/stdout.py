@@ -1,4 +1,9 @@
-"""Stdout sink: one readable line per epoch, or JSON lines (``json=True``)."""
+"""Stdout sink: one readable line per epoch, or JSON lines (``json=True``).
+
+Revised verdicts (``--lookahead K``) are printed too, marked ``(revised, +K epochs)``
+(or ``"revised": true`` in JSON), right after the causal line of the epoch that made
+them.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,11 @@ import json
 import sys
 from typing import Any, TextIO
 
-from sleepstream.sinks.base import EventContext, build_event, format_line
+from sleepstream.sinks.base import BaseSink, EventContext, build_event, format_line
 from sleepstream.types import Epoch, StagePrediction
 
 
-class StdoutSink:
+class StdoutSink(BaseSink):
     """Prints each stage event as it comes.
 
     Parameters
@@ -39,7 +44,12 @@ class StdoutSink:
         out = self.stream or sys.stdout
         out.flush()
 
-    async def publish(self, epoch: Epoch, prediction: StagePrediction, lookahead: int = 0) -> None:
+    async def publish(self, epoch: Epoch, prediction: StagePrediction) -> None:
+        self.emit(build_event(EventContext(self.device, self.session), epoch, prediction))
+
+    async def publish_revised(
+        self, epoch: Epoch, prediction: StagePrediction, lookahead: int
+    ) -> None:
         self.emit(
             build_event(EventContext(self.device, self.session, lookahead), epoch, prediction)
         )

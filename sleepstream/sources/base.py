@@ -26,6 +26,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -55,6 +56,14 @@ class Source(Protocol):
         Times the device/stream was lost and brought back.
     queue_depth : int
         Chunks read but not yet consumed (0 for consumer-paced sources).
+    start_datetime : datetime or None
+        Wall-clock time of stream time 0 as the recording states it (a naive datetime
+        is the file's local time, zone unknown: EDF has none); None for live sources
+        (the daemon then dates the stream by its own clock, UTC). Known once entered.
+    from_file : bool
+        True when the rate and the start come from a recording (EDF replay, synthetic
+        night): the DSP runs at the source's own rate and the profile's ``fs`` only
+        bounds it. False for live sources (the profile's ``fs`` is enforced).
     """
 
     name: str
@@ -64,6 +73,8 @@ class Source(Protocol):
     dropped_samples: int
     reconnects: int
     queue_depth: int
+    start_datetime: datetime | None
+    from_file: bool
 
     async def __aenter__(self) -> Source: ...
 

@@ -22,6 +22,7 @@ import threading
 import time
 import warnings
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,10 @@ class BrainFlowSource(QueueCounters):
     serial_patterns : sequence of str
         Device globs searched for a dongle.
     """
+
+    #: A live stream: the profile's fs is enforced; the wall clock dates it.
+    from_file: bool = False
+    start_datetime: datetime | None = None
 
     def __init__(
         self,

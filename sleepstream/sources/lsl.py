@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,10 @@ class LSLSource(QueueCounters):
         Re-resolve schedule after a loss (default 0.25 s doubling to 5 s, jittered,
         forever).
     """
+
+    #: A live stream: the profile's fs is enforced; the wall clock dates it.
+    from_file: bool = False
+    start_datetime: datetime | None = None
 
     def __init__(
         self,

@@ -34,6 +34,7 @@ import functools
 import math
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -264,6 +265,9 @@ class SyntheticNightSource:
     dropped_samples: int = 0  # paced by the consumer: nothing is ever dropped
     reconnects: int = 0
     queue_depth: int = 0
+    #: A generated recording: its rate is its own; it states no wall-clock start.
+    from_file: bool = True
+    start_datetime: datetime | None = None
 
     def __init__(
         self,

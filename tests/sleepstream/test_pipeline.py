@@ -6,17 +6,22 @@ import asyncio
 import numpy as np
 import pytest
 
-from sleepstream.daemon import chain_from_profile
-from sleepstream.pipeline import DevicePipeline, InferenceBatcher, run_pipelines
+from sleepstream.batcher import InferenceBatcher
+from sleepstream.dsp import SignalChain
+from sleepstream.pipeline import DevicePipeline, run_pipelines
 from sleepstream.profiles import load_profile
+from sleepstream.sinks.base import BaseSink
 from sleepstream.types import UNSCORED
 
 
-class Collect:
-    """A sink that keeps what it is given (causal and revised)."""
+class Collect(BaseSink):
+    """A sink that keeps what it is given (raw chunks, causal and revised verdicts)."""
 
     def __init__(self):
-        self.causal, self.revised = [], []
+        self.causal, self.revised, self.chunks = [], [], []
+
+    async def write_chunk(self, chunk):
+        self.chunks.append(chunk)
 
     async def publish(self, epoch, prediction):
         self.causal.append((epoch, prediction))
@@ -42,7 +47,7 @@ def _pipeline(name, stager, sink, **kw):
     profile = load_profile("synthetic")
     return DevicePipeline(
         name, _source(**kw.pop("source", {})),
-        lambda src: chain_from_profile(profile, stager.seq_len), [sink], **kw,
+        lambda src: SignalChain.from_profile(profile, seq_len=stager.seq_len), [sink], **kw,
     )  # fmt: skip
 
 
@@ -52,6 +57,7 @@ def test_pipeline_scores_every_epoch_in_order_like_the_stager(stager):
     pipe = _pipeline("bed1", stager, sink)
     asyncio.run(run_pipelines([pipe], InferenceBatcher(stager)))
     assert [e.index for e, _ in sink.causal] == list(range(10))
+    assert sum(c.n_samples for c in sink.chunks) == 10 * 30 * 100  # every raw sample too
     again = stager.predict([e for e, _ in sink.causal])
     for (epoch, got), want in zip(sink.causal, again, strict=True):
         assert got.stage == want.stage
@@ -86,15 +92,14 @@ def test_batcher_revises_every_epoch_when_one_batch_holds_many_epochs_of_a_devic
     pipe = _pipeline("bed1", stager, Collect(), lookahead=k)
 
     async def one_batch():
-        await InferenceBatcher(stager, lookahead=k)._score([(pipe, e) for e in epochs])
-        items = []
-        while not pipe._predictions.empty():
-            items.append(pipe._predictions.get_nowait())
-        return items
+        await InferenceBatcher(stager, lookahead=k)._score([(pipe.fanout, e) for e in epochs])
+        pipe.fanout.finish()
+        await pipe.fanout.run()
 
-    items = asyncio.run(one_batch())
-    revised = [pred.epoch_index for _, pred, look in items if look == k]
-    assert revised == list(range(0, len(epochs) - k))
+    asyncio.run(one_batch())
+    sink = pipe.fanout.sinks[0]
+    assert [e.index for e, _ in sink.causal] == list(range(len(epochs)))
+    assert [p.epoch_index for _, p, look in sink.revised] == list(range(0, len(epochs) - k))
 
 
 def test_pipeline_until_stops_at_the_given_stream_time(stager):

@@ -248,8 +248,10 @@ def test_chain_from_shipped_profiles(eeg):
 
 def test_chain_from_profile_mean_reference():
     """A profile with two references stages channel - mean(references)."""
-    from types import SimpleNamespace
+    import dataclasses
 
-    p = SimpleNamespace(channel="C3", reference=("A1", "A2"), scale_to_uv=1.0, fs=100.0)
+    from sleepstream.profiles import load_profile
+
+    p = dataclasses.replace(load_profile("edf-replay"), channel="C3", reference=("A1", "A2"))
     chain = SignalChain.from_profile(p, seq_len=1)
-    assert chain.montage.name == "C3-mean(A1,A2)" and chain.fs_tolerance == 1e-6
+    assert chain.montage.name == "C3-mean(A1,A2)" and chain.fs_tolerance == p.fs_tolerance

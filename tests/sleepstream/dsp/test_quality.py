@@ -130,19 +130,27 @@ def test_raw_tracker_epoch_boundaries_at_non_integer_rate():
     assert closed[1][1].n_filled == 768
 
 
-def test_quality_config_from_profile_thresholds():
-    """from_thresholds reads the profile's attribute names; overrides win."""
-    from types import SimpleNamespace
+def test_quality_config_from_profile_thresholds_maps_every_key():
+    """Every [quality] key of a profile reaches the QualityConfig (none keeps its default)."""
+    from dataclasses import fields
 
-    th = SimpleNamespace(
-        flat_std_uv=0.7,
-        clip_uv=191.0,
-        clip_fraction=0.05,
-        amplitude_uv=400.0,
-        line_noise_ratio=0.3,
-        max_gap_fraction=0.2,
-    )
+    from sleepstream.profiles import QualityThresholds
+
+    defaults = QualityThresholds()
+    # every threshold moved off its default, so a dropped key shows as a default value
+    th = QualityThresholds(**{f.name: getattr(defaults, f.name) * 0.5 for f in fields(defaults)})
     q = QualityConfig.from_thresholds(th, line_hz=50.0)
-    assert (q.flat_std_uv, q.clip_uv, q.clip_fraction, q.amplitude_uv) == (0.7, 191.0, 0.05, 400.0)
-    assert (q.line_ratio, q.gap_max_fraction, q.line_hz) == (0.3, 0.2, 50.0)
-    assert q.nonfinite_max_fraction == QualityConfig().nonfinite_max_fraction
+    got = {
+        "flat_std_uv": q.flat_std_uv,
+        "clip_uv": q.clip_uv,
+        "clip_fraction": q.clip_fraction,
+        "amplitude_uv": q.amplitude_uv,
+        "line_noise_ratio": q.line_ratio,
+        "max_gap_fraction": q.gap_max_fraction,
+        "max_nonfinite_fraction": q.nonfinite_max_fraction,
+        "max_electrode_off_fraction": q.electrode_off_max_fraction,
+    }
+    assert set(got) == {f.name for f in fields(QualityThresholds)}
+    for name, value in got.items():
+        assert value == getattr(th, name), name
+    assert q.line_hz == 50.0

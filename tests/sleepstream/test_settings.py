@@ -1,0 +1,251 @@
+"""One merge of flags, environment and beds.toml: every setting reaches its field.
+
+The parametrised tests below walk the settings tables and the argparse actions of
+``run`` and ``replay``; a flag added without a mapping (or a mapping that drops a
+value) makes them fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sleepstream.clikit import _apply_env_defaults, _Parser
+from sleepstream.commands import _daemon_args
+from sleepstream.config import DAEMON_SETTINGS, RunConfig, all_settings, load_beds
+from sleepstream.errors import ConfigError, UsageError
+from sleepstream.settings import Setting
+from sleepstream.wiring import SOURCE_SETTINGS
+
+#: Candidate raw values: the first one a setting's parser accepts is used.
+_CANDIDATES = ("3", "mqtt://probe.example:1884", "A1,A2")
+#: Flags of ``run`` that are not settings, each with its own test (test_cli, test_run).
+RUN_LOCAL = {"help", "board", "lsl", "source", "config", "profile", "device", "log_level"}
+#: Flags that ``replay`` defines itself (owned and tested with commands/replay.py).
+REPLAY_LOCAL = {
+    "help", "path", "hypnogram", "channel", "speed", "device", "profile", "no_trim",
+    "json_summary", "no_record", "print_events", "log_level",
+}  # fmt: skip
+
+
+def _parser(command: str) -> argparse.ArgumentParser:
+    module = importlib.import_module(f"sleepstream.commands.{command}")
+    parser = _Parser(prog=f"sleepstream {command}")
+    module.add_arguments(parser)
+    return parser
+
+
+def _raw(setting: Setting) -> str:
+    for raw in _CANDIDATES:
+        try:
+            setting.parse(raw)
+        except ValueError:
+            continue
+        return raw
+    raise AssertionError(f"no candidate value parses for {setting.flag}")
+
+
+def _expected(setting: Setting, raw: str | None) -> Any:
+    return setting.value(True if setting.switch else setting.parse(raw))
+
+
+def _field(cfg: RunConfig, setting: Setting) -> Any:
+    if setting in SOURCE_SETTINGS:
+        return cfg.devices[0].options.get(setting.key)
+    if setting not in DAEMON_SETTINGS:  # a sink kind's option
+        from sleepstream.sinks.registry import sink_kinds
+
+        kind = next(k for k in sink_kinds() if setting in k.options)
+        return getattr(kind.config_of(cfg), setting.target)
+    node: Any = cfg
+    for part in setting.target.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _argv(setting: Setting) -> tuple[list[str], str | None]:
+    if setting.switch:
+        return [setting.flag], None
+    raw = _raw(setting)
+    return [setting.flag, raw], raw
+
+
+RUN_SETTINGS = [s for s in (*all_settings(), *SOURCE_SETTINGS) if "run" in s.commands]
+
+
+def _build(argv: list[str]) -> RunConfig:
+    from sleepstream.commands.run import build_config
+
+    return build_config(_parser("run").parse_args(argv))
+
+
+def test_every_flag_of_run_is_a_setting_or_tested_locally():
+    """A new flag of ``run`` must come from the settings tables (or be listed here)."""
+    dests = {a.dest for a in _parser("run")._actions}
+    assert dests - {s.key for s in RUN_SETTINGS} == RUN_LOCAL
+
+
+def test_every_flag_of_replay_is_a_setting_or_owned_by_replay():
+    """The shared daemon flags of ``replay`` come from the same tables as ``run``'s."""
+    dests = {a.dest for a in _parser("replay")._actions}
+    shared = {s.key for s in all_settings() if "replay" in s.commands}
+    assert shared <= dests
+    assert dests - shared == REPLAY_LOCAL
+
+
+@pytest.mark.parametrize("setting", RUN_SETTINGS, ids=lambda s: s.flag)
+def test_run_flag_reaches_its_field(setting):
+    """``--flag value`` ends up in the RunConfig field (or device option) it names."""
+    argv, raw = _argv(setting)
+    cfg = _build(argv)
+    assert _field(cfg, setting) == _expected(setting, raw)
+    assert _field(_build([]), setting) != _expected(setting, raw) or setting.key == "no_record"
+
+
+@pytest.mark.parametrize("setting", RUN_SETTINGS, ids=lambda s: s.env)
+def test_run_environment_variable_reaches_its_field(setting, monkeypatch):
+    """``SLEEPSTREAM_<KEY>`` sets the same field as the flag."""
+    from sleepstream.commands.run import build_config
+
+    _, raw = _argv(setting)
+    monkeypatch.setenv(setting.env, "1" if setting.switch else raw)
+    parser = _parser("run")
+    _apply_env_defaults(parser, "SLEEPSTREAM")
+    cfg = build_config(parser.parse_args([]))
+    assert _field(cfg, setting) == _expected(setting, raw)
+
+
+def _toml(setting: Setting, raw: str | None) -> str:
+    if setting.switch:
+        return "true"
+    types = setting.toml if isinstance(setting.toml, tuple) else (setting.toml,)
+    if int in types or float in types:
+        return raw or ""
+    return '"' + (raw or "") + '"'
+
+
+BEDS_SETTINGS = [s for s in all_settings() if s.beds]
+
+
+@pytest.mark.parametrize("setting", BEDS_SETTINGS, ids=lambda s: s.key)
+def test_beds_key_reaches_its_field(setting, tmp_path):
+    """``[daemon] <key> = value`` in beds.toml sets the field; the flag wins over it."""
+    _, raw = _argv(setting)
+    beds = tmp_path / "beds.toml"
+    beds.write_text(
+        f"[daemon]\n{setting.key} = {_toml(setting, raw)}\n"
+        '[[device]]\nname = "a"\nsource = "synthetic-night"\n'
+    )
+    cfg = _build(["--config", str(beds)])
+    assert _field(cfg, setting) == _expected(setting, raw)
+    assert [d.name for d in cfg.devices] == ["a"]
+
+
+def test_flag_beats_environment_beats_beds_file(tmp_path, monkeypatch):
+    """Precedence: command line, then SLEEPSTREAM_*, then beds.toml, then the default."""
+    from sleepstream.commands.run import build_config
+
+    beds = tmp_path / "beds.toml"
+    beds.write_text(
+        '[daemon]\nlookahead = 1\ntopic_prefix = "file"\nmetrics_port = 9300\n'
+        '[[device]]\nname = "a"\nsource = "synthetic-night"\n'
+    )
+    monkeypatch.setenv("SLEEPSTREAM_LOOKAHEAD", "2")
+    monkeypatch.setenv("SLEEPSTREAM_TOPIC_PREFIX", "env")
+    parser = _parser("run")
+    _apply_env_defaults(parser, "SLEEPSTREAM")
+    cfg = build_config(parser.parse_args(["--config", str(beds), "--lookahead", "3"]))
+    assert cfg.lookahead == 3  # flag over env over file
+    assert cfg.mqtt.topic_prefix == "env"  # env over file
+    assert cfg.metrics_port == 9300  # file over default
+    assert cfg.outbox_max_events == RunConfig.__dataclass_fields__["outbox_max_events"].default
+
+
+def test_replay_shared_flags_reach_run_config():
+    """``replay`` builds its RunConfig fields from the same settings (its own defaults)."""
+    parser = _parser("replay")
+    base = ["x.edf", "--hypnogram", "h.txt"]
+    defaults = _daemon_args.daemon_settings(parser.parse_args(base))
+    assert defaults["metrics_port"] is None and defaults["flush_timeout_s"] == 60.0
+    for setting in (s for s in all_settings() if "replay" in s.commands):
+        argv, raw = _argv(setting)
+        fields = _daemon_args.daemon_settings(parser.parse_args(base + argv))
+        cfg = RunConfig(devices=_build([]).devices, **fields)
+        assert _field(cfg, setting) == _expected(setting, raw), setting.flag
+
+
+def _rejects(setting: Setting, raw: str) -> bool:
+    if setting.switch:
+        return False
+    try:
+        setting.parse(raw)
+    except ValueError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [s for s in RUN_SETTINGS if _rejects(s, "not-a-value")],
+    ids=lambda s: s.env,
+)
+def test_bad_environment_value_names_the_variable_not_the_flag(setting, monkeypatch):
+    """``SLEEPSTREAM_SPEED=abc`` (and every other checked setting) is reported as the
+    environment variable it came from."""
+    from sleepstream.cli import main
+
+    monkeypatch.setenv(setting.env, "not-a-value")
+    with pytest.raises(UsageError) as err:
+        parser = _parser("run")
+        _apply_env_defaults(parser, "SLEEPSTREAM")
+    assert setting.env in str(err.value) and setting.flag not in str(err.value)
+    assert main(["run", "--no-metrics"]) == UsageError.exit_code
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [s for s in BEDS_SETTINGS if _rejects(s, "not-a-value")],
+    ids=lambda s: s.key,
+)
+def test_bad_beds_value_names_file_key_and_value(setting, tmp_path):
+    """A bad value in beds.toml names the file, ``daemon.<key>`` and the value."""
+    beds = tmp_path / "beds.toml"
+    beds.write_text(
+        f'[daemon]\n{setting.key} = "not-a-value"\n[[device]]\nname = "a"\nsource = "x"\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        load_beds(beds)
+    assert str(beds) in str(err.value) and f"daemon.{setting.key}" in str(err.value)
+    assert "not-a-value" in str(err.value)
+
+
+def test_every_setting_targets_a_real_field():
+    """A setting whose target is not a RunConfig field would be dropped silently."""
+    cfg = _build([])
+    for s in DAEMON_SETTINGS:
+        node: Any = cfg
+        for part in s.target.split("."):
+            assert hasattr(node, part), s.target
+            node = getattr(node, part)
+    keys = [s.key for s in (*all_settings(), *SOURCE_SETTINGS)]
+    assert len(keys) == len(set(keys)), "two settings share a flag"
+
+
+def test_state_dir_empty_string_means_the_default(monkeypatch, tmp_path):
+    """``--state-dir ""`` (or SLEEPSTREAM_STATE_DIR="") is the default folder, not the cwd."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    assert _build(["--state-dir", ""]).state_dir == tmp_path / "sleepstream"
+    assert _build(["--state-dir", "~/x"]).state_dir == Path("~/x").expanduser()
+
+
+def test_source_flag_with_beds_file_is_refused(tmp_path):
+    """``--serial-port`` (one device) cannot silently apply to every bed of a beds file."""
+    beds = tmp_path / "beds.toml"
+    beds.write_text('[[device]]\nname = "a"\nsource = "synthetic-night"\n')
+    with pytest.raises(UsageError, match="--serial-port"):
+        _build(["--config", str(beds), "--serial-port", "/dev/ttyUSB0"])
