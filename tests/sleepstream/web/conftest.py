@@ -1,0 +1,55 @@
+"""A real browser for the live view's tests: Debian's chromium + chromedriver via Selenium.
+
+Selenium is pointed at the installed binaries and never downloads a browser or a driver
+(``SE_OFFLINE``); Chromium runs headless with a fresh profile and without its
+background network traffic. Skips, with the reason, when either binary is missing
+(Debian: ``apt-get install chromium chromium-driver``; ``make test`` does it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--hide-scrollbars",
+    "--force-device-scale-factor=1",
+)
+
+
+@pytest.fixture
+def chrome(tmp_path_factory):
+    """A headless Chromium driven by Selenium (closed afterwards)."""
+    for binary in (CHROMIUM, CHROMEDRIVER):
+        if not os.access(binary, os.X_OK):
+            pytest.skip(f"{binary} not found (Debian: apt-get install chromium chromium-driver)")
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must not fetch anything
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile: Path = tmp_path_factory.mktemp("chromium-profile")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={profile}")
+    options.add_argument("--window-size=1280,1000")
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()

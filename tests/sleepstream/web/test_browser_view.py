@@ -1,0 +1,98 @@
+"""The live view in a real browser (headless Chromium) without a daemon: a LiveView served
+from its own loop in a thread, driven by the test (token link, push, revision, flags,
+end of the night, overview)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.network
+
+
+def _drawn(driver, selector: str) -> dict[int, tuple[str, str | None]]:
+    """``epoch -> (drawn stage, causal stage if a revision changed it)`` of the SVG rects."""
+    rows = driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map(r => "
+        "[+r.dataset.epoch, r.dataset.stage, r.dataset.causal || null]);",
+        selector,
+    )
+    return {i: (stage, causal) for i, stage, causal in rows}
+
+
+class _ViewThread:
+    """A LiveView served from its own event loop in a thread (the test drives it)."""
+
+    def __init__(self, config, devices, state_dir=None) -> None:
+        import asyncio
+        import threading
+
+        from sleepstream.web import LiveView
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.view = LiveView(config, devices, state_dir)
+        self.call(self.view.__aenter__())
+        self.sinks = {d: self.view.sink(d, "s1") for d in devices}
+
+    def call(self, coro):
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    def close(self) -> None:
+        self.call(self.view.__aexit__(None, None, None))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def test_token_link_push_and_report_link_in_the_browser(tmp_path, chrome):
+    """?token= once (cookie), then pushed epochs, a revision and the end of the night."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from sleepstream.web import WebConfig
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        from test_app import TOKEN, epoch
+    finally:
+        sys.path.pop(0)
+    served = _ViewThread(WebConfig(port=0, token=TOKEN), ["bed1", "bed2"], tmp_path)
+    try:
+        base = served.view.url
+        chrome.get(base + "d/bed1")
+        assert "token is required" in chrome.page_source
+        chrome.get(base + f"d/bed1?token={TOKEN}")
+        assert chrome.current_url == base + "d/bed1"  # the token left the address bar
+        wait = WebDriverWait(chrome, 20)
+        wait.until(lambda d: d.find_element("id", "status").text == "waiting for the first epoch")
+        sink = served.sinks["bed1"]
+        for i, stage in enumerate([0, 1, 2, 2, 3]):
+            served.call(sink.publish(*epoch(i, stage, ("gap",) if i == 3 else (), 0.25 * (i == 3))))
+        served.call(sink.publish_revised(*epoch(1, 2), 1))
+        wait.until(lambda d: len(_drawn(d, "#hypnogram rect.ep")) == 5)
+        wait.until(lambda d: _drawn(d, "#hypnogram rect.ep")[1] == ("N2", "N1"))
+        assert {i: s for i, (s, _) in _drawn(chrome, "#hypnogram rect.ep").items()} == {
+            0: "W", 1: "N2", 2: "N2", 3: "N2", 4: "N3"}  # fmt: skip
+        flags = chrome.execute_script(
+            "return [...document.querySelectorAll('#hypnogram rect.flag')].map(r => "
+            "[+r.dataset.epoch, r.dataset.flags, r.classList.contains('gap')])"
+        )
+        assert flags == [[3, "gap", True]]
+        assert not chrome.find_element("id", "report").is_displayed()
+        served.call(sink.end_of_stream())
+        wait.until(lambda d: d.find_element("id", "report").is_displayed())
+        assert chrome.find_element("id", "status").text == "night ended"
+        link = chrome.find_element("id", "report").get_attribute("href")
+        assert link == base + "d/bed1/report"
+        chrome.get(base)  # the overview shows both beds; bed2 still waiting
+        wait.until(lambda d: len(_drawn(d, "#bed-bed1 rect.ep")) == 5)
+        badges = chrome.execute_script(
+            "return [...document.querySelectorAll('.bed .badge')].map(b => b.textContent)"
+        )
+        assert badges == ["ended", "waiting"]
+    finally:
+        served.close()
