@@ -12,7 +12,11 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+#: A web token of the accepted length (tests only).
+TOKEN = "t0ken-0123456789abcdef"
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -53,3 +57,25 @@ def chrome(tmp_path_factory):
     driver.set_page_load_timeout(30)
     yield driver
     driver.quit()
+
+
+def make_epoch(i: int, stage: int, quality: tuple[str, ...] = (), gap: float = 0.0):
+    """An epoch (20 µV sine) and its prediction (0.8 on ``stage``; -1 = unscored)."""
+    from sleepstream.types import UNSCORED, Epoch, StagePrediction
+
+    window = (20 * np.sin(np.arange(3000) / 10.0)).astype(np.float32)[None]
+    e = Epoch(i, 30.0 * i, f"2026-01-01T22:{i // 2:02d}:{(i % 2) * 30:02d}Z", window,
+              gap_fraction=gap, quality=quality,
+              unscored_reasons=("flat",) if stage == UNSCORED else ())  # fmt: skip
+    probs = np.full(5, 0.05)
+    if stage >= 0:
+        probs[stage] = 0.8
+    return e, StagePrediction(i, stage, probs, 0.8 if stage >= 0 else 0.0, "m")
+
+
+@pytest.fixture
+def web():
+    """Shared helpers of the web tests: ``web.TOKEN``, ``web.epoch(i, stage, ...)``."""
+    import types
+
+    return types.SimpleNamespace(TOKEN=TOKEN, epoch=make_epoch)

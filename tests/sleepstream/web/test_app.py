@@ -13,29 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import numpy as np
 import pytest
 
 from sleepstream.errors import UsageError
-from sleepstream.types import UNSCORED, Epoch, StagePrediction
+from sleepstream.types import UNSCORED
 from sleepstream.web import LiveView, WebConfig, parse_web_address, read_token, web_config
 from sleepstream.web.app import static_dir
 
-TOKEN = "t0ken-0123456789abcdef"
-
 pytestmark = pytest.mark.network
-
-
-def epoch(i: int, stage: int, quality: tuple[str, ...] = (), gap: float = 0.0):
-    """An epoch (sine of known amplitude) and its prediction."""
-    window = (20 * np.sin(np.arange(3000) / 10.0)).astype(np.float32)[None]
-    e = Epoch(i, 30.0 * i, f"2026-01-01T22:{i // 2:02d}:{(i % 2) * 30:02d}Z", window,
-              gap_fraction=gap, quality=quality,
-              unscored_reasons=("flat",) if stage == UNSCORED else ())  # fmt: skip
-    probs = np.full(5, 0.05)
-    if stage >= 0:
-        probs[stage] = 0.8
-    return e, StagePrediction(i, stage, probs, 0.8 if stage >= 0 else 0.0, "m")
 
 
 def serve(
@@ -80,8 +65,9 @@ def test_web_address_defaults_to_loopback():
             parse_web_address(bad)
 
 
-def test_beyond_loopback_needs_a_token(tmp_path, monkeypatch):
+def test_beyond_loopback_needs_a_token(tmp_path, monkeypatch, web):
     """0.0.0.0 without a token is refused; a token file or the environment enables it."""
+    TOKEN = web.TOKEN
     monkeypatch.delenv("SLEEPSTREAM_WEB_TOKEN", raising=False)
     with pytest.raises(UsageError, match="needs a token"):
         web_config("0.0.0.0:8088")
@@ -110,8 +96,9 @@ def test_server_listens_on_loopback_only():
 
 
 # -- content -------------------------------------------------------------------------
-def test_snapshot_holds_every_published_epoch_and_revision():
+def test_snapshot_holds_every_published_epoch_and_revision(web):
     """Published epochs (and a revision) are in the device snapshot and the overview."""
+    epoch = web.epoch
 
     async def scenario(view, http):
         sink = view.sink("bed1", session="s1")
@@ -135,8 +122,9 @@ def test_snapshot_holds_every_published_epoch_and_revision():
     assert [s[1] for s in bed1["stages"]] == ["W", "N2", "N2", "unscored", "REM"]
 
 
-def test_stream_pushes_snapshot_then_each_change():
+def test_stream_pushes_snapshot_then_each_change(web):
     """SSE: a snapshot first, then epoch, signal, revision and status frames, in order."""
+    epoch = web.epoch
 
     async def scenario(view, http):
         sink = view.sink("bed1", session="s1")
@@ -225,8 +213,9 @@ def test_loopback_view_refuses_foreign_host_names():
     assert out[f"localhost:{port}"] == out[f"127.0.0.1:{port}"] == out[f"[::1]:{port}"] == 200
 
 
-def test_token_is_required_on_every_route_but_health():
+def test_token_is_required_on_every_route_but_health(web):
     """No token: 401; Bearer works; ?token= sets an HttpOnly SameSite cookie and redirects."""
+    TOKEN = web.TOKEN
 
     async def scenario(view, http):
         out = {}
@@ -275,8 +264,9 @@ def test_push_connections_are_bounded():
 
 
 # -- report link ------------------------------------------------------------------------
-def test_report_link_serves_the_night_report_once_ended(tmp_path):
+def test_report_link_serves_the_night_report_once_ended(tmp_path, web):
     """409 while the night runs; once ended, the last night's report page and figure."""
+    epoch = web.epoch
     night = tmp_path / "nights" / "bed1" / "20260101T220000Z"
     night.mkdir(parents=True)
     (night / "night.json").write_text("{}")

@@ -4,9 +4,6 @@ end of the night, overview)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
 pytestmark = pytest.mark.network
@@ -49,17 +46,13 @@ class _ViewThread:
         self.thread.join(10)
 
 
-def test_token_link_push_and_report_link_in_the_browser(tmp_path, chrome):
+def test_token_link_push_and_report_link_in_the_browser(tmp_path, chrome, web):
     """?token= once (cookie), then pushed epochs, a revision and the end of the night."""
     from selenium.webdriver.support.ui import WebDriverWait
 
     from sleepstream.web import WebConfig
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    try:
-        from test_app import TOKEN, epoch
-    finally:
-        sys.path.pop(0)
+    TOKEN, epoch = web.TOKEN, web.epoch
     served = _ViewThread(WebConfig(port=0, token=TOKEN), ["bed1", "bed2"], tmp_path)
     try:
         base = served.view.url
