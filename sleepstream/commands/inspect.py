@@ -164,7 +164,8 @@ def _print_text(r: dict[str, Any]) -> None:
             print(f"  {mark} {c['name']:<20} {c['fs']:>8g} Hz  {c['unit']}")
         print(f"channel:    {r['channel']} at {r['fs']:g} Hz")
         if r.get("start"):
-            print(f"start:      {r['start']} (the file's clock)")
+            zone = "UTC" if r["start"].endswith("+00:00") else "the file's clock, zone unknown"
+            print(f"start:      {r['start']} ({zone})")
     print(f"duration:   {r['duration_s']:.0f} s ({r['duration_s'] / 3600:.2f} h)")
     for g in r.get("gaps", []):
         print(f"gap:        {g['duration_s']:g} s at {g['onset_s']:g} s")

@@ -348,8 +348,8 @@ def _brainflow(path: Path, board: str | None) -> BoardFileRecording:
         if len(fits) != 1:
             which = f"fits boards {', '.join(fits)}" if fits else "fits no known board"
             raise DataFileError(
-                f"{path}: a BrainFlow file with {n_cols} columns {which}; name the board "
-                "(a board profile such as --profile cyton, or the source's board option)"
+                f"{path}: a BrainFlow file with {n_cols} columns {which}; name its board "
+                "(replay/run: a board profile such as --profile cyton; inspect: --board cyton)"
             )
         board = fits[0]
     layout = board_layout(board)

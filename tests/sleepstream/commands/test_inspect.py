@@ -180,3 +180,48 @@ def test_inspect_bad_input_exit_codes_are_distinct():
         NotEdfError.exit_code,
     ]
     assert len(set(codes)) == len(codes)
+
+
+def test_inspect_any_format_with_its_own_stages(tmp_path):
+    """A FIF written by MNE with stage annotations: format, channels, start and the stages
+    from its annotations (no samples read)."""
+    import datetime as dt
+
+    from sleepstream.io import writers as w
+
+    x = np.random.default_rng(0).normal(0, 20, (1, 100 * 300))
+    ann = [(0.0, 120.0, "Sleep stage W"), (120.0, 180.0, "Sleep stage 2")]
+    path = w.write_fif(tmp_path / "n_raw.fif", x, 100.0, ["C3-M2"],
+                       start=dt.datetime(2022, 2, 3, 23, 0), annotations=ann)  # fmt: skip
+    proc = _inspect(path, "--json", "--no-trim", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["format"] == "fif" and r["channel"] == "C3-M2" and r["fs"] == 100.0
+    assert r["start"] == "2022-02-03T23:00:00" and r["duration_s"] == 300.0
+    assert r["hypnogram"] == str(path) and r["stage_counts"]["W"] == 4
+    assert r["stage_counts"]["N2"] == 6
+
+
+def test_inspect_edf_d_lists_its_gap_and_a_board_file_its_board(tmp_path):
+    """EDF+D: the pause between records is listed; a BrainFlow file whose column count
+    fits two boards needs --board, and then shows the board's electrodes."""
+    from sleepstream.io import writers as w
+
+    path = w.write_edf_d(tmp_path / "d.edf", np.zeros(6000), 100.0, [0.0, 30.0],
+                         record_s=30.0)  # fmt: skip
+    paused = w.write_edf_d(tmp_path / "p.edf", np.zeros(6000), 100.0, [0.0, 90.0],
+                           record_s=30.0)  # fmt: skip
+    r = json.loads(_inspect(paused, "--json", tmp_path=tmp_path).stdout)
+    assert r["gaps"] == [{"onset_s": 30.0, "duration_s": 60.0}] and r["duration_s"] == 120.0
+    assert json.loads(_inspect(path, "--json", tmp_path=tmp_path).stdout)["gaps"] == []
+    arr = w.board_array("synthetic", np.zeros((16, 500)))
+    csv_path = w.write_brainflow(tmp_path / "synthetic.csv", arr)
+    proc = _inspect(csv_path, tmp_path=tmp_path)
+    assert proc.returncode == 3 and "fits boards cyton-daisy, synthetic" in proc.stderr
+    assert "inspect: --board cyton" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    r = json.loads(_inspect(csv_path, "--board", "synthetic", "--json", tmp_path=tmp_path).stdout)
+    assert r["format"] == "brainflow" and [c["name"] for c in r["channels"]][:3] == [
+        "Fz",
+        "C3",
+        "Cz",
+    ]
