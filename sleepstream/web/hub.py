@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sleepstream.sinks.base import EventContext, build_event
-from sleepstream.types import MODEL_FS, Chunk, Epoch, StagePrediction
+from sleepstream.sinks.base import BaseSink, EventContext, build_event
+from sleepstream.types import MODEL_FS, Epoch, StagePrediction
 from sleepstream.web.config import WebConfig
 from sleepstream.web.state import ENDED, DeviceView, epoch_record, epoch_signal_uv, revision_record
 
@@ -181,7 +181,7 @@ class LiveView:
         return self.views.keys()
 
 
-class LiveSink:
+class LiveSink(BaseSink):
     """The live view's sink for one device (from :meth:`LiveView.sink`).
 
     It builds the same stage event the MQTT sink publishes, keeps it in the device's
@@ -194,15 +194,8 @@ class LiveSink:
         self.session = session
         self.state = view.views[device]
 
-    async def __aenter__(self) -> LiveSink:
-        return self
-
     async def __aexit__(self, *exc: object) -> None:
         await self.end_of_stream()
-
-    async def write_chunk(self, chunk: Chunk) -> None:
-        """Raw chunks are not shown (the page draws the filtered epoch signal)."""
-        return None
 
     async def publish(self, epoch: Epoch, prediction: StagePrediction) -> None:
         """Show one epoch's verdict and its filtered signal."""

@@ -13,7 +13,10 @@ import contextlib
 import logging
 from typing import Any
 
+from sleepstream.sinks.base import BaseSink, EventContext, build_event
 from sleepstream.sinks.ha_discovery.payloads import Topics, current_state, encode
+from sleepstream.sinks.registry import BaseSinkFactory, DeviceContext
+from sleepstream.types import Epoch, StagePrediction
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +138,7 @@ class RetainedPublisher:
                 raise aiomqtt.MqttError("connection lost")
 
 
-class HaStateSink:
+class HaStateSink(BaseSink):
     """Per-device sink: keeps ``<topic_prefix>/<device>/current`` at the newest verdict."""
 
     def __init__(self, publisher: RetainedPublisher, topics: Topics, session: str) -> None:
@@ -143,28 +146,19 @@ class HaStateSink:
         self.topics = topics
         self.session = session
 
-    async def __aenter__(self) -> HaStateSink:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-    async def write_chunk(self, chunk: Any) -> None:
-        return None
-
-    async def publish(self, epoch: Any, prediction: Any) -> None:
+    async def publish(self, epoch: Epoch, prediction: StagePrediction) -> None:
         """Retain the causal verdict of the newest epoch as the device's state."""
-        from sleepstream.sinks.base import EventContext, build_event
-
         event = build_event(EventContext(self.topics.device, self.session), epoch, prediction)
         self.publisher.retain(self.topics.state, encode(current_state(event)))
 
-    async def publish_revised(self, epoch: Any, prediction: Any, lookahead: int) -> None:
+    async def publish_revised(
+        self, epoch: Epoch, prediction: StagePrediction, lookahead: int
+    ) -> None:
         """Revised verdicts of older epochs do not change the current state."""
         return None
 
 
-class HaFactory:
+class HaFactory(BaseSinkFactory):
     """Daemon-wide: one :class:`RetainedPublisher` with every device's configs.
 
     Parameters
@@ -192,11 +186,8 @@ class HaFactory:
     async def __aexit__(self, *exc: object) -> None:
         await self.publisher.__aexit__(*exc)
 
-    def sink_for(self, device: Any) -> HaStateSink:
+    def sink_for(self, device: DeviceContext) -> HaStateSink:
         return HaStateSink(self.publisher, self.topics[device.name], device.session)
 
     async def drained(self) -> None:
         await self.publisher.sent()
-
-    def delivery(self, device: str) -> None:
-        return None
