@@ -125,16 +125,6 @@ PANELS: list[tuple[str, dict[str, Any]]] = [
               "{{device}} dropped / 5 min"),
         ],
     }),
-    ("timeseries", {
-        "title": "MQTT connection errors and delivery restarts (per 5 min)", "unit": "short",
-        "w": 12, "bars": True,
-        "targets": [
-            q("sum by (reason) (increase(sleepstream_mqtt_connect_errors_total[5m]))",
-              "{{reason}}"),
-            q("sum (increase(sleepstream_mqtt_delivery_restarts_total[5m]))",
-              "delivery task restarts"),
-        ],
-    }),
 ]  # fmt: skip
 
 
