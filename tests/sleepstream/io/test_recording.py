@@ -282,3 +282,29 @@ def test_read_hypnogram_from_a_recordings_own_annotations(signal, tmp_path):
     """A BrainVision file whose markers are stages is a hypnogram too."""
     path = _write("brainvision", tmp_path, signal)
     assert read_hypnogram(path).stages.tolist() == [0, 2, 2, 4]
+
+
+def test_training_pairs_of_any_format_and_bids_trees(signal, tmp_path):
+    """distill's path: RecordingPair of a BrainVision file + a .hyp text hypnogram, and a
+    BIDS tree's (eeg, events.tsv) pairs, all through iter_nights at 100 Hz."""
+    from sleepstream.io import RecordingPair, find_bids_pairs, iter_nights
+
+    vhdr = _write("brainvision", tmp_path, signal)
+    hyp = tmp_path / "night.hyp"
+    hyp.write_text("W\r2\r3\rR\r")
+    eeg_dir = tmp_path / "bids" / "sub-07" / "ses-2" / "eeg"
+    eeg_dir.mkdir(parents=True)
+    w.write_edf(eeg_dir / "sub-07_ses-2_task-sleep_eeg.edf", signal, FS, NAMES)
+    (eeg_dir / "sub-07_ses-2_task-sleep_events.tsv").write_text(
+        "onset\tduration\ttrial_type\n0\t60\tSleep stage N2\n60\t60\tSleep stage R\n"
+    )
+    (eeg_dir / "sub-07_ses-2_task-rest_events.tsv").write_text("onset\tduration\ttrial_type\n")
+    bids = find_bids_pairs(tmp_path / "bids")
+    assert [(p.dataset, p.subject, p.psg.name) for p in bids] == [
+        ("bids", "07_ses-2", "sub-07_ses-2_task-sleep_eeg.edf")
+    ]
+    pairs = [RecordingPair(vhdr, hyp, "mylab", "s1"), *bids]
+    nights = list(iter_nights(pairs, "EEG Pz-Oz", trim=False))
+    assert [n.stages.tolist() for n in nights] == [[0, 2, 3, 4], [2, 2, 4, 4]]
+    assert all(n.fs == 100.0 and n.channel == "EEG Pz-Oz" for n in nights)
+    np.testing.assert_allclose(nights[0].signal, signal[1], atol=1e-4)
