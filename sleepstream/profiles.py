@@ -234,7 +234,9 @@ class _Reader:
     def fail(self, key: str, value: Any, why: str) -> ConfigError:
         return ConfigError(f"{self.path}: key {key!r} = {value!r}: {why}")
 
-    def table(self, data: dict, key: str, allowed: set[str], required: bool = True) -> dict:
+    def table(
+        self, data: dict[str, Any], key: str, allowed: set[str], required: bool = True
+    ) -> dict[str, Any]:
         value = data.get(key, None if required else {})
         if not isinstance(value, dict):
             raise self.fail(key, value, "missing table" if value is None else "must be a table")
@@ -245,7 +247,7 @@ class _Reader:
                 )
         return value
 
-    def string(self, data: dict, key: str, full: str, default: Any = ...) -> Any:
+    def string(self, data: dict[str, Any], key: str, full: str, default: Any = ...) -> Any:
         if key not in data:
             if default is ...:
                 raise self.fail(full, None, "required key is missing")
@@ -257,7 +259,7 @@ class _Reader:
 
     def number(
         self,
-        data: dict,
+        data: dict[str, Any],
         key: str,
         full: str,
         default: Any = ...,
@@ -269,7 +271,8 @@ class _Reader:
         if key not in data:
             if default is ...:
                 raise self.fail(full, None, "required key is missing")
-            return default
+            fallback: float = default
+            return fallback
         v = data[key]
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise self.fail(full, v, "must be a number")
@@ -327,6 +330,13 @@ def _build(data: dict[str, Any], path: Path) -> Profile:
         raise r.fail("signal.bandpass_hz", band, "must be [low, high] in Hz or [] (off)")
     if band and not 0 < band[0] < band[1] < fs / 2:
         raise r.fail("signal.bandpass_hz", band, f"need 0 < low < high < {fs / 2:g} Hz (Nyquist)")
+    if band:
+        from sleepstream.dsp.filters import design_bandpass
+
+        try:  # a design that cannot run (edge too close to 0 Hz) fails here, not in the DSP
+            design_bandpass(fs, float(band[0]), float(band[1]))
+        except ConfigError as exc:
+            raise r.fail("signal.bandpass_hz", band, str(exc)) from None
 
     q = QualityThresholds(
         **{

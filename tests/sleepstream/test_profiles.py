@@ -149,3 +149,31 @@ def test_profiles_dir_from_environment(tmp_path, monkeypatch):
     (tmp_path / "openbci.toml").write_text(GOOD.replace('name = "mine"', 'name = "openbci"'))
     monkeypatch.setenv("SLEEPSTREAM_PROFILES", str(tmp_path))
     assert Path(load_profile("openbci").path) == tmp_path / "openbci.toml"
+
+
+@pytest.mark.parametrize("low", [1e-12, 1e-8, 1e-5, 1e-3, 0.01, 0.1, 0.3, 1.0])
+@pytest.mark.parametrize("fs", [100.0, 250.0, 256.0, 1000.0])
+def test_any_bandpass_edge_loads_or_is_a_config_error(tmp_path, low, fs):
+    """``bandpass_hz = [1e-8, 20]`` was a LinAlgError deep in the DSP; every low edge now
+    either loads into a chain that filters, or is a ConfigError naming the key."""
+    from sleepstream.dsp import SignalChain
+
+    text = (
+        GOOD.replace("bandpass_hz = [0.3, 35.0]", f"bandpass_hz = [{low!r}, 20.0]")
+        .replace("fs = 256.0", f"fs = {fs!r}")
+        .replace("notch_hz = 60", "notch_hz = 0")
+    )
+    path = tmp_path / "p.toml"
+    path.write_text(text)
+    try:
+        profile = load_profile(path)
+    except ConfigError as exc:
+        assert "signal.bandpass_hz" in str(exc) and str(path) in str(exc)
+        return
+    assert profile.bandpass_hz == (low, 20.0) and profile.fs == fs
+    chain = SignalChain.from_profile(profile, seq_len=1)
+    n = int(fs * 31)
+    chunk = Chunk(np.random.default_rng(0).standard_normal((4, n)), np.arange(n) / fs, fs,
+                  ("TP9", "AF7", "AF8", "TP10"), 0.0)  # fmt: skip
+    (epoch,) = chain.push(chunk)
+    assert np.isfinite(epoch.window).all()
