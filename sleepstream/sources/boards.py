@@ -24,3 +24,14 @@ BOARDS: dict[str, tuple[str, str]] = {
 BOARD_NAMES: tuple[str, ...] = tuple(BOARDS)
 #: Boards that talk through a serial dongle (port auto-detected when unambiguous).
 SERIAL_BOARDS = frozenset({"openbci", "cyton", "cyton-daisy", "ganglion"})
+#: Boards on Bluetooth LE (native BLE through SimpleBLE).
+BLE_BOARDS = frozenset({"muse-s", "muse-2"})
+
+
+def transport(board: str) -> str:
+    """How ``board`` is reached: ``"serial"``, ``"ble"`` or ``"none"`` (synthetic, playback)."""
+    if board in SERIAL_BOARDS:
+        return "serial"
+    if board in BLE_BOARDS:
+        return "ble"
+    return "none"

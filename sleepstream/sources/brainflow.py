@@ -30,7 +30,7 @@ import numpy as np
 
 from sleepstream.errors import SourceError, UsageError
 from sleepstream.sources.base import Backoff, ChunkQueue, QueueCounters
-from sleepstream.sources.boards import BOARD_NAMES, BOARDS, SERIAL_BOARDS
+from sleepstream.sources.boards import BOARD_NAMES, BOARDS, SERIAL_BOARDS, transport
 from sleepstream.types import Chunk
 
 log = logging.getLogger(__name__)
@@ -104,22 +104,35 @@ def _brainflow() -> Any:
     return board_shim
 
 
-#: BrainFlow error names -> a hint for the user.
-_HINTS = {
-    "UNABLE_TO_OPEN_PORT_ERROR": "cannot open the serial port (in use, or no permission?)",
-    "BOARD_NOT_READY_ERROR": "the board does not answer (switched off, or out of range?)",
-    "BOARD_NOT_CREATED_ERROR": "the board could not be created",
-    "ANOTHER_BOARD_IS_CREATED_ERROR": "another session already holds this board",
-    "GENERAL_ERROR": "the board could not be reached",
-    "INVALID_ARGUMENTS_ERROR": "invalid connection options",
-    "SYNC_TIMEOUT_ERROR": "the board did not answer in time",
+#: BrainFlow error names -> a hint for the user, per transport (see boards.transport):
+#: a Muse on Bluetooth must never be told about a serial port.
+_HINTS: dict[str, dict[str, str]] = {
+    "UNABLE_TO_OPEN_PORT_ERROR": {
+        "serial": "cannot open the serial port (in use, or no permission?)",
+        "ble": "cannot open a Bluetooth LE connection (is Bluetooth on, the adapter "
+        "present, the headband charged and not paired to a phone? try --mac-address)",
+        "none": "cannot open the board",
+    },
+    "BOARD_NOT_READY_ERROR": {
+        "serial": "the board does not answer (switched off, or out of range?)",
+        "ble": "the headband was not found (switched off, out of range, or connected "
+        "to another device?)",
+        "none": "the board does not answer",
+    },
+    "BOARD_NOT_CREATED_ERROR": {"*": "the board could not be created"},
+    "ANOTHER_BOARD_IS_CREATED_ERROR": {"*": "another session already holds this board"},
+    "GENERAL_ERROR": {"*": "the board could not be reached"},
+    "INVALID_ARGUMENTS_ERROR": {"*": "invalid connection options"},
+    "SYNC_TIMEOUT_ERROR": {"*": "the board did not answer in time"},
 }
 
 
-def _explain(exc: BaseException) -> str:
+def _explain(exc: BaseException, board: str) -> str:
+    """One line: a hint that fits the board's transport, then BrainFlow's own text."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     code = text.split(":", 1)[0]
-    hint = _HINTS.get(code)
+    hints = _HINTS.get(code, {})
+    hint = hints.get(transport(board)) or hints.get("*")
     return f"{hint} ({text})" if hint else text
 
 
@@ -214,7 +227,9 @@ class BrainFlowSource(QueueCounters):
         ids = bs.BoardIds
         board_id = ids[BOARDS[self.board][0]].value
         layout_id = (
-            ids[BOARDS[self.master_board][0]].value if self.board == "playback" else board_id
+            ids[BOARDS[self.master_board or "cyton"][0]].value
+            if self.board == "playback"
+            else board_id
         )
         rows = list(bs.BoardShim.get_eeg_channels(layout_id))
         ts_row = int(bs.BoardShim.get_timestamp_channel(layout_id))
@@ -243,7 +258,7 @@ class BrainFlowSource(QueueCounters):
             p.timeout = int(self.timeout)
         if self.file is not None:
             p.file = str(self.file)
-            p.master_board = self._shim.BoardIds[BOARDS[self.master_board][0]].value
+            p.master_board = self._shim.BoardIds[BOARDS[self.master_board or "cyton"][0]].value
         return p
 
     def _prepare(self) -> None:
@@ -279,7 +294,9 @@ class BrainFlowSource(QueueCounters):
             self._prepare()
         except self._shim.BrainFlowError as exc:
             where = f" on {self.serial_port}" if self.serial_port else ""
-            raise SourceError(f"cannot open board {self.board!r}{where}: {_explain(exc)}") from None
+            raise SourceError(
+                f"cannot open board {self.board!r}{where}: {_explain(exc, self.board)}"
+            ) from None
 
     # ------------------------------------------------------------------ reader thread
     def _chunk(self, data: np.ndarray) -> Chunk:
@@ -306,7 +323,7 @@ class BrainFlowSource(QueueCounters):
             try:
                 data = self._board.get_board_data()
             except Exception as exc:  # BrainFlowError: the board went away
-                self._recover(f"read failed: {_explain(exc)}")
+                self._recover(f"read failed: {_explain(exc, self.board)}")
                 last_data = time.monotonic()
                 continue
             if data.shape[1]:
@@ -327,7 +344,9 @@ class BrainFlowSource(QueueCounters):
             try:
                 self._prepare()
             except Exception as exc:
-                self.last_error = f"re-prepare attempt {attempt} failed: {_explain(exc)}"
+                self.last_error = (
+                    f"re-prepare attempt {attempt} failed: {_explain(exc, self.board)}"
+                )
                 log.warning("board %s: %s", self.board, self.last_error)
                 continue
             self.reconnects += 1

@@ -157,3 +157,30 @@ def test_slow_consumer_drops_are_counted():
     delivered, queued, received, dropped = asyncio.run(asyncio.wait_for(run(), 30))
     assert dropped > 0
     assert delivered + dropped + queued == received
+
+
+def test_muse_s_without_bluetooth_does_not_mention_a_serial_port():
+    """A real BrainFlow Muse S session with no headband (and here no adapter) fails with a
+    Bluetooth hint; the serial-port hint of the dongle boards never appears."""
+    src = BrainFlowSource("muse-s", timeout=1)
+    with pytest.raises(SourceError) as info:
+        asyncio.run(src.__aenter__())
+    msg = str(info.value).lower()
+    assert "muse-s" in msg and "bluetooth" in msg
+    assert "serial" not in msg
+
+
+@pytest.mark.parametrize("board", BOARD_NAMES)
+def test_every_brainflow_error_hint_fits_the_board_transport(board):
+    """For every board and every BrainFlow error code: serial hints only for dongle boards,
+    Bluetooth hints only for BLE boards (a class, not just the Muse S example)."""
+    from sleepstream.sources.boards import transport
+    from sleepstream.sources.brainflow import _HINTS, _explain
+
+    for code in _HINTS:
+        msg = _explain(RuntimeError(f"{code}:2 unable to prepare streaming session"), board).lower()
+        assert code.lower() in msg
+        if transport(board) != "serial":
+            assert "serial" not in msg, (board, code, msg)
+        if transport(board) != "ble":
+            assert "bluetooth" not in msg and "headband" not in msg, (board, code, msg)
