@@ -1,23 +1,42 @@
 # Two commands do everything (see README "Quickstart"):
 #   make demo   set up .venv (run-time deps only) and run the daemon on its embedded defaults
-#   make test   set up .venv (+ distill, dev extras, Debian mosquitto) and run the whole suite
+#   make test   set up .venv (+ distill, dev extras, Debian packages), lint, run the whole suite
+# Also: make lint (ruff + mypy --strict), make test-fast (pytest -m "not slow", < 2 min).
+#
+# The venv is installed once per change of pyproject.toml (a stamp file records it), so
+# a second `make demo` starts the daemon at once; pip's output goes to .venv/pip-*.log
+# and is shown only when it fails.
 PY      ?= python3
 VENV    ?= .venv
 BIN      = $(VENV)/bin
 PIP      = $(BIN)/python -m pip
 PIPFLAGS = --disable-pip-version-check --progress-bar off -q
 
-.PHONY: demo test setup-run setup-dev debs lint
+.PHONY: demo test test-fast setup-run setup-dev debs lint
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(PIP) install $(PIPFLAGS) -U pip "setuptools<81" wheel
+	@$(PIP) install $(PIPFLAGS) -U pip "setuptools<81" wheel > $(VENV)/pip-base.log 2>&1 \
+	  || { tail -n 30 $(VENV)/pip-base.log; exit 1; }
 
-setup-run: $(BIN)/python
-	$(PIP) install $(PIPFLAGS) -e .
+# run-time install; the dev install below includes it
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	@if [ -f $(VENV)/.installed-dev ] && [ $(VENV)/.installed-dev -nt pyproject.toml ]; then \
+	  touch $@; exit 0; fi; \
+	echo "installing sleepstream into $(VENV) (log: $(VENV)/pip-run.log)"; \
+	$(PIP) install $(PIPFLAGS) -e . > $(VENV)/pip-run.log 2>&1 \
+	  || { tail -n 30 $(VENV)/pip-run.log; exit 1; }; \
+	touch $@
 
-setup-dev: $(BIN)/python
-	$(PIP) install $(PIPFLAGS) -e ".[distill,dev]"
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	@echo "installing sleepstream[distill,dev] into $(VENV) (log: $(VENV)/pip-dev.log)"
+	@$(PIP) install $(PIPFLAGS) -e ".[distill,dev]" > $(VENV)/pip-dev.log 2>&1 \
+	  || { tail -n 30 $(VENV)/pip-dev.log; exit 1; }
+	@touch $@ $(VENV)/.installed-run
+
+setup-run: $(VENV)/.installed-run
+
+setup-dev: $(VENV)/.installed-dev
 
 # Debian packages the tests drive for real: mosquitto (MQTT broker), chromium +
 # chromium-driver (the live view's browser test), prometheus (promtool checks the rules).
@@ -38,10 +57,14 @@ debs:
 demo: setup-run
 	$(BIN)/sleepstream run --source synthetic-night
 
-test: setup-dev debs
-	@$(BIN)/python -m pytest; rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
-
 lint: setup-dev
 	$(BIN)/ruff check sleepstream distill tests bench
 	$(BIN)/ruff format --check sleepstream distill tests bench
+	$(BIN)/mypy
+
+test: setup-dev debs lint
+	@$(BIN)/python -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+test-fast: setup-dev
+	$(BIN)/python -m pytest -m "not slow" -x -q

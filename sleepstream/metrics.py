@@ -155,4 +155,5 @@ class Metrics:
 
     def sample_value(self, name: str, labels: dict[str, str] | None = None) -> float | None:
         """Current value of one sample (for logs and tests)."""
-        return self.registry.get_sample_value(name, labels or {})
+        value = self.registry.get_sample_value(name, labels or {})
+        return None if value is None else float(value)

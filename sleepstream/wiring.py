@@ -169,7 +169,9 @@ def source_start(source: Source) -> dt.datetime | None:
     A naive time (EDF: the recording's local time, zone unknown) is stamped as UTC, and
     said so once in the log; None for live sources (the grid then uses now).
     """
-    start: dt.datetime | None = getattr(source, "start_datetime", None)  # transitional: until every file source has it
+    start: dt.datetime | None = getattr(
+        source, "start_datetime", None
+    )  # transitional: until every file source has it
     if start is None:
         return None
     if start.tzinfo is None:

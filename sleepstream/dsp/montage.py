@@ -106,7 +106,8 @@ class Montage:
             x -= np.mean(samples[list(refs)], axis=0)
         if self.scale_to_uv != 1.0:
             x *= self.scale_to_uv
-        return x
+        out: np.ndarray = x
+        return out
 
     def select(self, chunk: Chunk) -> np.ndarray:
         """:meth:`apply` on a chunk; shape (n_samples,), float64, µV."""

@@ -266,8 +266,8 @@ def _extreme_runs(v: np.ndarray, valid: np.ndarray, min_run: int, flat_uv: float
 
 def _line_ratio(v: np.ndarray, fs: float, line_hz: float | None) -> float:
     """Max over the checked mains frequencies of line-band / 0.3-35 Hz power; 0 if unmeasurable."""
-    freqs = (50.0, 60.0) if line_hz is None else (float(line_hz),)
-    freqs = tuple(f for f in freqs if fs > 2 * (f + 2))
+    candidates = (50.0, 60.0) if line_hz is None else (float(line_hz),)
+    freqs = tuple(f for f in candidates if fs > 2 * (f + 2))
     seg = int(2 * fs)  # 2-s Hann segments, no overlap: 0.5-Hz bins
     n_seg = v.size // seg
     if not freqs or n_seg == 0:

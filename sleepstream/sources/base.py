@@ -177,7 +177,8 @@ class ChunkQueue:
             if self._error is not None:
                 raise self._error
             raise StopAsyncIteration
-        return item
+        chunk: Chunk = item
+        return chunk
 
 
 #: Source kind -> ``module:Class`` (imported only when used).
@@ -218,7 +219,8 @@ def source_class(kind: str) -> type:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise SourceError(f"source {kind!r} needs a missing package: {exc}") from None
-    return getattr(module, attr)
+    cls: type = getattr(module, attr)
+    return cls
 
 
 def open_source(spec: str, **options: Any) -> Source:
@@ -244,9 +246,10 @@ def open_source(spec: str, **options: Any) -> Source:
         key = _SPEC_ARG[kind]
         options[key] = Path(arg) if key in ("path", "hypnogram") else arg
     try:
-        return cls(**options)
+        source: Source = cls(**options)
     except TypeError as exc:
         raise UsageError(f"source {kind!r}: {exc}") from None
+    return source
 
 
 class QueueCounters:

@@ -73,7 +73,8 @@ def _band_gain(f: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Amplitude gain of a band [lo, hi] Hz with smooth (logistic) edges."""
     width = max(0.25, 0.1 * (hi - lo))
     k = 0.25 * width  # logistic edges, written with tanh (no overflow)
-    return 0.25 * (1 + np.tanh((f - lo) / (2 * k))) * (1 + np.tanh((hi - f) / (2 * k)))
+    gain: np.ndarray = 0.25 * (1 + np.tanh((f - lo) / (2 * k))) * (1 + np.tanh((hi - f) / (2 * k)))
+    return gain
 
 
 def _power_law_gain(f: np.ndarray, exponent: float, fs: float) -> np.ndarray:
@@ -105,7 +106,8 @@ def _background(rng: np.random.Generator, stage: Stage, n: int, fs: float) -> np
     gain = _stage_gain(stage, m, fs)
     spec = (rng.standard_normal(gain.size) + 1j * rng.standard_normal(gain.size)) * gain
     x = np.fft.irfft(spec, m)[:n]
-    return x / (x.std() + 1e-12)
+    out: np.ndarray = x / (x.std() + 1e-12)
+    return out
 
 
 def _spindles(rng: np.random.Generator, n: int, fs: float) -> np.ndarray:
@@ -184,7 +186,8 @@ def epoch_signal(stage: int, rng: np.random.Generator, n: int, fs: float) -> np.
         events = _sawtooth_bursts(rng, n, fs)
     target = STAGE_STD_UV[s] * math.exp(rng.normal(0.0, 0.15))
     rest = math.sqrt(max(target**2 - events.var(), 0.25 * target**2))
-    return noise * (rest / (noise.std() + 1e-12)) + events
+    out: np.ndarray = noise * (rest / (noise.std() + 1e-12)) + events
+    return out
 
 
 class NightGenerator:
