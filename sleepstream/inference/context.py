@@ -65,28 +65,29 @@ class ScoringEpoch(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Scored:
-    """The stager's output for one input epoch.
+    """The stager's output for one submitted ``(device, epoch)``.
 
     Attributes
     ----------
-    key : hashable
-        The device key the epoch came with.
+    device : hashable
+        The device key the epoch came with (the device name in the daemon).
     epoch : ScoringEpoch
-        The input epoch.
+        The submitted epoch.
     prediction : StagePrediction
-        Causal prediction of ``epoch.index`` (UNSCORED with reasons when not scorable).
+        Causal verdict of ``epoch.index`` (UNSCORED with reasons when not scorable).
+    revised : StagePrediction or None
+        With ``lookahead = K``: the verdict of epoch ``epoch.index - K`` of the same
+        device made with this epoch as the newest context (None when that epoch was not
+        scorable, is outside the device's context, or ``K == 0``).
     revised_epoch : ScoringEpoch or None
-        With ``lookahead = K``: epoch ``epoch.index - K`` of the same device, when it was
-        scorable and is inside the device's context.
-    revision : StagePrediction or None
-        Its revised prediction, using ``K`` epochs of future context.
+        The epoch ``revised`` is about.
     """
 
-    key: Hashable
+    device: Hashable
     epoch: Any
     prediction: StagePrediction
+    revised: StagePrediction | None = None
     revised_epoch: Any = None
-    revision: StagePrediction | None = None
 
 
 @dataclass
@@ -305,4 +306,4 @@ class ContextStager:
                 revision = None
                 if past is not None:
                     revision = scored(past.index, p[length - 1 - K], mid, past.quality)
-                out[i] = Scored(key, ep, pred, past, revision)
+                out[i] = Scored(key, ep, pred, revision, past)

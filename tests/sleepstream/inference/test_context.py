@@ -64,7 +64,7 @@ def test_context_interleaved_devices_equal_window_path(stagers, mode: str) -> No
     while queue:
         m = int(rng.integers(1, 9))
         for sc in ctx.score(queue[:m]):
-            got[sc.key].append(sc.prediction)
+            got[sc.device].append(sc.prediction)
         queue = queue[m:]
     for key, night in nights.items():
         ref = softmax(_reference(win, night)[:, -1])
@@ -99,11 +99,11 @@ def test_context_lookahead_reads_same_output(stagers) -> None:
         del split.head
     ref = softmax(_reference(split, night))
     assert sum(calls) == 12  # 11 causal rows + the gap epoch's row for epoch 2's revision
-    revised = {sc.revision.epoch_index: sc for sc in out if sc.revision is not None}
+    revised = {sc.revised.epoch_index: sc for sc in out if sc.revised is not None}
     assert sorted(revised) == [0, 1, 2, 3, 5, 6, 7, 8, 9]  # not 4 (gap), none for 10, 11
     for t, sc in enumerate(out):
         if t - 2 in revised and revised[t - 2] is sc:
-            np.testing.assert_allclose(sc.revision.probabilities, ref[t, -3], atol=1e-5)
+            np.testing.assert_allclose(sc.revised.probabilities, ref[t, -3], atol=1e-5)
             assert sc.revised_epoch is night[t - 2]
     assert out[4].prediction.stage == UNSCORED and out[4].prediction.reasons == ("gap",)
 

@@ -62,8 +62,8 @@ def test_context_sc4001_split_equals_window_path(tiny_pair, sc4001_epochs) -> No
         ]
         for sc in ctx.score(items):
             got.append(sc.prediction)
-            if sc.revision is not None:
-                rev[sc.revision.epoch_index] = sc.revision
+            if sc.revised is not None:
+                rev[sc.revised.epoch_index] = sc.revised
         i += m
     assert [p.epoch_index for p in got] == [p.epoch_index for p in ref]
     assert [p.stage for p in got] == [p.stage for p in ref]
