@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -100,7 +101,15 @@ class EmbeddedBroker:
         """Wait until every accepted message has been handed to its subscribers.
 
         amqtt acknowledges a publish before it has forwarded it; stopping right after
-        the daemon's last PUBACK would lose the tail of the night for subscribers.
+        the daemon's last PUBACK would lose the tail of the night for subscribers. With
+        public interfaces only: the broker itself broadcasts a *fence* message
+        (:meth:`amqtt.broker.Broker.internal_message_broadcast`) on
+        ``$sleepstream/fence/<random>`` (``$`` topics match no ``#`` subscription, so no
+        subscriber sees it) and a client of its listener reads it back; amqtt forwards
+        messages in arrival order, so every message accepted before the fence has then
+        been handed to its subscribers' sessions. Then it waits until no session has a QoS 1
+        message in flight (:attr:`amqtt.session.Session.inflight_out_count`).
+
         Returns False if messages were still in flight after ``timeout`` seconds.
         """
         broker = self._broker
@@ -108,17 +117,32 @@ class EmbeddedBroker:
             return True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        try:
+            await asyncio.wait_for(self._fence(), timeout)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not drained", reported
+            log.warning("embedded broker: fence not read back (%s)", exc or type(exc).__name__)
+            return False
         while loop.time() < deadline:
-            busy = not broker._broadcast_queue.empty()
-            busy = busy or any(not t.done() for t in getattr(broker, "_tasks_queue", ()))
-            for session, _handler in list(getattr(broker, "_sessions", {}).values()):
-                busy = busy or bool(getattr(session, "inflight_out", None))
-                queue = getattr(session, "delivered_message_queue", None)
-                busy = busy or (queue is not None and not queue.empty())
-            if not busy:
+            sessions = [pair[0] for pair in broker.sessions.values()]
+            if not any(s.inflight_out_count for s in sessions):
                 return True
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # amqtt offers no event for "acknowledged by all"
         return False
+
+    async def _fence(self) -> None:
+        """Broadcast a QoS 1 message through the broker's queue; wait until it comes back."""
+        from sleepstream.sinks.mqtt_settings import make_client, mqtt_settings
+
+        token = secrets.token_hex(8)
+        topic = f"$sleepstream/fence/{token}"
+        settings = mqtt_settings(self.url)
+        async with make_client(settings, client_id=f"sleepstream-fence-{token}") as client:
+            await client.subscribe(topic, qos=1)
+            # the broker's own publish (clients may not publish to "$" topics)
+            await self._broker.internal_message_broadcast(topic, b"fence", 1)
+            async for message in client.messages:
+                if str(message.topic) == topic:
+                    return
 
     async def __aexit__(self, *exc: object) -> None:
         if self._broker is not None:

@@ -1,32 +1,30 @@
-"""MQTT sink: stage events through a durable outbox to a broker (aiomqtt 2.x, QoS 1).
+"""MQTT sink kind: one connection and one outbox per daemon, one sink per device.
 
-Topics (``<prefix>`` defaults to ``sleepstream``):
+The registered kind :data:`MQTT` makes a :class:`DaemonMqtt` factory per daemon: it
+holds one :class:`~sleepstream.sinks.mqtt_link.MqttLink` (one connection, one outbox at
+``<state_dir>/outbox/<daemon id>.sqlite``, one delivery task; see that module for the
+topics, the status rule and the delivery guarantees) and hands each device an
+:class:`MqttSink`. :meth:`MqttSink.publish` appends the device's event to the shared
+outbox and returns; subscribers get every event at least once, in order per device,
+with its original ``event_id`` (deduplicate on it for exactly-once).
 
-- ``<prefix>/<device>/stage``: one JSON stage event per epoch (QoS 1);
-- ``<prefix>/<device>/status``: retained ``online`` / ``offline``; ``offline`` is also
-  the last will, so a crashed daemon or a lost network shows as offline.
-
-:meth:`MqttSink.publish` appends the event to the :class:`~sleepstream.sinks.outbox.Outbox`
-and returns; a background task delivers the outbox in order, one event at a time, and
-deletes each event once the broker has acknowledged it (PUBACK). On any connection
-error it reconnects with jittered exponential back-off and resumes from the oldest
-undelivered event, so subscribers get every event at least once, in order, with its
-original ``event_id`` (deduplicate on it for exactly-once).
+An :class:`MqttSink` built without a link (``MqttSink(settings, device=..., session=...,
+outbox=...)``) opens a private link for its one device: the same code path, for tools
+and tests that stage one device.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-import logging
-import os
-import time
+import socket
 from collections import deque
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from sleepstream.errors import StorageError
-from sleepstream.sinks.base import EventContext, build_event
+from sleepstream.errors import BrokerError
+from sleepstream.names import check_device, daemon_id
+from sleepstream.sinks.base import BaseSink, EventContext, build_event
+from sleepstream.sinks.mqtt_link import MqttLink
 from sleepstream.sinks.mqtt_settings import (
     NODELAY,
     PASSWORD_ENV,
@@ -37,14 +35,25 @@ from sleepstream.sinks.mqtt_settings import (
     read_password,
     tls_context,
 )
-from sleepstream.sinks.outbox import Outbox, OutboxItem
+from sleepstream.sinks.outbox import Outbox
+from sleepstream.sinks.registry import (
+    BaseSinkFactory,
+    DaemonContext,
+    DeliveryStats,
+    DeviceContext,
+    SinkKind,
+)
 from sleepstream.types import Epoch, StagePrediction
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from sleepstream.config import MqttOptions, RunConfig
 
 __all__ = [
+    "MQTT",
     "NODELAY",
+    "DaemonMqtt",
     "PASSWORD_ENV",
+    "MqttLink",
     "MqttSettings",
     "MqttSink",
     "jittered_backoff",
@@ -55,8 +64,8 @@ __all__ = [
 ]
 
 
-class MqttSink:
-    """Publishes stage events of one device through its outbox.
+class MqttSink(BaseSink):
+    """Publishes the stage events of one device through the daemon's MQTT link.
 
     Parameters
     ----------
@@ -64,12 +73,15 @@ class MqttSink:
     device : str
     session : str
         Session id used in ``event_id`` (see :func:`~sleepstream.sinks.base.event_id`).
-    outbox : Outbox
-        Opened and closed by the sink.
+    link : MqttLink, optional
+        The daemon's shared link (entered and exited by its owner). Without it the sink
+        opens a private link on ``outbox`` for this one device.
+    outbox : Outbox, optional
+        Only without ``link``: opened and closed by the private link.
     metrics : Metrics, optional
+        Only without ``link``.
     flush_timeout : float
-        Seconds :meth:`__aexit__` waits for the outbox to drain before giving up (the
-        rest is delivered on the next start).
+        Only without ``link``: seconds :meth:`__aexit__` keeps delivering.
     """
 
     def __init__(
@@ -78,56 +90,39 @@ class MqttSink:
         *,
         device: str,
         session: str,
-        outbox: Outbox,
+        link: MqttLink | None = None,
+        outbox: Outbox | None = None,
         metrics: Any = None,
         flush_timeout: float = 10.0,
     ) -> None:
-        self.settings = settings
-        self.device = device
+        self.device = check_device(device)
         self.session = session
-        self.outbox = outbox
-        self.metrics = metrics
-        self.flush_timeout = flush_timeout
-        self.stage_topic = settings.stage_topic(device)
-        self.status_topic = settings.status_topic(device)
-        self.connected = asyncio.Event()
-        self.delivered = 0
-        self._wakeup = asyncio.Event()
-        self._closing = False
-        self._task: asyncio.Task[None] | None = None
-        self._arrival: dict[str, float] = {}
-        # fallback when the outbox cannot be written (disk full): kept in order in memory
-        self._memory: deque[OutboxItem] = deque(maxlen=outbox.max_events)
-        self._memory_mode = False
-        self._last_seq = 0  # newest outbox seq acknowledged (pruning may lag on a full disk)
-        #: Acknowledged latencies (s) of this session's events, newest last.
-        self.latencies_s: deque[float] = deque(maxlen=1_000_000)
+        self._own = link is None
+        if link is None:
+            if outbox is None:
+                raise ValueError("MqttSink without a link needs an outbox")
+            link = MqttLink(
+                settings, outbox=outbox, devices=(device,), metrics=metrics,
+                flush_timeout=flush_timeout,
+            )  # fmt: skip
+        elif device not in link.stats:
+            raise ValueError(f"device {device!r} is not served by this MQTT link")
+        self.link = link
+        self.settings = link.settings
+        self.stage_topic = self.settings.stage_topic(device)
+        self.status_topic = self.settings.status_topic(device)
 
-    # -- lifecycle ---------------------------------------------------------------
+    # -- lifecycle ---------------------------------------------------------------------
     async def __aenter__(self) -> MqttSink:
-        self.outbox.open()
-        self._update_depth()
-        self._task = asyncio.create_task(self._deliver_forever(), name=f"{self.device}:mqtt")
+        if self._own:
+            await self.link.__aenter__()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self._closing = True
-        self._wakeup.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), self.flush_timeout)
-            except (TimeoutError, asyncio.CancelledError):
-                log.warning(
-                    "%s: broker unreachable at shutdown; %d event(s) stay in the outbox",
-                    self.device,
-                    len(self.outbox),
-                )
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await self._task
-        self.outbox.close()
+        if self._own:
+            await self.link.__aexit__(*exc)
 
-    # -- producer side -------------------------------------------------------------
+    # -- producer side -----------------------------------------------------------------
     async def publish(self, epoch: Epoch, prediction: StagePrediction) -> None:
         """Append the event to the outbox (durable) and wake the delivery task."""
         event = build_event(EventContext(self.device, self.session), epoch, prediction)
@@ -141,136 +136,140 @@ class MqttSink:
         self.enqueue(event)
 
     def enqueue(self, event: dict[str, Any], *, arrival: float | None = None) -> None:
-        """Store an already built event; ``arrival`` (perf_counter) feeds the histogram."""
-        payload = json.dumps(event, separators=(",", ":")).encode()
-        dropped = 0
-        if not self._memory:
-            try:
-                dropped = self.outbox.append(event["event_id"], self.stage_topic, payload)
-            except StorageError as exc:
-                log.error("%s: %s; keeping events in memory until it is writable", self.device, exc)
-                self._memory_mode = True
-        if self._memory or self._memory_mode:
-            if len(self._memory) == self._memory.maxlen:
-                dropped = 1
-                log.warning("%s: in-memory queue full: dropped the oldest event", self.device)
-            self._memory.append(OutboxItem(-1, event["event_id"], self.stage_topic, payload))
-        if arrival:
-            self._arrival[event["event_id"]] = arrival
-        if dropped and self.metrics is not None:
-            self.metrics.outbox_dropped.labels(self.device).inc(dropped)
-        self._update_depth()
-        self._wakeup.set()
+        """Store an already built event; ``arrival`` (perf_counter) feeds the histogram.
 
-    # -- delivery side -------------------------------------------------------------
-    async def _deliver_forever(self) -> None:
-        import aiomqtt
+        Raises
+        ------
+        BrokerError
+            After storing the event, when the link's delivery task has given up: every
+            epoch then says so (the event waits in the outbox for the next start).
+        """
+        self.link.enqueue(self.device, event, arrival=arrival)
+        if self.link.fatal is not None:
+            raise BrokerError(
+                f"MQTT delivery stopped ({type(self.link.fatal).__name__}: {self.link.fatal}); "
+                f"{self.pending} event(s) of {self.device} wait in the outbox"
+            )
 
-        attempt = 0
-        client_id = self.settings.client_id or f"sleepstream-{self.device}-{os.getpid()}"
-        will = aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True)
-        while True:
-            client = make_client(self.settings, client_id=client_id, will=will)
-            try:
-                async with client:
-                    self._set_connected(True)
-                    if attempt:
-                        log.info("%s: reconnected to %s", self.device, self.settings.url())
-                    attempt = 0
-                    await client.publish(self.status_topic, b"online", qos=1, retain=True)
-                    await self._drain(client)
-                    await client.publish(self.status_topic, b"offline", qos=1, retain=True)
-                    self._set_connected(False)
-                    return
-            except aiomqtt.MqttError as exc:
-                self._set_connected(False)
-                delay = jittered_backoff(attempt)
-                log.warning(
-                    "%s: MQTT %s: %s; %d event(s) queued, retrying in %.2f s",
-                    self.device,
-                    self.settings.url(),
-                    exc,
-                    len(self.outbox),
-                    delay,
-                )
-                attempt += 1
-                if self._closing and not self.pending and attempt > 3:
-                    return  # nothing left to deliver ("offline" could not be published)
-                # with events pending, keep trying: __aexit__ bounds it by flush_timeout
-                await asyncio.sleep(delay)
-            finally:
-                _consume_disconnect(client)
+    # -- figures -------------------------------------------------------------------------
+    @property
+    def delivered(self) -> int:
+        """Events of this device acknowledged by the broker during this run."""
+        return self.link.stats[self.device].delivered
 
-    async def _drain(self, client: Any) -> None:
-        """Deliver the outbox in order until closing and empty; raise on connection loss."""
-        disconnected = getattr(client, "_disconnected", None)
-        while True:
-            items = self.outbox.peek(64, after_seq=self._last_seq)
-            if not items and self._memory:
-                items = [self._memory[0]]
-            if not items:
-                self._memory_mode = False  # memory drained: try the outbox again
-                if self._closing:
-                    return
-                self._wakeup.clear()
-                if self._memory or self.outbox.peek(1, after_seq=self._last_seq):
-                    continue
-                waiter = asyncio.ensure_future(self._wakeup.wait())
-                waits = [waiter] + ([disconnected] if disconnected is not None else [])
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-                if disconnected is not None and disconnected.done():
-                    import aiomqtt
-
-                    raise aiomqtt.MqttError("connection lost")
-                continue
-            for item in items:
-                await client.publish(
-                    item.topic, item.payload, qos=1, timeout=self.settings.publish_timeout
-                )
-                if item.seq < 0:
-                    self._memory.popleft()
-                else:
-                    self._last_seq = item.seq
-                    try:
-                        self.outbox.ack(item.seq)
-                    except StorageError as exc:  # delivered; pruned on a later start
-                        log.error("%s: %s", self.device, exc)
-                self.delivered += 1
-                self._acknowledged(item.event_id)
-
-    def _acknowledged(self, event_id: str) -> None:
-        arrival = self._arrival.pop(event_id, None)
-        latency = time.perf_counter() - arrival if arrival else None
-        if latency is not None:
-            self.latencies_s.append(latency)
-        if self.metrics is None:
-            return
-        self.metrics.published.labels(self.device).inc()
-        if latency is not None:
-            self.metrics.epoch_latency.labels(self.device).observe(latency)
-        self._update_depth()
+    @property
+    def latencies_s(self) -> deque[float]:
+        """Acknowledged latencies (s) of this run's events, newest last."""
+        return self.link.stats[self.device].latencies_s
 
     @property
     def pending(self) -> int:
-        """Events not yet acknowledged by the broker (outbox plus in-memory fallback)."""
-        return len(self.outbox) + len(self._memory)
+        """Events of this device not yet acknowledged (outbox plus in-memory fallback)."""
+        return self.link.pending_of(self.device)
 
-    def _set_connected(self, up: bool) -> None:
-        if up:
-            self.connected.set()
-        else:
-            self.connected.clear()
-        if self.metrics is not None:
-            self.metrics.broker_connected.labels(self.device).set(1 if up else 0)
+    @property
+    def connected(self) -> Any:
+        """The link's ``asyncio.Event``, set while connected."""
+        return self.link.connected
 
-    def _update_depth(self) -> None:
-        if self.metrics is not None:
-            self.metrics.queue_depth.labels(self.device, "outbox").set(self.pending)
+    @property
+    def outbox(self) -> Outbox:
+        return self.link.outbox
 
 
-def _consume_disconnect(client: Any) -> None:
-    """Mark aiomqtt's disconnect future as seen (avoids 'exception never retrieved')."""
-    fut = getattr(client, "_disconnected", None)
-    if fut is not None:  # paho may report the disconnect after the context has exited
-        fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+# ------------------------------------------------------------------ the registered kind
+
+
+def outbox_file(state_dir: Path, daemon: str) -> Path:
+    """The daemon's outbox: ``<state_dir>/outbox/<daemon id>.sqlite``."""
+    return state_dir / "outbox" / f"{daemon}.sqlite"
+
+
+def settings_of(options: MqttOptions, url: str) -> MqttSettings:
+    """The validated :class:`MqttSettings` of ``RunConfig.mqtt`` for the broker ``url``."""
+    return mqtt_settings(
+        url,
+        username=options.username,
+        password=read_password(options.password_file),
+        ca_file=options.ca_file,
+        cert_file=options.cert_file,
+        key_file=options.key_file,
+        tls_insecure=options.tls_insecure,
+        client_id=options.client_id,
+        topic_prefix=options.topic_prefix,
+    )
+
+
+class DaemonMqtt(BaseSinkFactory):
+    """The daemon's MQTT resource: one :class:`MqttLink` for every device.
+
+    Attributes
+    ----------
+    link : MqttLink
+    daemon_status_topic : str
+        ``<prefix>/_daemon/<daemon id>/status``: retained ``online``/``offline`` and the
+        connection's last will (Home Assistant discovery lists it beside each device's
+        status, with ``availability_mode: all``).
+    """
+
+    def __init__(self, ctx: DaemonContext) -> None:
+        cfg = ctx.config
+        settings = settings_of(cfg.mqtt, ctx.mqtt_url)
+        devices = [d.name for d in cfg.devices]
+        daemon = daemon_id(socket.gethostname(), devices)
+        self.link = MqttLink(
+            settings,
+            outbox=Outbox(outbox_file(ctx.state_dir, daemon), max_events=cfg.outbox_max_events),
+            devices=devices,
+            daemon=daemon,
+            metrics=ctx.metrics,
+            flush_timeout=cfg.flush_timeout_s,
+        )
+        self.daemon_status_topic = self.link.status_topic
+
+    async def __aenter__(self) -> DaemonMqtt:
+        await self.link.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> bool | None:
+        await self.link.__aexit__(*exc)
+        return None
+
+    def sink_for(self, device: DeviceContext) -> MqttSink:
+        return MqttSink(
+            self.link.settings, device=device.name, session=device.session, link=self.link
+        )
+
+    async def drained(self) -> None:
+        await self.link.drained()
+
+    def delivery(self, device: str) -> DeliveryStats | None:
+        stats = self.link.stats.get(device)
+        if stats is None:
+            return None
+        return DeliveryStats(
+            stats.delivered, self.link.pending_of(device), tuple(stats.latencies_s)
+        )
+
+
+@dataclass(frozen=True)
+class MqttKindConfig:
+    """The kind's own settings: none yet (they are daemon-wide, ``RunConfig.mqtt``)."""
+
+
+def _validate(config: MqttKindConfig, run: RunConfig) -> None:
+    """Every MQTT setting, TLS file and name checked before anything starts."""
+    settings_of(run.mqtt, run.mqtt.url or f"mqtt://{run.broker_host}:{run.broker_port or 1883}")
+
+
+def _factory(config: MqttKindConfig, ctx: DaemonContext) -> DaemonMqtt:
+    return DaemonMqtt(ctx)
+
+
+MQTT = SinkKind(
+    "mqtt",
+    "stage events over MQTT: one connection and one durable outbox per daemon",
+    MqttKindConfig,
+    _factory,
+    validate=_validate,
+)

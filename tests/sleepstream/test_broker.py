@@ -53,3 +53,51 @@ def test_embedded_broker_port_in_use_is_a_broker_error():
 
         with pytest.raises(BrokerError, match="--broker-port"):
             asyncio.run(go())
+
+
+def test_embedded_broker_hands_the_tail_to_subscribers_before_stopping(helpers):
+    """Publisher acknowledged, broker stopped at once: a subscriber still gets every
+    message (the drain), and a '#' subscriber never sees the drain's private fence."""
+    from sleepstream.sinks.mqtt import make_client, mqtt_settings
+
+    n = 300
+
+    async def go():
+        async with EmbeddedBroker(EmbeddedBrokerConfig(port=0)) as broker:
+            sub = await asyncio.to_thread(helpers.Subscriber, broker.port, "#")
+            async with make_client(mqtt_settings(broker.url), client_id="pub") as pub:
+                for i in range(n):
+                    await pub.publish("t/stage", str(i).encode(), qos=1)
+        return sub
+
+    sub = asyncio.run(go())
+    try:
+        got = [p.decode() for t, p, _ in sub.messages if t == "t/stage"]
+        assert got == [str(i) for i in range(n)]
+        assert not [t for t, _, _ in sub.messages if t != "t/stage"]
+    finally:
+        sub.close()
+
+
+def test_broker_and_mqtt_modules_use_no_private_api_of_other_objects():
+    """No ``obj._name`` access on anything but ``self``/``cls`` (aiomqtt's
+    ``_disconnected``, amqtt's ``_broadcast_queue``...) in the MQTT modules."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "sleepstream"
+    files = ["broker.py", "names.py", "commands/watch.py"] + [
+        f"sinks/{n}.py" for n in ("mqtt", "mqtt_link", "mqtt_settings", "outbox")
+    ]
+    found = []
+    for rel in files:
+        tree = ast.parse((root / rel).read_text())
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+            ):
+                found.append(f"{rel}:{node.lineno} .{node.attr}")
+    assert found == []

@@ -2,9 +2,7 @@
 
 import asyncio
 import json
-import subprocess
 import time
-from pathlib import Path
 
 import jsonschema
 import numpy as np
@@ -133,83 +131,6 @@ def test_mqtt_settings_missing_ca_file_is_a_broker_error(tmp_path):
         mqtt_settings("mqtts://127.0.0.1", ca_file=tmp_path / "nope.pem")
 
 
-def _make_certs(d):
-    """A CA and a server + client certificate for 127.0.0.1 (openssl CLI)."""
-
-    def ossl(*args):
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
-
-    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
-         "-keyout", "ca.key", "-out", "ca.pem")  # fmt: skip
-    (d / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    for name in ("server", "client"):
-        ossl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
-             "-keyout", f"{name}.key", "-out", f"{name}.csr")  # fmt: skip
-        ossl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-             "-CAcreateserial", "-days", "1", "-out", f"{name}.pem", "-extfile", "san.cnf")  # fmt: skip
-    for f in d.iterdir():
-        f.chmod(0o644)
-
-
-def test_mqtt_sink_tls_with_client_cert_and_password(tmp_path, helpers, monkeypatch):
-    """TLS (CA + client certificate) and user/password against mosquitto."""
-    import shutil
-    import tempfile
-
-    if not (shutil.which("openssl") and shutil.which("mosquitto_passwd")):
-        pytest.skip("openssl or mosquitto_passwd not available")
-    if helpers.mosquitto_binary() is None:
-        pytest.skip("mosquitto binary not found (Debian: apt-get install mosquitto)")
-    from sleepstream.sinks.mqtt import read_password
-
-    # mosquitto drops root to user "mosquitto": its files must be readable by it
-    certs = Path(tempfile.mkdtemp(prefix="sleepstream-tls-"))
-    certs.chmod(0o755)
-    try:
-        _make_certs(certs)
-        pw = certs / "passwd"
-        pw.write_text("")
-        subprocess.run(["mosquitto_passwd", "-b", str(pw), "night", "s3cret"], check=True)
-        pw.chmod(0o644)
-        port = helpers.free_port()
-        conf = (
-            f"listener {port} 127.0.0.1\n"
-            f"cafile {certs / 'ca.pem'}\ncertfile {certs / 'server.pem'}\n"
-            f"keyfile {certs / 'server.key'}\nrequire_certificate true\n"
-            f"allow_anonymous false\npassword_file {pw}\n"
-            "persistence false\nset_tcp_nodelay true\n"
-        )
-        broker = helpers.Mosquitto(certs, port, extra_config=conf).start()
-        try:
-            monkeypatch.setenv("SLEEPSTREAM_MQTT_PASSWORD", "s3cret")
-            tls = dict(
-                ca_file=certs / "ca.pem", cert_file=certs / "client.pem",
-                key_file=certs / "client.key",
-            )  # fmt: skip
-            settings = mqtt_settings(
-                f"mqtts://night@127.0.0.1:{port}", password=read_password(None), **tls
-            )
-            sink = asyncio.run(_publish(settings, Outbox(tmp_path / "o.sqlite"), 3))
-            assert sink.delivered == 3
-            bad = mqtt_settings(f"mqtts://night@127.0.0.1:{port}", password="wrong", **tls)
-
-            async def refused():
-                box = Outbox(tmp_path / "bad.sqlite")
-                async with MqttSink(
-                    bad, device="bed1", session="x", outbox=box, flush_timeout=1.5
-                ) as s:
-                    await s.publish(_epoch(0), _pred(0))
-                return s
-
-            s = asyncio.run(refused())
-            assert s.delivered == 0  # wrong password: nothing delivered, the event is kept
-            assert len(Outbox(tmp_path / "bad.sqlite").open()) == 1
-        finally:
-            broker.stop()
-    finally:
-        shutil.rmtree(certs, ignore_errors=True)
-
-
 def test_mqtt_sink_survives_a_hung_broker(mosquitto, subscribe, tmp_path):
     """SIGSTOP/SIGCONT (a hung, not dead, broker): publishing times out, the sink reconnects
     and every event arrives in order, exactly once after dedup."""
@@ -252,10 +173,10 @@ def test_mqtt_sink_keeps_publishing_when_the_outbox_cannot_be_written(
 
         full_after = 3
 
-        def append(self, event_id, topic, payload):
+        def append(self, event_id, topic, payload, device=""):
             if len(self) + self.delivered_before >= self.full_after:
                 raise StorageError(f"outbox {self.path}: database or disk is full")
-            return super().append(event_id, topic, payload)
+            return super().append(event_id, topic, payload, device)
 
         delivered_before = 0
 

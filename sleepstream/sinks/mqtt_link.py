@@ -1,0 +1,589 @@
+"""One MQTT connection and one durable outbox for a whole daemon (every device).
+
+Topics (``<prefix>`` defaults to ``sleepstream``; ``<id>`` is the daemon id, by default
+``<host>-<8 hex of its device set>``, see :func:`sleepstream.names.daemon_id`):
+
+- ``<prefix>/<device>/stage``: one JSON stage event per epoch (QoS 1, in order per device);
+- ``<prefix>/<device>/status``: retained ``online`` / ``offline``;
+- ``<prefix>/<device>/daemon``: retained ``<id>``, the daemon that serves the device;
+- ``<prefix>/_daemon/<id>/status``: retained ``online`` / ``offline``, and the
+  connection's last will (``offline``).
+
+One connection has one will. A daemon that stops normally (SIGTERM, end of the sources,
+any ``--flush-timeout``, even 0) publishes ``offline`` on every device's status and then
+on its own. A daemon that dies (``kill -9``, power, network) cannot: the broker then
+publishes its will, so ``<prefix>/_daemon/<id>/status`` turns ``offline`` while the
+devices' retained status still says ``online``. **A device is online only while its own
+status and its daemon's status (named by ``<prefix>/<device>/daemon``) are both
+``online``**; ``sleepstream watch`` and the Home Assistant discovery follow that rule
+(``availability_mode: all``).
+
+Delivery: :meth:`MqttLink.enqueue` appends an event to the outbox (durable) and returns;
+one delivery task publishes the outbox in ``seq`` order, up to :data:`WINDOW` QoS 1
+publishes in flight (the broker receives a prefix of them in order, so a redelivery
+after a failure keeps every device's first occurrences in order), and deletes events
+once PUBACKed. Connection losses are seen at once (a watcher on aiomqtt's public
+message iterator) and retried with jittered back-off. Faults that retrying cannot fix
+(credentials, TLS, a refused client id) are refused at start-up with one line
+(:class:`~sleepstream.errors.BrokerError`, exit code 9) and, when they happen mid-run,
+logged at ERROR and counted in ``sleepstream_mqtt_connect_errors_total{reason}``. An
+unexpected error of the delivery task is logged with its traceback and the task is
+restarted (``sleepstream_mqtt_delivery_restarts_total``); more than ``max_crashes``
+within ``crash_window_s`` calls ``on_fatal`` so the daemon stops loudly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
+import socket
+import time
+import weakref
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sleepstream.errors import BrokerError, StorageError
+from sleepstream.names import check_device_names, daemon_id
+from sleepstream.sinks.mqtt_settings import (
+    CONNECT_REASONS,
+    ConnectFailure,
+    MqttSettings,
+    classify_connect_error,
+    jittered_backoff,
+    make_client,
+)
+from sleepstream.sinks.outbox import Outbox, OutboxItem
+
+log = logging.getLogger(__name__)
+
+#: Most QoS 1 publishes in flight on the connection.
+WINDOW = 32
+#: Seconds allowed for publishing the ``offline`` statuses at shutdown.
+STATUS_TIMEOUT_S = 3.0
+
+
+def daemon_status_topic(prefix: str, daemon: str) -> str:
+    """``<prefix>/_daemon/<daemon id>/status`` (``_`` cannot start a device name)."""
+    return f"{prefix}/_daemon/{daemon}/status"
+
+
+@dataclass
+class DeviceStats:
+    """Delivery figures of one device (this daemon run)."""
+
+    delivered: int = 0
+    #: Acknowledged latencies (s), newest last.
+    latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=1_000_000))
+    arrival: dict[str, float] = field(default_factory=dict)
+
+
+class LinkMetrics:
+    """The link's own series, registered once per Prometheus registry; every label set
+    exists from the start (a zero counter is visible before its first increment)."""
+
+    _by_registry: weakref.WeakKeyDictionary[Any, LinkMetrics] = weakref.WeakKeyDictionary()
+
+    def __init__(self, registry: Any) -> None:
+        from prometheus_client import Counter as PromCounter
+
+        self.connect_errors = PromCounter(
+            "sleepstream_mqtt_connect_errors_total",
+            "Failed MQTT connections or lost connections, by reason "
+            "(auth, tls and refused need an operator)",
+            ("reason",),
+            registry=registry,
+        )
+        for reason in CONNECT_REASONS:
+            self.connect_errors.labels(reason)
+        self.restarts = PromCounter(
+            "sleepstream_mqtt_delivery_restarts_total",
+            "Times the MQTT delivery task failed unexpectedly and was restarted",
+            registry=registry,
+        )
+
+    @classmethod
+    def of(cls, registry: Any) -> LinkMetrics:
+        if registry not in cls._by_registry:
+            cls._by_registry[registry] = cls(registry)
+        return cls._by_registry[registry]
+
+
+class _LastSocketError(logging.Handler):
+    """Keeps the last warning or error paho logged (TLS alerts arrive only there)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.last: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.last = record.getMessage()
+        log.debug("paho: %s", self.last)
+
+    def take(self) -> str | None:
+        last, self.last = self.last, None
+        return last
+
+
+class MqttLink:
+    """The daemon's MQTT connection, its outbox and its delivery task.
+
+    Parameters
+    ----------
+    settings : MqttSettings
+    outbox : Outbox
+        Opened (and locked) by :meth:`__aenter__`, which also takes over undelivered
+        events of these devices from outbox files no live process holds.
+    devices : sequence of str
+        Every device this daemon serves (validated by :mod:`sleepstream.names`).
+    daemon : str, optional
+        Daemon id; default :func:`sleepstream.names.daemon_id` of the host and devices.
+    metrics : Metrics, optional
+        The daemon's metrics (per-device series); the link adds :class:`LinkMetrics`
+        to its registry.
+    flush_timeout : float
+        Seconds :meth:`__aexit__` keeps delivering before giving up (the rest stays in
+        the outbox for the next start). ``offline`` is published either way.
+    on_fatal : callable, optional
+        ``on_fatal(exc)`` when the delivery task keeps failing; the daemon stops on it.
+    max_crashes, crash_window_s : int, float
+        More than ``max_crashes`` unexpected failures within ``crash_window_s`` seconds
+        are fatal; fewer are restarted with a log line.
+    retry_cap_s : (float, float)
+        Longest back-off (s) between attempts while the broker is down, and while it
+        refuses us (credentials, TLS: someone has to fix it; no need to hammer it).
+    """
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        *,
+        outbox: Outbox,
+        devices: Sequence[str],
+        daemon: str | None = None,
+        metrics: Any = None,
+        flush_timeout: float = 10.0,
+        on_fatal: Callable[[BaseException], None] | None = None,
+        max_crashes: int = 5,
+        crash_window_s: float = 300.0,
+        retry_cap_s: tuple[float, float] = (10.0, 60.0),
+    ) -> None:
+        self.settings = settings
+        self.outbox = outbox
+        self.devices = check_device_names(devices)
+        self.daemon = daemon or daemon_id(socket.gethostname(), self.devices)
+        self.client_id = settings.client_id or f"sleepstream-{self.daemon}-{os.getpid()}"
+        self.status_topic = daemon_status_topic(settings.topic_prefix, self.daemon)
+        self.metrics = metrics
+        self.link_metrics = LinkMetrics.of(metrics.registry) if metrics is not None else None
+        self.flush_timeout = flush_timeout
+        self.on_fatal = on_fatal
+        self.max_crashes = max_crashes
+        self.crash_window_s = crash_window_s
+        self.retry_cap_s = retry_cap_s
+        self.connected = asyncio.Event()
+        #: The last failed connection (None once connected again).
+        self.last_failure: ConnectFailure | None = None
+        #: Set when the delivery task gave up (see ``on_fatal``).
+        self.fatal: BaseException | None = None
+        self.stats = {dev: DeviceStats() for dev in self.devices}
+        self._memory: deque[OutboxItem] = deque()
+        self._memory_count: Counter[str] = Counter()
+        self._memory_mode = False
+        self._last_seq = 0
+        self._wakeup = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._sessions_up = 0
+        self._stop = asyncio.Event()  # stop delivering: publish offline and leave
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._first: asyncio.Future[ConnectFailure | None] | None = None
+        self._paho_log = logging.Logger("sleepstream.mqtt.paho", logging.WARNING)
+        self._socket_error = _LastSocketError()
+        self._paho_log.addHandler(self._socket_error)
+        self._crashes: deque[float] = deque()
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def __aenter__(self) -> MqttLink:
+        self.outbox.open()
+        try:
+            adopted = self.outbox.adopt_leftovers(self.devices)
+            if adopted:
+                log.info("MQTT: %d undelivered event(s) taken over from older outboxes", adopted)
+            for dev in self.devices:
+                self._update_depth(dev)
+            self._first = asyncio.get_running_loop().create_future()
+            self._task = asyncio.create_task(self._supervise(), name="mqtt-delivery")
+            self._task.add_done_callback(self._task_ended)
+            await asyncio.wait(
+                {self._first, self._task},
+                timeout=self.settings.publish_timeout + 1,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        except BaseException:
+            await self._abort()
+            raise
+        failure = self._first.result() if self._first.done() else None
+        if failure is not None and failure.config:
+            await self._abort()
+            raise BrokerError(failure.message(self.settings))
+        if not self._first.done():
+            log.warning(
+                "MQTT %s: no answer after %.0f s; running anyway, events wait in the outbox",
+                self.settings.url(),
+                self.settings.publish_timeout + 1,
+            )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._closing = True
+        self._wakeup.set()
+        task = self._task
+        if task is not None and not task.done() and self.pending:
+            self._drained.clear()
+            waiter = asyncio.ensure_future(self._drained.wait())
+            await asyncio.wait(
+                {waiter, task}, timeout=self.flush_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            waiter.cancel()
+            if self.pending:
+                log.warning(
+                    "MQTT %s: %d event(s) not delivered within --flush-timeout %g s; "
+                    "they stay in the outbox for the next start",
+                    self.settings.url(),
+                    self.pending,
+                    self.flush_timeout,
+                )
+        self._stop.set()
+        self._wakeup.set()
+        if task is not None and not task.done():
+            await asyncio.wait({task}, timeout=STATUS_TIMEOUT_S + 0.5)
+        await self._abort()
+
+    async def _abort(self) -> None:
+        """Cancel the delivery task (if still running) and close the outbox."""
+        self._stop.set()
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.outbox.close()
+        for dev in self.devices:
+            self._set_connected(dev, False)
+
+    # -- producer side -------------------------------------------------------------------
+    def enqueue(self, device: str, event: dict[str, Any], *, arrival: float | None = None) -> None:
+        """Store an event of ``device`` (outbox first, memory if the disk fails) and wake
+        the delivery; ``arrival`` (perf_counter) feeds the latency histogram."""
+        topic = self.settings.stage_topic(device)
+        payload = json.dumps(event, separators=(",", ":")).encode()
+        eid = str(event["event_id"])
+        if device not in self.stats:
+            raise ValueError(f"device {device!r} is not served by this MQTT link")
+        dropped = 0
+        if not self._memory:
+            try:
+                dropped = self.outbox.append(eid, topic, payload, device)
+            except StorageError as exc:
+                if not self._memory_mode:
+                    log.error("%s; keeping events in memory until it is writable", exc)
+                self._memory_mode = True
+        if self._memory or self._memory_mode:
+            if self._memory_count[device] >= self.outbox.max_events:
+                dropped = 1
+                self._drop_oldest_in_memory(device)
+            self._memory.append(OutboxItem(-1, eid, topic, payload, device))
+            self._memory_count[device] += 1
+        if arrival:
+            self.stats[device].arrival[eid] = arrival
+        if dropped and self.metrics is not None:
+            self.metrics.outbox_dropped.labels(device).inc(dropped)
+        self._update_depth(device)
+        self._drained.clear()
+        self._wakeup.set()
+
+    def _drop_oldest_in_memory(self, device: str) -> None:
+        for i, item in enumerate(self._memory):
+            if item.device == device:
+                del self._memory[i]
+                self._memory_count[device] -= 1
+                log.warning("%s: in-memory queue full: dropped the oldest event", device)
+                return
+
+    async def drained(self) -> None:
+        """Return once every event handed over so far is acknowledged (waits on an event)."""
+        while self.pending:
+            await self._drained.wait()
+
+    @property
+    def pending(self) -> int:
+        """Events not yet acknowledged by the broker (outbox plus in-memory fallback)."""
+        return len(self.outbox) + len(self._memory)
+
+    def pending_of(self, device: str) -> int:
+        return self.outbox.count(device) + self._memory_count[device]
+
+    # -- supervision ---------------------------------------------------------------------
+    async def _supervise(self) -> None:
+        """Connect, deliver, reconnect; restart on unexpected errors; give up loudly."""
+        attempt = 0
+        while not self._stop.is_set():
+            up_before = self._sessions_up
+            try:
+                await self._session()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - sorted below, never silent
+                import aiomqtt
+
+                if isinstance(exc, aiomqtt.MqttError):
+                    self._failed_attempt(classify_connect_error(exc, self._socket_error.take()))
+                elif self._crashed(exc):
+                    return
+            if self._sessions_up != up_before:
+                attempt = 0  # it was connected: back-off starts again
+            if self._closing and not self.pending and attempt >= 2:
+                return  # nothing left to deliver; the will says offline
+            delay = jittered_backoff(attempt, cap=self.retry_cap_s[self._config_fault()])
+            attempt += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+
+    def _config_fault(self) -> bool:
+        return self.last_failure is not None and self.last_failure.config
+
+    def _failed_attempt(self, failure: ConnectFailure) -> None:
+        repeated = self.last_failure == failure
+        self.last_failure = failure
+        if self.link_metrics is not None:
+            self.link_metrics.connect_errors.labels(failure.reason).inc()
+        if self._first is not None and not self._first.done():
+            self._first.set_result(failure)
+            if failure.config:
+                return  # __aenter__ raises it as the one start-up line
+        level = logging.ERROR if failure.config else logging.WARNING
+        if repeated and failure.reason == "unreachable":
+            level = logging.DEBUG if self._closing else logging.INFO
+        log.log(level, "%s; %d event(s) queued", failure.message(self.settings), self.pending)
+
+    def _crashed(self, exc: Exception) -> bool:
+        """Log an unexpected failure; True when it is fatal (too many, too fast)."""
+        now = time.monotonic()
+        self._crashes.append(now)
+        while self._crashes and now - self._crashes[0] > self.crash_window_s:
+            self._crashes.popleft()
+        if self.link_metrics is not None:
+            self.link_metrics.restarts.inc()
+        if len(self._crashes) > self.max_crashes:
+            log.critical(
+                "MQTT delivery failed %d times in %.0f s (%s: %s); giving up: %d event(s) "
+                "stay in the outbox",
+                len(self._crashes), self.crash_window_s, type(exc).__name__, exc, self.pending,
+            )  # fmt: skip
+            self._give_up(exc)
+            return True
+        log.error("MQTT delivery failed (%s: %s); restarting it", type(exc).__name__, exc,
+                  exc_info=exc)  # fmt: skip
+        return False
+
+    def _give_up(self, exc: BaseException) -> None:
+        self.fatal = exc
+        if self._first is not None and not self._first.done():
+            self._first.set_result(None)
+        if self.on_fatal is not None:
+            self.on_fatal(exc)
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """A delivery task that ends by an exception is never silent."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        assert exc is not None
+        log.critical("MQTT delivery task died: %s: %s", type(exc).__name__, exc, exc_info=exc)
+        self._give_up(exc)
+
+    # -- one connection ------------------------------------------------------------------
+    async def _session(self) -> None:
+        import aiomqtt
+
+        will = aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True)
+        client = make_client(
+            self.settings, client_id=self.client_id, will=will, logger=self._paho_log,
+            max_inflight=WINDOW,
+        )  # fmt: skip
+        async with client:
+            watcher = asyncio.create_task(self._watch(client), name="mqtt-watch")
+            try:
+                if self.last_failure is not None:
+                    log.info("MQTT %s: connected again", self.settings.url())
+                self.last_failure = None
+                self._sessions_up += 1
+                self._socket_error.take()
+                for dev in self.devices:
+                    self._set_connected(dev, True)
+                if self._first is not None and not self._first.done():
+                    self._first.set_result(None)
+                await self._race(self._publish_statuses(client, b"online"), watcher)
+                await self._drain(client, watcher)
+                # bounded by __aexit__ (STATUS_TIMEOUT_S), then cancelled
+                await self._race(self._publish_statuses(client, b"offline"), watcher)
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await watcher
+                for dev in self.devices:
+                    self._set_connected(dev, False)
+
+    @staticmethod
+    async def _watch(client: Any) -> None:
+        """Returns (by raising MqttError) when the connection is lost; public API only."""
+        async for _message in client.messages:
+            pass
+
+    @staticmethod
+    async def _race(work: Awaitable[None], watcher: asyncio.Task[None]) -> None:
+        """Run ``work``; raise at once if the connection is lost meanwhile."""
+        task = asyncio.ensure_future(work)
+        try:
+            await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if task.done() and not task.cancelled():
+            task.result()  # re-raises a publish error
+            return
+        raise _lost(watcher)
+
+    async def _publish_statuses(self, client: Any, state: bytes) -> None:
+        """``online``: daemon first, then each device (and its ``daemon`` pointer);
+        ``offline``: each device first, then the daemon."""
+        prefix = self.settings.topic_prefix
+        per_device: list[tuple[str, bytes]] = []
+        for dev in self.devices:
+            if state == b"online":
+                per_device.append((f"{prefix}/{dev}/daemon", self.daemon.encode()))
+            per_device.append((f"{prefix}/{dev}/status", state))
+        if state == b"online":
+            await client.publish(self.status_topic, state, qos=1, retain=True)
+        for i in range(0, len(per_device), WINDOW):
+            await _gather_publishes(client, per_device[i : i + WINDOW], retain=True, timeout=None)
+        if state == b"offline":
+            await client.publish(self.status_topic, state, qos=1, retain=True)
+
+    async def _drain(self, client: Any, watcher: asyncio.Task[None]) -> None:
+        """Deliver in order until stopped, or until closing with nothing left."""
+        while not self._stop.is_set():
+            items = self._next_batch()
+            if not items:
+                self._memory_mode = False  # memory drained: try the outbox again
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                if self._next_batch():
+                    continue
+                waiter = asyncio.ensure_future(self._wakeup.wait())
+                await asyncio.wait({waiter, watcher}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if watcher.done():
+                    raise _lost(watcher)
+                continue
+            pairs = [(it.topic, it.payload) for it in items]
+            await self._race(
+                _gather_publishes(client, pairs, retain=False,
+                                  timeout=self.settings.publish_timeout),
+                watcher,
+            )  # fmt: skip
+            self._acknowledged(items)
+
+    def _next_batch(self) -> list[OutboxItem]:
+        items = self.outbox.peek(WINDOW, after_seq=self._last_seq)
+        if not items and self._memory:
+            items = list(itertools.islice(self._memory, WINDOW))
+        return items
+
+    def _acknowledged(self, items: list[OutboxItem]) -> None:
+        stored = [it.seq for it in items if it.seq >= 0]
+        if stored:
+            self._last_seq = max(self._last_seq, max(stored))
+            try:
+                self.outbox.ack_many(stored)
+            except StorageError as exc:  # delivered; redelivered (same event_id) next start
+                log.error("%s", exc)
+        for it in items:
+            if it.seq < 0:
+                self._memory.popleft()
+                self._memory_count[it.device] -= 1
+        now = time.perf_counter()
+        for dev, group in _by_device(items).items():
+            stats = self.stats.get(dev)
+            if stats is None:  # a leftover of a device this daemon no longer serves
+                continue
+            stats.delivered += len(group)
+            for it in group:
+                arrival = stats.arrival.pop(it.event_id, None)
+                if arrival:
+                    stats.latencies_s.append(now - arrival)
+                    if self.metrics is not None:
+                        self.metrics.epoch_latency.labels(dev).observe(now - arrival)
+            if self.metrics is not None:
+                self.metrics.published.labels(dev).inc(len(group))
+            self._update_depth(dev)
+        if not self.pending:
+            self._drained.set()
+
+    # -- metrics -------------------------------------------------------------------------
+    def _set_connected(self, device: str, up: bool) -> None:
+        if up:
+            self.connected.set()
+        else:
+            self.connected.clear()
+        if self.metrics is not None:
+            self.metrics.broker_connected.labels(device).set(1 if up else 0)
+
+    def _update_depth(self, device: str) -> None:
+        if self.metrics is not None and device in self.stats:
+            self.metrics.queue_depth.labels(device, "outbox").set(self.pending_of(device))
+
+
+def _lost(watcher: asyncio.Task[None]) -> Exception:
+    """The MqttError for a connection whose watcher has ended."""
+    import aiomqtt
+
+    exc = watcher.exception() if watcher.done() and not watcher.cancelled() else None
+    return aiomqtt.MqttError(f"connection lost: {exc}" if exc else "connection lost")
+
+
+def _by_device(items: list[OutboxItem]) -> dict[str, list[OutboxItem]]:
+    groups: dict[str, list[OutboxItem]] = {}
+    for it in items:
+        groups.setdefault(it.device, []).append(it)
+    return groups
+
+
+async def _gather_publishes(
+    client: Any, messages: list[tuple[str, bytes]], *, retain: bool, timeout: float | None
+) -> None:
+    """Publish QoS 1 messages concurrently (queued in this order); wait for every PUBACK.
+
+    On the first failure the others are cancelled and the error is raised.
+    """
+    tasks = [
+        asyncio.ensure_future(client.publish(t, p, qos=1, retain=retain, timeout=timeout))
+        for t, p in messages
+    ]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            if not t.done():
+                t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
