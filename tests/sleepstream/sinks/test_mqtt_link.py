@@ -1,0 +1,379 @@
+"""The daemon's one MQTT link against a real mosquitto: many devices on one connection,
+order per device through outages, statuses and the will, loud faults, supervision."""
+
+import asyncio
+import logging
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from sleepstream.errors import BrokerError
+from sleepstream.metrics import Metrics
+from sleepstream.sinks.mqtt import MqttSink, mqtt_settings
+from sleepstream.sinks.mqtt_link import MqttLink, daemon_status_topic
+from sleepstream.sinks.outbox import Outbox
+from sleepstream.types import Epoch, StagePrediction
+
+pytestmark = pytest.mark.network
+
+
+def _event(i: int) -> tuple[Epoch, StagePrediction]:
+    p = np.full(5, 0.1)
+    p[i % 5] = 0.6
+    epoch = Epoch(
+        i, 30.0 * i, "2026-01-01T23:00:00Z", np.zeros((1, 3000), np.float32),
+        last_sample_at=time.perf_counter(),
+    )  # fmt: skip
+    return epoch, StagePrediction(i, i % 5, p, 0.6, "m")
+
+
+def _client_ids(broker) -> list[str]:
+    """Client ids of every daemon connection mosquitto accepted (from its log)."""
+    found = re.findall(r"New client connected from \S+ as (\S+)", broker.log.read_text())
+    return [c for c in found if c.startswith("sleepstream-")]
+
+
+def _unique_per_device(sub) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for eid in dict.fromkeys(e["event_id"] for e in sub.stage_events()):
+        dev, _session, idx = eid.split(":")
+        out.setdefault(dev, []).append(int(idx))
+    return out
+
+
+def test_mqtt_link_many_devices_share_one_connection_and_keep_each_order_through_a_crash(
+    persistent_mosquitto, subscribe, tmp_path
+):
+    """12 beds interleaved on one link; the broker is SIGKILLed and restarted mid-stream:
+    one client id ever connects, every event of every bed arrives, in order per bed."""
+    broker = persistent_mosquitto
+    sub = subscribe(broker.port, "sleepstream/+/stage", persistent=True)
+    time.sleep(2.5)  # let the broker autosave the subscriber's session
+    beds = [f"bed{i:02d}" for i in range(12)]
+    n = 25
+
+    async def scenario():
+        link = MqttLink(
+            mqtt_settings(broker.url), outbox=Outbox(tmp_path / "o.sqlite"), devices=beds,
+            retry_cap_s=(0.5, 0.5),
+        )  # fmt: skip
+        async with link:
+            sinks = [MqttSink(link.settings, device=b, session="s", link=link) for b in beds]
+            for i in range(n):
+                if i == 8:
+                    await asyncio.sleep(0.3)
+                    broker.kill()
+                if i == 16:
+                    await asyncio.sleep(0.5)  # events 8..15 of every bed wait in the outbox
+                    broker.start()
+                for sink in sinks:
+                    await sink.publish(*_event(i))
+                await asyncio.sleep(0.01)
+            await asyncio.wait_for(link.drained(), 30)
+        return link
+
+    link = asyncio.run(scenario())
+    assert sub.wait_for(lambda s: sum(map(len, _unique_per_device(s).values())) >= n * 12, 30)
+    got = _unique_per_device(sub)
+    assert got == {b: list(range(n)) for b in beds}
+    assert set(_client_ids(broker)) == {link.client_id}
+    assert all(link.stats[b].delivered >= n for b in beds)
+
+
+def test_mqtt_link_flush_timeout_zero_still_leaves_every_status_offline(
+    mosquitto, subscribe, tmp_path
+):
+    """--flush-timeout 0 with events still queued: the devices' and the daemon's retained
+    status say offline afterwards, and each device names its daemon."""
+    beds = ["bed1", "bed2", "bed3"]
+
+    async def scenario():
+        link = MqttLink(
+            mqtt_settings(mosquitto.url), outbox=Outbox(tmp_path / "o.sqlite"), devices=beds,
+            flush_timeout=0.0,
+        )  # fmt: skip
+        async with link:
+            for b in beds:
+                sink = MqttSink(link.settings, device=b, session="s", link=link)
+                for i in range(300):
+                    await sink.publish(*_event(i))
+            left = link.pending
+        return link, left
+
+    link, left = asyncio.run(scenario())
+    assert left > 0  # events were still queued when the daemon left
+    late = subscribe(mosquitto.port, "sleepstream/#")
+    status = daemon_status_topic("sleepstream", link.daemon)
+
+    def retained(s):
+        return {t: p.decode() for t, p, r in s.messages if r and not t.endswith("/stage")}
+
+    want = {f"sleepstream/{b}/status": "offline" for b in beds}
+    want |= {f"sleepstream/{b}/daemon": link.daemon for b in beds}
+    want[status] = "offline"
+    assert late.wait_for(lambda s: retained(s) == want, 10), retained(late)
+    with Outbox(tmp_path / "o.sqlite") as box:
+        assert len(box) == left  # what was not delivered waits for the next start
+
+
+_KILLED = """
+import asyncio, os, signal, sys, time
+import numpy as np
+from sleepstream.sinks.mqtt import MqttSink, mqtt_settings
+from sleepstream.sinks.mqtt_link import MqttLink
+from sleepstream.sinks.outbox import Outbox
+from sleepstream.types import Epoch, StagePrediction
+
+url, path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+beds = ["bed1", "bed2"]
+
+async def main():
+    link = MqttLink(mqtt_settings(url), outbox=Outbox(path), devices=beds, daemon="node-a")
+    async with link:
+        sinks = [MqttSink(link.settings, device=b, session=sys.argv[4], link=link) for b in beds]
+        for i in range(n):
+            p = np.full(5, 0.1)
+            for s in sinks:
+                await s.publish(Epoch(i, 30.0 * i, "2026-01-01T23:00:00Z",
+                                      np.zeros((1, 3000), np.float32)),
+                                StagePrediction(i, 2, p, 0.6, "m"))
+        await link.drained()
+        print("delivered", flush=True)
+        if sys.argv[4] == "first":
+            os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main())
+"""
+
+
+def test_mqtt_link_kill9_turns_the_daemon_offline_by_its_will_and_a_restart_recovers(
+    mosquitto, subscribe, tmp_path, helpers
+):
+    """A SIGKILLed daemon cannot say offline: its will turns the daemon status offline
+    while the devices' retained status still says online (the documented rule: a device
+    is online only while both are); a restart sets everything online again."""
+    sub = subscribe(mosquitto.port, "sleepstream/#")
+    script = tmp_path / "link.py"
+    script.write_text(_KILLED)
+    env = helpers.daemon_env()
+    first = subprocess.run(
+        [sys.executable, str(script), mosquitto.url, str(tmp_path / "o.sqlite"), "5", "first"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert first.returncode == -signal.SIGKILL and "delivered" in first.stdout, first.stderr
+    daemon = "sleepstream/_daemon/node-a/status"
+
+    def last(s, topic):
+        vals = [p.decode() for t, p, _ in s.messages if t == topic]
+        return vals[-1] if vals else None
+
+    assert sub.wait_for(lambda s: last(s, daemon) == "offline", 30)  # the will
+    assert last(sub, "sleepstream/bed1/status") == "online"
+    assert last(sub, "sleepstream/bed1/daemon") == "node-a"
+    second = subprocess.run(
+        [sys.executable, str(script), mosquitto.url, str(tmp_path / "o.sqlite"), "3", "second"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert second.returncode == 0, second.stderr
+
+    def values(s, topic):
+        return [p.decode() for t, p, _ in s.messages if t == topic]
+
+    assert sub.wait_for(lambda s: values(s, daemon) == ["online", "offline"] * 2, 10)
+    assert values(sub, "sleepstream/bed2/status") == ["online", "online", "offline"]
+    got = _unique_per_device(sub)
+    assert got["bed1"] == list(range(5)) + list(range(3))  # session "first", then "second"
+
+
+def test_mqtt_link_credentials_refused_mid_run_are_loud_counted_and_recovered(
+    tmp_path, helpers, caplog
+):
+    """The broker restarts refusing our credentials: every refusal is an ERROR naming
+    the fix and counted under reason "auth"; events wait in the outbox; once it accepts
+    us again every event arrives in order."""
+    if helpers.mosquitto_binary() is None:
+        pytest.skip("mosquitto binary not found")
+    import shutil
+
+    if not shutil.which("mosquitto_passwd"):
+        pytest.skip("mosquitto_passwd not available")
+    import tempfile
+    from pathlib import Path
+
+    work = Path(tempfile.mkdtemp(prefix="sleepstream-auth-"))  # readable by user mosquitto
+    work.chmod(0o755)
+    pw = work / "passwd"
+    pw.write_text("")
+    subprocess.run(["mosquitto_passwd", "-b", str(pw), "someone", "else"], check=True)
+    pw.chmod(0o644)
+    port = helpers.free_port()
+    open_conf = f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+    closed_conf = (
+        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {pw}\npersistence false\n"
+    )
+    broker = helpers.Mosquitto(work, port, extra_config=open_conf).start()
+    sub = None
+    metrics = Metrics()
+    caplog.set_level(logging.INFO, logger="sleepstream.sinks.mqtt_link")
+
+    async def scenario():
+        nonlocal broker, sub
+        link = MqttLink(
+            mqtt_settings(f"mqtt://127.0.0.1:{port}"), outbox=Outbox(tmp_path / "o.sqlite"),
+            devices=["bed1"], metrics=metrics, retry_cap_s=(0.3, 0.3),
+        )  # fmt: skip
+        async with link:
+            sink = MqttSink(link.settings, device="bed1", session="s", link=link)
+            await sink.publish(*_event(0))
+            await asyncio.wait_for(link.drained(), 10)
+            broker.stop()
+            broker = helpers.Mosquitto(work, port, extra_config=closed_conf).start()
+            for i in range(1, 6):
+                await sink.publish(*_event(i))
+                await asyncio.sleep(0.3)
+            refused = metrics.registry.get_sample_value(
+                "sleepstream_mqtt_connect_errors_total", {"reason": "auth"}
+            )
+            pending = link.pending
+            broker.stop()
+            broker = helpers.Mosquitto(work, port, extra_config=open_conf).start()
+            sub = await asyncio.to_thread(helpers.Subscriber, port, "sleepstream/+/stage")
+            await sink.publish(*_event(6))
+            await asyncio.wait_for(link.drained(), 20)
+        return refused, pending
+
+    try:
+        refused, pending = asyncio.run(scenario())
+    finally:
+        broker.stop()
+        if sub is not None:
+            sub.close()
+        shutil.rmtree(work, ignore_errors=True)
+    assert refused >= 2 and pending >= 5
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("Not authorized" in m and "--mqtt-username" in m for m in errors)
+    assert any("connected again" in r.getMessage() for r in caplog.records)
+    got = [e["epoch_index"] for e in sub.stage_events()]
+    assert list(dict.fromkeys(got)) == list(range(1, 7))
+
+
+class _FailingOutbox(Outbox):
+    """A real outbox whose reads fail ``failures`` times (an injected bug, not a mock of
+    MQTT): the delivery task must be restarted, or stop the daemon, never die silently."""
+
+    failures = 0
+
+    def peek(self, limit=64, after_seq=0):
+        if self.failures > 0:
+            self.failures -= 1
+            raise RuntimeError("injected outbox bug")
+        return super().peek(limit, after_seq)
+
+
+def test_mqtt_link_restarts_a_failing_delivery_task_with_a_log_line(
+    mosquitto, subscribe, tmp_path, caplog
+):
+    """A few unexpected failures: each is logged with its traceback, counted, and the
+    task restarted; every event still arrives in order."""
+    sub = subscribe(mosquitto.port, "sleepstream/+/stage")
+    box = _FailingOutbox(tmp_path / "o.sqlite")
+    metrics = Metrics()
+
+    async def scenario():
+        link = MqttLink(
+            mqtt_settings(mosquitto.url), outbox=box, devices=["bed1"], metrics=metrics,
+            retry_cap_s=(0.2, 0.2),
+        )  # fmt: skip
+        async with link:
+            sink = MqttSink(link.settings, device="bed1", session="s", link=link)
+            box.failures = 3
+            for i in range(5):
+                await sink.publish(*_event(i))
+            await asyncio.wait_for(link.drained(), 20)
+        return link
+
+    link = asyncio.run(scenario())
+    assert link.fatal is None
+    assert sub.wait_for(lambda s: len(s.stage_events()) >= 5, 10)
+    assert [e["epoch_index"] for e in sub.stage_events()] == list(range(5))
+    logged = [r for r in caplog.records if "restarting it" in r.getMessage()]
+    assert len(logged) == 3 and all(r.exc_info for r in logged)
+    assert metrics.registry.get_sample_value("sleepstream_mqtt_delivery_restarts_total") == 3
+
+
+def test_mqtt_link_failing_for_good_calls_on_fatal_and_every_publish_says_so(
+    mosquitto, tmp_path, caplog
+):
+    """More failures than allowed: on_fatal gets the error (the daemon stops on it), a
+    CRITICAL line is logged, and each later publish stores its event and raises."""
+    box = _FailingOutbox(tmp_path / "o.sqlite")
+    fatal: list[BaseException] = []
+
+    async def scenario():
+        link = MqttLink(
+            mqtt_settings(mosquitto.url), outbox=box, devices=["bed1"], on_fatal=fatal.append,
+            max_crashes=2, retry_cap_s=(0.05, 0.05),
+        )  # fmt: skip
+        async with link:
+            sink = MqttSink(link.settings, device="bed1", session="s", link=link)
+            box.failures = 1000
+            await sink.publish(*_event(0))
+            for _ in range(200):
+                if fatal:
+                    break
+                await asyncio.sleep(0.05)
+            with pytest.raises(BrokerError, match="MQTT delivery stopped"):
+                await sink.publish(*_event(1))
+        return link
+
+    link = asyncio.run(scenario())
+    assert len(fatal) == 1 and "injected" in str(fatal[0])
+    assert any(r.levelno == logging.CRITICAL for r in caplog.records)
+    with Outbox(tmp_path / "o.sqlite") as again:
+        assert [it.event_id for it in again.peek(10)] == ["bed1:s:0", "bed1:s:1"]
+    assert link.fatal is not None
+
+
+def test_mqtt_daemon_kind_serves_every_bed_on_one_connection_and_one_outbox(
+    mosquitto, subscribe, tiny_model, tmp_path
+):
+    """The registered kind in a real daemon: three beds, one client id at the broker, one
+    outbox file, every bed's epochs in order, delivery reported per bed."""
+    from sleepstream.config import DeviceConfig, MqttOptions, RunConfig
+    from sleepstream.daemon import Daemon
+    from sleepstream.sinks import registry
+    from sleepstream.sinks.mqtt import MQTT
+
+    beds = ("bed-a", "bed-b", "bed-c")
+    n = 10
+    cfg = RunConfig(
+        devices=tuple(
+            DeviceConfig(b, "synthetic-night", None, {"speed": "max", "n_epochs": n, "seed": i})
+            for i, b in enumerate(beds)
+        ),
+        mqtt=MqttOptions(url=mosquitto.url),
+        metrics_port=None,
+        model=tiny_model,
+        state_dir=tmp_path / "state",
+        print_mode="none",
+    )
+    sub = subscribe(mosquitto.port, "sleepstream/+/stage")
+    before = registry.SINKS["mqtt"]
+    registry.register_sink("mqtt", MQTT)
+    try:
+        result = asyncio.run(Daemon(cfg, install_signals=False).run())
+    finally:
+        registry.register_sink("mqtt", before)
+    assert sub.wait_for(lambda s: sum(map(len, _unique_per_device(s).values())) >= 3 * n, 20)
+    assert _unique_per_device(sub) == {b: list(range(n)) for b in beds}
+    for b in beds:
+        assert result.devices[b].delivered == n and len(result.devices[b].latencies_s) == n
+    clients = _client_ids(mosquitto)
+    assert len(set(clients)) == 1 and clients[0].startswith("sleepstream-")
+    files = sorted((tmp_path / "state" / "outbox").glob("*.sqlite"))
+    assert len(files) == 1 and files[0].stat().st_mode & 0o777 == 0o600
