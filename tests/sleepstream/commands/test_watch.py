@@ -105,3 +105,214 @@ def test_watch_unreachable_broker_fails_with_broker_error(helpers, capsys):
 def test_watch_rejects_a_nonpositive_count(capsys):
     """--count 0 is a usage error."""
     assert main(["watch", "--count", "0"]) == 2
+
+
+# --------------------------------------------------------------- untrusted payloads
+
+
+def _good_event(i=0, device="bed1", **changes):
+    from sleepstream.sinks.base import EventContext, build_event
+    from sleepstream.types import Epoch, StagePrediction
+
+    epoch = Epoch(i, 30.0 * i, "2026-01-01T23:00:00Z", np.zeros((1, 3000), np.float32))
+    p = np.full(5, 0.1)
+    p[2] = 0.6
+    event = build_event(EventContext(device, "s"), epoch, StagePrediction(i, 2, p, 0.6, "m"))
+    event.update(changes)
+    return event
+
+
+def _watcher(as_json=False):
+    import io
+
+    from sleepstream.commands.watch import Watcher
+
+    return Watcher("sleepstream", as_json=as_json, out=io.StringIO(), err=io.StringIO())
+
+
+def _safe(line: str) -> bool:
+    return all(ord(c) >= 0x20 and not 0x7F <= ord(c) <= 0x9F for c in line) and not any(
+        c in line for c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+    )
+
+
+MALFORMED = {
+    "stage-null": json.dumps(_good_event(stage=None)),
+    "stage-unknown": json.dumps(_good_event(stage="N4")),
+    "stage-escape": json.dumps(_good_event(stage="\x1b[2J\x1b[31mREM")),
+    "device-escape": json.dumps(_good_event(device="bed1\x1b]0;pwned\x07")),
+    "device-other-topic": json.dumps(_good_event(device="bed2")),
+    "epoch-index-string": json.dumps(_good_event(epoch_index="7")),
+    "epoch-index-bool": json.dumps(_good_event(epoch_index=True)),
+    "epoch-index-negative": json.dumps(_good_event(epoch_index=-1)),
+    "confidence-nan": json.dumps(_good_event(confidence=float("nan"))),  # writes NaN
+    "confidence-string": json.dumps(_good_event(confidence="high")),
+    "confidence-huge": json.dumps(_good_event(confidence=1e400)),
+    "latency-negative": json.dumps(_good_event(latency_ms=-1)),
+    "quality-not-list": json.dumps(_good_event(quality="flat")),
+    "quality-control": json.dumps(_good_event(quality=["\r\x1b[Kok"])),
+    "unscored-without-reasons": json.dumps(_good_event(stage="unscored")),
+    "revised-without-lookahead": json.dumps(_good_event(revised=True, lookahead=0)),
+    "epoch-start-garbage": json.dumps(_good_event(epoch_start="\x1b[1mnow")),
+    "extra-field": json.dumps(_good_event(evil="x")),
+    "missing-field": json.dumps({k: v for k, v in _good_event().items() if k != "model"}),
+    "wrong-schema": json.dumps(_good_event(schema="other/9")),
+    "array": "[1, 2, 3]",
+    "number": "42",
+    "null": "null",
+    "empty": "",
+    "not-json": "not json \x1b[2J",
+    "not-utf8": b"\xff\xfe\x1b[2J",
+    "deep-nesting": "[" * 50_000 + "]" * 50_000,
+    "huge-int": '{"epoch_index": ' + "9" * 5000 + "}",
+    "too-big": json.dumps(_good_event(model="m" * 70_000)),
+    "probabilities-missing-stage": json.dumps(_good_event(probabilities={"W": 1.0})),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED, ids=list(MALFORMED))
+def test_watch_malformed_stage_payloads_are_reported_safely_and_skipped(case):
+    """Each malformed payload (`{"stage": null}`, escape sequences, NaN, nesting...) is
+    one safe line on stderr; nothing reaches stdout; the watch goes on."""
+    w = _watcher()
+    payload = MALFORMED[case]
+    raw = payload if isinstance(payload, bytes) else payload.encode()
+    lines = w._handle("sleepstream/bed1/stage", raw)
+    assert [s for s, _ in lines] == [w.err]
+    assert "ignored a malformed message" in lines[0][1] and _safe(lines[0][1])
+    assert w.events == 0
+    good = w._handle("sleepstream/bed1/stage", json.dumps(_good_event(1)).encode())
+    assert [s for s, _ in good] == [w.out] and w.events == 1
+
+
+def test_watch_valid_events_print_once_and_pass_the_json_schema(stage_schema):
+    """A valid event prints one line (JSON mode: the event itself); a redelivery none."""
+    import jsonschema
+
+    from sleepstream.commands.watch import check_event
+
+    w = _watcher(as_json=True)
+    raw = json.dumps(_good_event(3)).encode()
+    out = w._handle("sleepstream/bed1/stage", raw)
+    assert len(out) == 1 and json.loads(out[0][1]) == json.loads(raw)
+    assert w._handle("sleepstream/bed1/stage", raw) == []
+    jsonschema.validate(check_event(raw, "bed1"), stage_schema)
+
+
+def test_watch_availability_needs_the_device_and_its_daemon_online():
+    """A device whose retained status says online is shown offline once its daemon's
+    will says offline."""
+    w = _watcher()
+    w._handle("sleepstream/bed1/daemon", b"node-a")
+    w._handle("sleepstream/_daemon/node-a/status", b"online")
+    assert w._handle("sleepstream/bed1/status", b"online")[0][1] == "[bed1 is online]"
+    gone = w._handle("sleepstream/_daemon/node-a/status", b"offline")[0][1]
+    assert gone == "[daemon node-a is offline: bed1 offline with it]"
+    again = w._handle("sleepstream/bed1/status", b"online")[0][1]
+    assert again == "[bed1 is offline (its daemon node-a is offline)]"
+    bad = w._handle("sleepstream/bed1/status", b"\x1b[2Jonline!")
+    assert "malformed" in bad[0][1] and _safe(bad[0][1])
+
+
+def test_watch_reports_only_some_malformed_messages_in_a_flood():
+    """A flood of junk gives the first ten lines, then one per hundred."""
+    w = _watcher()
+    shown = sum(len(w._handle("sleepstream/bed1/stage", b"junk")) for _ in range(1000))
+    assert shown == 10 + 10 and w.malformed == 1000
+
+
+def _mutated_events():
+    from hypothesis import strategies as st
+
+    scalars = st.one_of(
+        st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True),
+        st.text(max_size=20), st.lists(st.text(max_size=5), max_size=3),
+    )  # fmt: skip
+    base = st.builds(_good_event, st.integers(0, 100))
+    keys = st.sampled_from(sorted(_good_event()) + ["reasons", "evil", "lookahead"])
+    return st.tuples(base, st.dictionaries(keys, scalars, max_size=3), st.sets(keys, max_size=2))
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_watch_never_crashes_and_prints_only_safe_lines_for_any_payload(as_json, stage_schema):
+    """Property (Hypothesis): for any topic and bytes, and for events with fields changed
+    or removed, the handler returns safe lines; what it accepts passes the JSON schema."""
+    import jsonschema
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from sleepstream.commands.watch import check_event
+
+    schema = stage_schema
+    topics = st.one_of(
+        st.sampled_from(["sleepstream/bed1/stage", "sleepstream/bed1/status",
+                         "sleepstream/bed1/daemon", "sleepstream/_daemon/x/status"]),
+        st.text(max_size=40).map(lambda t: "sleepstream/" + t),
+    )  # fmt: skip
+
+    @settings(max_examples=300, deadline=None)
+    @given(topics, st.binary(max_size=300))
+    def any_bytes(topic, payload):
+        w = _watcher(as_json)
+        for _stream, line in w._handle(topic, payload):
+            assert _safe(line)
+
+    @settings(max_examples=300, deadline=None)
+    @given(_mutated_events())
+    def mutated(case):
+        event, changes, removed = case
+        event = {k: v for k, v in {**event, **changes}.items() if k not in removed}
+        raw = json.dumps(event).encode()
+        w = _watcher(as_json)
+        for _stream, line in w._handle("sleepstream/bed1/stage", raw):
+            assert _safe(line)
+        try:
+            accepted = check_event(raw, "bed1")
+        except ValueError:
+            return
+        jsonschema.validate(accepted, schema)
+
+    any_bytes()
+    mutated()
+
+
+def test_watch_survives_hostile_publishers_on_a_real_broker(mosquitto, tmp_path, helpers):
+    """On mosquitto: `{"stage": null}`, escape sequences and junk among real events; the
+    watch prints exactly the real events, no control character reaches the terminal,
+    and exits 0 at --count."""
+    import paho.mqtt.client as paho
+
+    out = tmp_path / "watch.out"
+    with out.open("w") as f:
+        proc = subprocess.Popen(
+            helpers.sleepstream_cmd("watch", "--mqtt", mosquitto.url, "--count", "2"),
+            stdout=f, stderr=subprocess.PIPE, text=True, env=helpers.daemon_env(),
+        )  # fmt: skip
+    try:
+        while "watching" not in proc.stderr.readline():
+            pass
+        client = paho.Client(paho.CallbackAPIVersion.VERSION2)
+        client.connect("127.0.0.1", mosquitto.port)
+        client.loop_start()
+        hostile = [MALFORMED[k] for k in ("stage-null", "stage-escape", "device-escape",
+                                          "not-utf8", "deep-nesting")]  # fmt: skip
+        hostile.append(b"\x1b[2J\x1b]0;owned\x07")
+        for payload in hostile:
+            client.publish("sleepstream/bed1/stage", payload, qos=1).wait_for_publish(5)
+        # (mosquitto itself disconnects a client that puts control characters in a topic;
+        # hostile topics are covered by the property test above)
+        for i in range(2):
+            good = json.dumps(_good_event(i))
+            client.publish("sleepstream/bed1/stage", good, qos=1).wait_for_publish(5)
+        client.loop_stop()
+        client.disconnect()
+        rc = proc.wait(60)
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = out.read_text()
+    assert rc == 0, err
+    assert len(text.splitlines()) == 2 and all("bed1" in x and "N2" in x for x in text.splitlines())
+    assert "\x1b" not in text and "\x1b" not in err and "\x07" not in err
+    assert "Traceback" not in err and err.count("ignored a malformed message") >= 5
