@@ -182,12 +182,20 @@ def record_duration(fs: float) -> float:
     return record_layout(fs)[0]
 
 
+#: The widest physical range an 8-character EDF header field holds (source units).
+EDF_PHYSICAL_MIN, EDF_PHYSICAL_MAX = -9_999_999.0, 99_999_999.0
+
+
 def _physical_range(x: np.ndarray) -> tuple[float, float]:
     lo, hi = float(np.min(x)), float(np.max(x))
     if hi - lo < 1e-6 * max(1.0, abs(lo), abs(hi)):
         lo, hi = lo - 1.0, hi + 1.0
     pad = 1e-4 * (hi - lo)  # EDF writes the range with 8 characters; leave room for rounding
-    return lo - pad, hi + pad
+    lo = max(EDF_PHYSICAL_MIN, lo - pad)
+    hi = min(EDF_PHYSICAL_MAX, hi + pad)
+    if hi - lo < 2.0 and (lo == EDF_PHYSICAL_MIN or hi == EDF_PHYSICAL_MAX):  # all off-scale
+        lo, hi = (EDF_PHYSICAL_MAX - 2.0, EDF_PHYSICAL_MAX) if lo > 0 else (lo, lo + 2.0)
+    return lo, hi
 
 
 def _recording(start: dt.datetime) -> Any:
@@ -214,7 +222,9 @@ def write_raw_segment(
         Target ``raw_NNNN.edf``.
     samples : ndarray, shape (n_channels, n_samples)
         Values in the source's ``units`` exactly as received; non-finite values are
-        written as 0 (the manifest counts them).
+        written as 0 and values beyond what an EDF header can state
+        (:data:`EDF_PHYSICAL_MIN`, :data:`EDF_PHYSICAL_MAX`) are clipped to it (the
+        manifest counts both).
     fs : float
         Sampling rate in Hz.
     channels : sequence of str
@@ -237,6 +247,7 @@ def write_raw_segment(
     n = samples.shape[1]
     pad = (-n) % per_record
     data = np.nan_to_num(np.asarray(samples, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    data = np.clip(data, EDF_PHYSICAL_MIN, EDF_PHYSICAL_MAX)
     if pad:
         data = np.concatenate([data, np.repeat(data[:, -1:], pad, axis=1)], axis=1)
     unit = edf_unit(units)

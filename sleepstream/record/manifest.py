@@ -32,12 +32,15 @@ def new_manifest(
     ``null`` when the zone is unknown), ``duration_s``, ``time_zone``, ``time_base``
     (``recording`` or ``system``), ``time_note``, ``edf_time``; ``created_utc`` and
     ``closed_utc`` (this machine's clock when the recorder opened and closed);
+    ``recording`` (``path`` and ``name`` of the file a file source read, else null);
     ``channels``, ``fs`` (Hz), ``units``, ``scale_to_uv``, ``segments`` (one dict per
     written ``raw_NNNN.edf``: ``file``, ``start_s`` from the night start, ``start``,
     ``n_samples``, ``duration_s``, ``fs``, ``channels``, ``padding_samples``),
     ``pending_segments`` (held in memory, not written yet), ``lost_segments`` (never
     written, with ``reason``), ``gaps`` (``onset_s``, ``duration_s``,
-    ``missing_samples``, ``clock_reset``), ``dropped_samples``, ``n_epochs``,
+    ``missing_samples``, ``clock_reset``), ``dropped_samples``, ``nonfinite_samples``
+    (written as 0), ``off_scale_samples`` (beyond what an EDF header states, written
+    clipped), ``samples_received``, ``n_epochs``,
     ``n_unscored``, ``n_revised``, ``epoch_grid_offset_s`` (stage onset = offset + 30 s
     x epoch index), ``storage_errors``, ``storage_errors_by_kind`` and
     ``last_storage_error``.
@@ -63,6 +66,7 @@ def new_manifest(
         "units": units,
         "scale_to_uv": float(scale_to_uv),
         "fs": None,
+        "recording": None,
         "source_offset_s": source_offset_s,
         "segment_seconds": float(segment_seconds),
         "segments": [],
@@ -71,6 +75,7 @@ def new_manifest(
         "gaps": [],
         "dropped_samples": 0,
         "nonfinite_samples": 0,
+        "off_scale_samples": 0,
         "samples_received": 0,
         "n_epochs": 0,
         "n_unscored": 0,

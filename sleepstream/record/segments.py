@@ -88,7 +88,8 @@ class Segmenter:
         closed: list[OpenSegment] = []
         seg = self.open
         if seg is not None and (cut or seg.fs != fs or seg.channels != channels):
-            closed.append(seg)
+            if seg.n:
+                closed.append(seg)
             seg = None
         if seg is None:
             seg = OpenSegment(fs=fs, channels=channels, start_ts=start_ts)

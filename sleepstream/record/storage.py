@@ -137,7 +137,6 @@ class StorageFaults:
                 "recorder %s: cannot write %s in %s (%s, %d in a row%s%s): %s; "
                 "staging continues, the data stays in memory until it can be written",
                 self.device, what, directory, kind, n, more, space, detail,
-                exc_info=kind == "internal",
             )  # fmt: skip
             self._last_log[group] = now
         else:

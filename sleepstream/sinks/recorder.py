@@ -113,6 +113,9 @@ class Recorder:
         the file's local time, zone unknown), or a zero-argument callable returning it,
         evaluated when the first sample arrives (a file source learns it when opened).
         ``None``: a live source, dated by this machine's clock in UTC.
+    recording : path, optional
+        The file a file source reads (kept in the manifest as ``recording``; the report
+        checks it against the model's training recordings). None for live sources.
     metrics : sleepstream.metrics.Metrics, optional
         Gets ``storage_errors{device, kind}`` and ``recorder_backlog_bytes{device}``.
     max_backlog_bytes : int
@@ -147,6 +150,7 @@ class Recorder:
         staged_channel: str | None = None,
         source_offset_s: float | None = None,
         start_datetime: StartDatetime = None,
+        recording: str | Path | None = None,
         metrics: Any = None,
         max_backlog_bytes: int = 256 << 20,
         retry_s: float = 10.0,
@@ -181,6 +185,8 @@ class Recorder:
             source_offset_s=source_offset_s,
             segment_seconds=self._segment_seconds,
         )
+        if recording is not None:
+            self.manifest["recording"] = {"path": str(recording), "name": Path(recording).name}
         self.faults = StorageFaults(self.manifest, device=device, metrics=metrics)
         self.clock: NightClock | None = None
         self._t0: float | None = None
@@ -284,6 +290,8 @@ class Recorder:
         m = self.manifest
         m["samples_received"] += int(samples.shape[1])
         m["nonfinite_samples"] += int(np.count_nonzero(~np.isfinite(samples)))
+        off_scale = (samples < files.EDF_PHYSICAL_MIN) | (samples > files.EDF_PHYSICAL_MAX)
+        m["off_scale_samples"] += int(np.count_nonzero(off_scale & np.isfinite(samples)))
         gaps, cuts = find_gaps(self._last_ts, ts, fs, self._t0)
         m["gaps"].extend(gaps)
         m["dropped_samples"] += sum(g["missing_samples"] for g in gaps)

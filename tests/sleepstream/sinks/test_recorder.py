@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from sleepstream.errors import StorageError
+from sleepstream.record import files
 from sleepstream.sinks.recorder import Recorder
 from sleepstream.types import UNSCORED, Chunk, Epoch, StagePrediction
 
@@ -423,3 +424,43 @@ def test_recorder_files_are_private_whatever_the_umask(tmp_path, sc4001_eeg):
         assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
     for d in (night, night.parent, night.parent.parent):
         assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
+
+
+def test_recorder_off_scale_values_are_clipped_and_counted(tmp_path):
+    """Values no EDF header can state (|x| >= 1e8 source units, found by the fuzz test) are
+    written clipped and counted; a flat off-scale channel is still written."""
+    import edfio
+
+    x = np.zeros((2, 3000))
+    x[0, :1500], x[0, 1500:] = 1e10, -1e12
+    x[1] = 5e9  # flat and off-scale
+    x[0, 10] = 3.0
+
+    async def go() -> Path:
+        async with Recorder(tmp_path, device="d", segment_seconds=30) as rec:
+            await rec.write_chunk(Chunk(x, np.arange(3000) / FS, FS, CHANNELS, 0.0))
+        return rec.night_dir
+
+    night = asyncio.run(go())
+    m = json.loads((night / "night.json").read_text())
+    assert m["off_scale_samples"] == 5999 and m["storage_errors"] == 0
+    edf = edfio.read_edf(night / "raw_0000.edf")
+    assert edf.signals[0].data.max() == pytest.approx(files.EDF_PHYSICAL_MAX, rel=1e-6)
+    assert edf.signals[0].data.min() == pytest.approx(files.EDF_PHYSICAL_MIN, rel=1e-6)
+    assert edf.signals[1].data == pytest.approx(np.full(3000, files.EDF_PHYSICAL_MAX), rel=1e-6)
+
+
+def test_recorder_gap_right_after_a_full_segment_is_not_a_fault(tmp_path, sc4001_eeg):
+    """A pause (EDF+D, LSL outage) just as a segment filled: a gap, two segments, no fault."""
+    x = sc4001_eeg[:, :6000]
+
+    async def go() -> Path:
+        async with Recorder(tmp_path, device="d", segment_seconds=30) as rec:
+            await rec.write_chunk(Chunk(x[:, :3000], np.arange(3000) / FS, FS, CHANNELS, 0))
+            await rec.write_chunk(Chunk(x[:, 3000:], 40 + np.arange(3000) / FS, FS, CHANNELS, 0))
+        return rec.night_dir
+
+    m = json.loads((asyncio.run(go()) / "night.json").read_text())
+    assert m["storage_errors"] == 0
+    assert m["gaps"] == [{"onset_s": 30.0, "duration_s": 10.0, "missing_samples": 1000}]
+    assert [(s["start_s"], s["n_samples"]) for s in m["segments"]] == [(0.0, 3000), (40.0, 3000)]
