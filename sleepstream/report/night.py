@@ -35,7 +35,8 @@ class RecordedNight:
     probabilities : ndarray, shape (n_epochs, 5), float64
         Hypnodensity (NaN where not available).
     onsets : ndarray, shape (n_epochs,), float64
-        Seconds from the night start (first recorded sample).
+        Seconds from the night start (first recorded sample): the 30-s grid
+        ``epoch_grid_offset_s + 30 x epoch_index``.
     """
 
     path: Path
@@ -63,17 +64,109 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str
         raise DataFileError(f"{path}: file not found") from None
     except (UnicodeDecodeError, csv.Error) as exc:
         raise DataFileError(f"{path}: not a readable CSV ({exc})") from None
+    except OSError as exc:
+        raise DataFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
 def _num(path: Path, line: int, row: dict[str, str], key: str, kind: type = float) -> Any:
     raw = row.get(key)
     try:
         value = kind(raw)
-    except (TypeError, ValueError):
-        raise DataFileError(f"{path}: line {line}: bad {key} value {raw!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise DataFileError(f"{path}: line {line}: bad {key} value {_short(raw)}") from None
     if kind is float and not math.isfinite(value):
-        raise DataFileError(f"{path}: line {line}: bad {key} value {raw!r}")
+        raise DataFileError(f"{path}: line {line}: bad {key} value {_short(raw)}")
     return value
+
+
+#: The most epochs a night may span (a year of 30-s epochs): a bound on memory.
+MAX_EPOCHS = 1_051_200
+#: The most samples of one channel drawn in a spectrogram (24 h at 1 kHz).
+MAX_SIGNAL_SAMPLES = 86_400_000
+
+
+def _short(value: Any) -> str:
+    """A value for a one-line message: repr, at most 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _bad(path: Path, key: str, value: Any, want: str) -> DataFileError:
+    return DataFileError(f"{path}: {key} = {_short(value)}: expected {want}")
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _file_name(x: Any) -> bool:
+    return (
+        isinstance(x, str) and bool(x) and "/" not in x and "\\" not in x and x not in (".", "..")
+    )
+
+
+def _check_segment(path: Path, i: int, seg: Any) -> None:
+    key = f"segments[{i}]"
+    if not isinstance(seg, dict):
+        raise _bad(path, key, seg, "an object")
+    checks = (
+        ("file", _file_name, "a file name in the night folder"),
+        ("start_s", _number, "a number of seconds"),
+        ("n_samples", lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= 0,
+         "a count of samples"),
+        ("fs", lambda x: _number(x) and x > 0, "a sampling rate in Hz"),
+        ("channels", lambda x: isinstance(x, list) and all(isinstance(c, str) for c in x),
+         "a list of channel names"),
+    )  # fmt: skip
+    for field, ok, want in checks:
+        if not ok(seg.get(field)):
+            raise _bad(path, f"{key}.{field}", seg.get(field), want)
+
+
+def check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
+    """Validate the ``night.json`` fields the report reads; return the manifest.
+
+    Missing optional fields are fine (older recorders); a field of the wrong type or
+    value is a :class:`DataFileError` naming the file, the field and the value.
+    """
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("segments"), list):
+        raise DataFileError(f"{path}: not a sleepstream night manifest (no 'segments' list)")
+    m = manifest
+    optional = (
+        ("epoch_grid_offset_s", _number, "a number of seconds or null"),
+        ("source_offset_s", _number, "a number of seconds or null"),
+        ("scale_to_uv", lambda x: _number(x) and x > 0, "a positive factor"),
+        ("staged_channel", lambda x: isinstance(x, str), "a channel name or null"),
+        ("device", lambda x: isinstance(x, str), "a device name"),
+        ("profile", lambda x: isinstance(x, str), "a profile name"),
+        ("status", lambda x: isinstance(x, str), "a status word"),
+        ("model", lambda x: isinstance(x, dict), "an object"),
+        ("recording", lambda x: isinstance(x, dict), "an object"),
+        ("channels", lambda x: isinstance(x, list) and all(isinstance(c, str) for c in x),
+         "a list of channel names"),
+        ("files", lambda x: isinstance(x, dict) and all(_file_name(v) for v in x.values()),
+         "file names in the night folder"),
+        ("duration_s", _number, "a number of seconds"),
+    ) + tuple(
+        (k, lambda x: isinstance(x, list), "a list")
+        for k in ("gaps", "lost_segments", "pending_segments")
+    ) + tuple(
+        (k, lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= 0, "a count")
+        for k in ("dropped_samples", "storage_errors", "nonfinite_samples", "n_revised")
+    ) + tuple(
+        (k, lambda x: isinstance(x, str), "an ISO-8601 date-time or null")
+        for k in ("start", "end", "start_utc", "end_utc", "time_zone", "time_note")
+    )  # fmt: skip
+    for key, ok, want in optional:
+        if m.get(key) is not None and not ok(m[key]):
+            raise _bad(path, key, m[key], want)
+    for i, seg in enumerate(m["segments"]):
+        _check_segment(path, i, seg)
+    for i, gap in enumerate(m.get("gaps") or []):
+        if not (isinstance(gap, dict) and _number(gap.get("onset_s"))
+                and _number(gap.get("duration_s"))):  # fmt: skip
+            raise _bad(path, f"gaps[{i}]", gap, "an object with onset_s and duration_s")
+    return m
 
 
 def read_manifest(night_dir: Path) -> dict[str, Any]:
@@ -89,9 +182,11 @@ def read_manifest(night_dir: Path) -> dict[str, Any]:
         ) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataFileError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(manifest, dict) or "segments" not in manifest:
-        raise DataFileError(f"{path}: not a sleepstream night manifest (no 'segments' list)")
-    return manifest
+    except RecursionError:
+        raise DataFileError(f"{path}: not valid JSON (nested too deeply)") from None
+    except OSError as exc:
+        raise DataFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return check_manifest(manifest, path)
 
 
 def load_night(night_dir: str | Path) -> RecordedNight:
@@ -107,30 +202,33 @@ def load_night(night_dir: str | Path) -> RecordedNight:
     """
     root = Path(night_dir)
     manifest = read_manifest(root)
-    hyp_path = root / manifest.get("files", {}).get("hypnogram", "hypnogram.csv")
-    rows: dict[int, tuple[int, float, float]] = {}
+    names = manifest.get("files") or {}
+    hyp_path = root / names.get("hypnogram", "hypnogram.csv")
+    rows: dict[int, tuple[int, float]] = {}
     for line, row in _read_csv(hyp_path, ("epoch_index", "stage")):
         index = _num(hyp_path, line, row, "epoch_index", int)
         name = (row.get("stage") or "").strip()
         if name not in _CODES:
-            raise DataFileError(f"{hyp_path}: line {line}: unknown stage {name!r}")
+            raise DataFileError(f"{hyp_path}: line {line}: unknown stage {_short(name)}")
         conf = _num(hyp_path, line, row, "confidence") if row.get("confidence") else math.nan
-        onset = (
-            _num(hyp_path, line, row, "onset_s") if row.get("onset_s") else index * EPOCH_SECONDS
-        )
-        rows[index] = (_CODES[name], conf, onset)
+        rows[index] = (_CODES[name], conf)
     if not rows:
         raise DataFileError(f"{hyp_path}: no epochs recorded")
     first, last = min(rows), max(rows)
     n = last - first + 1
+    if first < 0 or n > MAX_EPOCHS:
+        raise DataFileError(
+            f"{hyp_path}: epoch_index runs from {first} to {last}: expected indices from 0 "
+            f"spanning at most {MAX_EPOCHS} epochs (a year)"
+        )
     stages = np.full(n, UNSCORED, dtype=np.int64)
     confidence = np.full(n, np.nan)
     offset = float(manifest.get("epoch_grid_offset_s") or 0.0)
     onsets = offset + EPOCH_SECONDS * np.arange(first, last + 1, dtype=np.float64)
-    for index, (code, conf, onset) in rows.items():
-        stages[index - first], confidence[index - first], onsets[index - first] = code, conf, onset
+    for index, (code, conf) in rows.items():
+        stages[index - first], confidence[index - first] = code, conf
     probabilities = np.full((n, N_STAGES), np.nan)
-    dens_path = root / manifest.get("files", {}).get("hypnodensity", "hypnodensity.csv")
+    dens_path = root / names.get("hypnodensity", "hypnodensity.csv")
     if dens_path.exists():
         cols = tuple(f"p_{s}" for s in STAGE_NAMES)
         for line, row in _read_csv(dens_path, ("epoch_index", *cols)):
@@ -167,32 +265,32 @@ def read_channel(night: RecordedNight, channel: str | None = None) -> tuple[np.n
     import edfio
 
     m = night.manifest
-    segments = [s for s in m.get("segments", []) if (night.path / s["file"]).exists()]
+    segments = [s for s in m["segments"] if (night.path / s["file"]).is_file()]
     if not segments:
         raise DataFileError(f"{night.path}: no raw EDF segment to draw a spectrogram from")
     fs = float(segments[0]["fs"])
-    names = list(segments[0].get("channels") or m.get("channels") or [])
+    names = list(segments[0]["channels"] or m.get("channels") or [])
     name = channel or (m.get("staged_channel") if m.get("staged_channel") in names else None)
     name = name or (names[0] if names else "")
     if name not in names:
         raise DataFileError(f"{night.path}: channel {name!r} not recorded; have {names}")
-    end_s = max(
-        max(s["start_s"] + s["n_samples"] / s["fs"] for s in segments),
-        float(night.onsets[-1]) + EPOCH_SECONDS,
-    )
-    out = np.full(int(math.ceil(end_s * fs)), np.nan)
+    end_s = float(night.onsets[-1]) + EPOCH_SECONDS  # the figure shows the scored epochs
+    n_out = int(math.ceil(end_s * fs))
+    if not (0 < n_out <= MAX_SIGNAL_SAMPLES):
+        raise DataFileError(f"{night.path}: {end_s:.0f} s at {fs:g} Hz is too long to draw")
+    out = np.full(n_out, np.nan)
     scale = float(m.get("scale_to_uv") or 1.0)
     for seg in segments:
-        if float(seg["fs"]) != fs or name not in seg.get("channels", [name]):
+        if float(seg["fs"]) != fs or name not in seg["channels"]:
+            continue
+        a = int(round(seg["start_s"] * fs))
+        if a < 0 or a >= out.size:
             continue
         try:
             edf = edfio.read_edf(night.path / seg["file"])
             row = list(seg["channels"]).index(name)
             x = edf.signals[row].data[: int(seg["n_samples"])]
-        except Exception:  # a damaged segment is skipped: the figure shows a gap
-            continue
-        a = int(round(seg["start_s"] * fs))
-        if a < 0:
+        except Exception:  # noqa: BLE001 - a damaged segment is skipped: the figure shows a gap
             continue
         x = x[: max(0, out.size - a)]
         out[a : a + x.size] = x * scale

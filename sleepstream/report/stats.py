@@ -143,3 +143,89 @@ def statistics_text(st: dict[str, Any]) -> str:
         )
         lines.append(f"{name:<6} {st['stage_min'][name]:8.1f}   {share}")
     return "\n".join(lines)
+
+
+#: The statistics set beside each other with a reference: (key, label, unit). A key with
+#: a dot reads a nested value (``stage_min.REM``).
+COMPARED = (
+    ("time_in_bed_min", "time in bed", "min"),
+    ("total_sleep_time_min", "total sleep time, TST", "min"),
+    ("sleep_efficiency_pct", "sleep efficiency, SE", "%"),
+    ("sleep_onset_latency_min", "sleep onset latency, SOL", "min"),
+    ("waso_min", "wake after sleep onset, WASO", "min"),
+    ("rem_latency_min", "REM latency from sleep onset", "min"),
+    ("n_awakenings", "awakenings", ""),
+    *((f"stage_min.{s}", f"time in {s}", "min") for s in STAGE_NAMES),
+)
+
+
+def _get(st: dict[str, Any], key: str) -> float | None:
+    value: Any = st
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return None if value is None else float(value)
+
+
+def flags_difference(unit: str, model: float | None, reference: float | None) -> bool:
+    """Whether a model-reference difference deserves the reader's eye.
+
+    Minutes: at least 15 min and a quarter of the reference; percentages: at least 10
+    points; counts: at least 3 and half the reference; one defined and not the other
+    (e.g. no REM at all on one side): always.
+    """
+    if model is None or reference is None:
+        return (model is None) != (reference is None)
+    diff = abs(model - reference)
+    if unit == "min":
+        return diff >= max(15.0, 0.25 * abs(reference))
+    if unit == "%":
+        return diff >= 10.0
+    return diff >= max(3.0, 0.5 * abs(reference))
+
+
+def compare_statistics(model: dict[str, Any], reference: dict[str, Any]) -> list[dict[str, Any]]:
+    """The model's and the reference's statistics side by side.
+
+    Returns
+    -------
+    list of dict
+        One per :data:`COMPARED` entry: ``key``, ``label``, ``unit``, ``model``,
+        ``reference``, ``difference`` (model - reference, None when either is None) and
+        ``flag`` (:func:`flags_difference`).
+    """
+    rows = []
+    for key, label, unit in COMPARED:
+        a, b = _get(model, key), _get(reference, key)
+        rows.append({
+            "key": key, "label": label, "unit": unit, "model": a, "reference": b,
+            "difference": None if a is None or b is None else a - b,
+            "flag": flags_difference(unit, a, b),
+        })  # fmt: skip
+    return rows
+
+
+def comparison_text(rows: list[dict[str, Any]]) -> str:
+    """A table of :func:`compare_statistics` with the flagged rows marked, and a summary."""
+
+    def f(v: float | None, unit: str, signed: bool = False) -> str:
+        digits = 1 if unit else 0
+        return "—" if v is None else f"{v:{'+' if signed else ''}.{digits}f}"
+
+    lines = [f"{'':36}{'model':>9}{'reference':>11}{'difference':>12}"]
+    for r in rows:
+        u = r["unit"]
+        name = f"{r['label']} ({u})" if u else r["label"]
+        mark = "  <-- check" if r["flag"] else ""
+        lines.append(
+            f"{name:<36}{f(r['model'], u):>9}{f(r['reference'], u):>11}"
+            f"{f(r['difference'], u, True):>12}{mark}"
+        )
+    flagged = [r for r in rows if r["flag"]]
+    if flagged:
+        worst = ", ".join(
+            f"{r['label']} {f(r['model'], r['unit'])} vs {f(r['reference'], r['unit'])}"
+            + (f" {r['unit']}" if r["unit"] else "")
+            for r in flagged
+        )
+        lines.append(f"the model and the reference differ most in: {worst}")
+    return "\n".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import shutil
 import subprocess
@@ -82,6 +83,45 @@ def sc4001_night(tmp_path_factory, sc4001_dir) -> tuple[Path, np.ndarray, np.nda
     return asyncio.run(go()), truth, pred
 
 
+@pytest.fixture
+def make_replayed_night(tmp_path):
+    """``make(start=, n_epochs=, recording=, card_sha256=) -> night_dir``: a night as a
+    replay records it (stream time from the file, the file's naive start), through the
+    real Recorder."""
+    count = [0]
+
+    def make(
+        start: dt.datetime | None = None,
+        n_epochs: int = 4,
+        recording: Path | None = None,
+        card_sha256: str = "",
+    ) -> Path:
+        count[0] += 1
+        x = np.random.default_rng(0).normal(0, 30, (1, n_epochs * 3000))
+
+        async def go() -> Path:
+            async with Recorder(
+                tmp_path / f"state{count[0]}", device="replay", start_datetime=start,
+                recording=recording, card_sha256=card_sha256, segment_seconds=60,
+            ) as rec:  # fmt: skip
+                for k in range(n_epochs):
+                    ts = (k * 3000 + np.arange(3000)) / 100.0
+                    await rec.write_chunk(
+                        Chunk(x[:, k * 3000 : (k + 1) * 3000], ts, 100.0, ("EEG Fpz-Cz",), 0.0)
+                    )
+                    p = np.full(5, 0.05)
+                    p[2] = 0.8
+                    await rec.publish(
+                        Epoch(k, 30.0 * k, "", np.zeros((1, 3000), np.float32)),
+                        StagePrediction(k, 2, p, 0.8, "m"),
+                    )
+            return rec.night_dir
+
+        return asyncio.run(go())
+
+    return make
+
+
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     rc = main(["report", *map(str, argv)])
     out = capsys.readouterr()
@@ -156,11 +196,12 @@ def test_report_text_output_from_the_command_line(sc4001_night, sc4001_dir, tmp_
 
 
 def test_report_without_reference_or_png(sc4001_night, capsys):
-    """Without --reference there is no agreement; --no-png draws nothing."""
+    """Without --reference there is no agreement; --no-png --no-html draws nothing."""
     night, _, pred = sc4001_night
-    rc, out, _ = run_cli(capsys, night, "--json", "--no-png")
+    rc, out, _ = run_cli(capsys, night, "--json", "--no-png", "--no-html")
     report = json.loads(out)
     assert rc == 0 and "agreement" not in report and "png" not in report
+    assert "html" not in report and "statistics_comparison" not in report
     assert report["statistics"]["n_awakenings"] == sleep_statistics(pred)["n_awakenings"]
 
 
@@ -190,6 +231,152 @@ def test_report_reference_of_the_wrong_length_is_a_one_line_error(sc4001_night, 
     rc, _, err = run_cli(capsys, sc4001_night[0], "--reference", hyp, "--no-png")
     assert rc == 5 and err.count("\n") == 1
     assert "reference has 100 epochs" in err and "night has 841" in err
+
+
+def test_report_sets_the_references_statistics_beside_the_models(sc4001_night, sc4001_dir, capsys):
+    """Class 9: with --reference, every AASM statistic of the reference stands beside the
+    model's with the difference, and the large ones (REM latency here) are pointed at."""
+    night, truth, pred = sc4001_night
+    ref = sc4001_dir / "SC4001EC-Hypnogram.edf"
+    rc, out, err = run_cli(capsys, night, "--reference", ref, "--json", "--no-png", "--no-html")
+    assert rc == 0, err
+    rows = {r["key"]: r for r in json.loads(out)["statistics_comparison"]}
+    mine, theirs = sleep_statistics(pred), sleep_statistics(truth)
+    for key, name in (("total_sleep_time_min", "TST"), ("sleep_efficiency_pct", "SE"),
+                      ("sleep_onset_latency_min", "SOL"), ("waso_min", "WASO"),
+                      ("rem_latency_min", "REM latency")):  # fmt: skip
+        assert rows[key]["model"] == pytest.approx(mine[key]), name
+        assert rows[key]["reference"] == pytest.approx(theirs[key]), name
+        assert rows[key]["difference"] == pytest.approx(mine[key] - theirs[key]), name
+    for stage in ("W", "N1", "N2", "N3", "REM"):
+        assert rows[f"stage_min.{stage}"]["reference"] == pytest.approx(theirs["stage_min"][stage])
+    assert theirs["rem_latency_min"] == 89.0  # the expert's, as the issue reports
+    assert rows["rem_latency_min"]["flag"] and not rows["time_in_bed_min"]["flag"]
+    assert not rows["stage_min.N3"]["flag"]  # 112 vs 110 min
+    rc, out, _ = run_cli(capsys, night, "--reference", ref, "--no-png", "--no-html")
+    line = next(ln for ln in out.splitlines() if ln.startswith("REM latency from sleep onset"))
+    assert line.split()[-5:] == ["42.0", "89.0", "-47.0", "<--", "check"]
+    assert "differ most in" in out and "REM latency from sleep onset 42.0 vs 89.0 min" in out
+
+
+def test_report_dates_the_night_by_the_recording_and_says_the_zone(make_replayed_night, capsys):
+    """Class 4: a replayed EDF night (naive start) is dated by the recording, its length is
+    the recording's (not the seconds a max-speed replay took), and the zone is unknown."""
+    night = make_replayed_night(start=dt.datetime(1989, 4, 24, 23, 10), n_epochs=12)
+    rc, out, err = run_cli(capsys, night, "--json", "--no-png", "--no-html")
+    assert rc == 0, err
+    times = json.loads(out)["times"]
+    assert times["start"] == "1989-04-24T23:10:00" and times["end"] == "1989-04-24T23:16:00"
+    assert times["time_zone"] == "local time of the recording, time zone not stated"
+    assert "does not state a time zone" in times["note"]
+    rc, out, _ = run_cli(capsys, night, "--no-png", "--no-html")
+    assert (
+        "1989-04-24 23:10:00 → 23:16:00 (local time of the recording, time zone not stated)" in out
+    )
+    assert "UTC" not in out.split("\n")[1]
+
+
+def test_report_warns_on_a_training_recording(make_replayed_night, tiny_model, tmp_path, capsys):
+    """Issue 11 point 6: a night replayed from one of the model's training recordings gets
+    a one-line warning and training_recording: true; another file is false; a night of
+    another model cannot be told (null)."""
+    from sleepstream.inference.card import card_path_for, file_sha256, load_card
+
+    model = tmp_path / "m" / tiny_model.name
+    model.parent.mkdir()
+    shutil.copy(tiny_model, model)
+    doc = json.loads(card_path_for(tiny_model).read_text())
+    trained_on = tmp_path / "SC4001E0-PSG.edf"
+    trained_on.write_bytes(b"not really an EDF, but these bytes")
+    doc.setdefault("training", {})["recordings"] = [
+        {"name": "SC4001E0-PSG.edf", "sha256": file_sha256(trained_on), "channels": ["Fpz-Cz"]}
+    ]
+    card_path_for(model).write_text(json.dumps(doc))
+    sha = load_card(card_path_for(model)).sha256
+    renamed = tmp_path / "renamed.edf"
+    shutil.copy(trained_on, renamed)
+    other = tmp_path / "SC4002E0-PSG.edf"
+    other.write_bytes(b"another night")
+    expected = {trained_on: True, renamed: True, other: False}
+    for recording, verdict in expected.items():
+        night = make_replayed_night(recording=recording, card_sha256=sha)
+        rc, out, err = run_cli(capsys, night, "--model", model, "--json", "--no-png", "--no-html")
+        assert rc == 0, err
+        report = json.loads(out)
+        assert report["training_recording"] is verdict, recording
+        rc, out, _ = run_cli(capsys, night, "--model", model, "--no-png", "--no-html")
+        warnings = [ln for ln in out.splitlines() if ln.startswith("warning:")]
+        assert warnings == ([f"warning: {recording.name} is one of the model's training "
+                             "recordings: agreement on it is not a generalisation result"]
+                            if verdict else [])  # fmt: skip
+    night = make_replayed_night(recording=trained_on, card_sha256="ab" * 32)
+    rc, out, _ = run_cli(capsys, night, "--model", model, "--json", "--no-png", "--no-html")
+    assert json.loads(out)["training_recording"] is None
+
+
+def test_report_html_is_one_self_contained_file(sc4001_night, sc4001_dir, tmp_path, capsys):
+    """Issue 15 point 4: the HTML holds the statistics, the comparison, the agreement and
+    the three figures inline; no script, no external URL; it is private (0600)."""
+    import re
+    import stat
+    from html.parser import HTMLParser
+
+    night, truth, pred = sc4001_night
+    page = tmp_path / "night.html"
+    rc, out, err = run_cli(
+        capsys, night, "--reference", sc4001_dir / "SC4001EC-Hypnogram.edf", "--html", page,
+        "--no-png", "--json",
+    )  # fmt: skip
+    assert rc == 0, err
+    assert json.loads(out)["html"] == str(page)
+    assert stat.S_IMODE(page.stat().st_mode) == 0o600
+    text = page.read_text(encoding="utf-8")
+
+    class Page(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tags: list[tuple[str, dict]] = []
+            self.cells: list[str] = []
+            self.figures: list[str] = []
+            self._cell = False
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append((tag, dict(attrs)))
+            if tag == "figure":
+                self.figures.append(dict(attrs).get("id", ""))
+            self._cell = tag in ("td", "th")
+
+        def handle_data(self, data):
+            if self._cell:
+                self.cells.append(data.strip())
+                self._cell = False
+
+    parsed = Page()
+    parsed.feed(text)
+    tags = {t for t, _ in parsed.tags}
+    assert not tags & {"script", "link", "iframe", "object", "embed", "base"}
+    for tag, attrs in parsed.tags:
+        for name, value in attrs.items():
+            if name.startswith("xmlns") or value is None:  # namespace names, never fetched
+                continue
+            assert not re.match(r"\s*(https?:|//|ftp:|file:)", value), (tag, name, value)
+            if name in ("src", "href", "xlink:href"):
+                assert value.startswith(("data:", "#")), (tag, name, value[:40])
+    assert "url(http" not in text and "@import" not in text
+    assert parsed.figures == ["hypnogram", "hypnodensity", "spectrogram"]
+    assert text.count("<svg") == 3 and "data:image/png;base64," in text  # the spectrogram
+    assert 'name="viewport"' in text
+    mine, theirs = sleep_statistics(pred), sleep_statistics(truth)
+    cells = parsed.cells
+    i = cells.index("REM latency from sleep onset (min)")
+    assert cells[i + 1 : i + 4] == [f"{mine['rem_latency_min']:.1f}",
+                                    f"{theirs['rem_latency_min']:.1f}", "-47.0"]  # fmt: skip
+    i = cells.index("total sleep time, TST (min)")
+    assert cells[i + 1 : i + 3] == [f"{mine['total_sleep_time_min']:.1f}",
+                                    f"{theirs['total_sleep_time_min']:.1f}"]  # fmt: skip
+    ag = agreement(truth, pred)
+    assert f"Cohen's kappa {ag['kappa']:.3f}" in text
+    assert '<tr class="flag"><td>REM latency from sleep onset (min)</td>' in text
 
 
 def test_report_unreadable_reference_is_a_one_line_error(sc4001_night, tmp_path, capsys):
@@ -287,58 +474,3 @@ def check_recorded_replay(night: Path, hyp: Path, summary: dict) -> None:
     ag = report["agreement"]
     assert ag["accuracy"] == pytest.approx(summary["accuracy"], abs=1e-9)
     assert ag["kappa"] == pytest.approx(summary["kappa"], abs=1e-9)
-
-
-@pytest.mark.slow
-@pytest.mark.network
-def test_recorder_in_the_daemon_pipeline_then_report(tmp_path, sc4001_dir, tiny_model, mosquitto):
-    """The Recorder as a sink of the real daemon pipeline (SC4001 at max speed, real mosquitto)
-    records 841 epochs that the report aligns with the expert hypnogram like replay does."""
-    from sleepstream.commands.replay import (
-        CollectSink,
-        agreement_summary,
-        edf_start_utc,
-        reference_window,
-    )
-    from sleepstream.config import DeviceConfig, MqttOptions, RunConfig
-    from sleepstream.daemon import Daemon, default_dsp
-    from sleepstream.sources.edf_replay import EDFReplaySource
-
-    psg, hyp_path = sc4001_dir / "SC4001E0-PSG.edf", sc4001_dir / "SC4001EC-Hypnogram.edf"
-    hyp = reference_window(psg, hyp_path, trim=True)
-    t0, t_end = float(hyp.onsets[0]), float(hyp.onsets[-1]) + 30.0
-    dev = DeviceConfig("sc4001", f"edf:{psg}", "edf-replay")
-    state = tmp_path / "state"
-    config = RunConfig(
-        devices=(dev,),
-        mqtt=MqttOptions(url=mosquitto.url),
-        metrics_port=None,
-        model=tiny_model,
-        state_dir=state,
-        print_mode="none",
-    )
-    collector = CollectSink()
-
-    async def go() -> tuple[Path, str]:
-        async with Recorder(
-            state,
-            device="sc4001",
-            profile="edf-replay",
-            staged_channel="EEG Fpz-Cz",
-            source_offset_s=t0,
-        ) as rec:
-            daemon = Daemon(
-                config,
-                build_source=lambda d: (
-                    EDFReplaySource(psg, "EEG Fpz-Cz", speed="max", start=t0),
-                    t_end,
-                ),
-                make_dsp=lambda d, src, n: default_dsp(d, src, n, utc_origin=edf_start_utc(psg)),
-                extra_sinks=lambda name: [rec, collector],
-            )
-            await daemon.run()
-        return rec.night_dir
-
-    night = asyncio.run(go())
-    summary = agreement_summary(collector.items, t0, hyp.stages)
-    check_recorded_replay(night, hyp_path, summary)
