@@ -36,29 +36,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import json
 import logging
 import os
 import socket
 import time
-import weakref
-from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sleepstream.errors import BrokerError, StorageError
+from sleepstream.errors import BrokerError
 from sleepstream.names import check_device_names, daemon_id
+from sleepstream.sinks.mqtt_client import (
+    LinkMetrics,
+    PahoLog,
+    gather_publishes,
+    lost,
+    race,
+    watch_connection,
+)
+from sleepstream.sinks.mqtt_queue import DeliveryQueue, DeviceStats
 from sleepstream.sinks.mqtt_settings import (
-    CONNECT_REASONS,
     ConnectFailure,
     MqttSettings,
     classify_connect_error,
     jittered_backoff,
     make_client,
 )
-from sleepstream.sinks.outbox import Outbox, OutboxItem
+from sleepstream.sinks.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -71,63 +75,6 @@ STATUS_TIMEOUT_S = 3.0
 def daemon_status_topic(prefix: str, daemon: str) -> str:
     """``<prefix>/_daemon/<daemon id>/status`` (``_`` cannot start a device name)."""
     return f"{prefix}/_daemon/{daemon}/status"
-
-
-@dataclass
-class DeviceStats:
-    """Delivery figures of one device (this daemon run)."""
-
-    delivered: int = 0
-    #: Acknowledged latencies (s), newest last.
-    latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=1_000_000))
-    arrival: dict[str, float] = field(default_factory=dict)
-
-
-class LinkMetrics:
-    """The link's own series, registered once per Prometheus registry; every label set
-    exists from the start (a zero counter is visible before its first increment)."""
-
-    _by_registry: weakref.WeakKeyDictionary[Any, LinkMetrics] = weakref.WeakKeyDictionary()
-
-    def __init__(self, registry: Any) -> None:
-        from prometheus_client import Counter as PromCounter
-
-        self.connect_errors = PromCounter(
-            "sleepstream_mqtt_connect_errors_total",
-            "Failed MQTT connections or lost connections, by reason "
-            "(auth, tls and refused need an operator)",
-            ("reason",),
-            registry=registry,
-        )
-        for reason in CONNECT_REASONS:
-            self.connect_errors.labels(reason)
-        self.restarts = PromCounter(
-            "sleepstream_mqtt_delivery_restarts_total",
-            "Times the MQTT delivery task failed unexpectedly and was restarted",
-            registry=registry,
-        )
-
-    @classmethod
-    def of(cls, registry: Any) -> LinkMetrics:
-        if registry not in cls._by_registry:
-            cls._by_registry[registry] = cls(registry)
-        return cls._by_registry[registry]
-
-
-class _LastSocketError(logging.Handler):
-    """Keeps the last warning or error paho logged (TLS alerts arrive only there)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.last: str | None = None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.last = record.getMessage()
-        log.debug("paho: %s", self.last)
-
-    def take(self) -> str | None:
-        last, self.last = self.last, None
-        return last
 
 
 class MqttLink:
@@ -174,7 +121,6 @@ class MqttLink:
         retry_cap_s: tuple[float, float] = (10.0, 60.0),
     ) -> None:
         self.settings = settings
-        self.outbox = outbox
         self.devices = check_device_names(devices)
         self.daemon = daemon or daemon_id(socket.gethostname(), self.devices)
         self.client_id = settings.client_id or f"sleepstream-{self.daemon}-{os.getpid()}"
@@ -191,37 +137,30 @@ class MqttLink:
         self.last_failure: ConnectFailure | None = None
         #: Set when the delivery task gave up (see ``on_fatal``).
         self.fatal: BaseException | None = None
-        self.stats = {dev: DeviceStats() for dev in self.devices}
-        self._memory: deque[OutboxItem] = deque()
-        self._memory_count: Counter[str] = Counter()
-        self._memory_mode = False
-        self._last_seq = 0
+        self.queue = DeliveryQueue(
+            outbox, self.devices, stage_topic=settings.stage_topic, metrics=metrics
+        )
         self._wakeup = asyncio.Event()
-        self._drained = asyncio.Event()
         self._sessions_up = 0
         self._stop = asyncio.Event()  # stop delivering: publish offline and leave
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._first: asyncio.Future[ConnectFailure | None] | None = None
-        self._paho_log = logging.Logger("sleepstream.mqtt.paho", logging.WARNING)
-        self._socket_error = _LastSocketError()
-        self._paho_log.addHandler(self._socket_error)
+        self._paho = PahoLog()
         self._crashes: deque[float] = deque()
 
     # -- lifecycle -----------------------------------------------------------------------
     async def __aenter__(self) -> MqttLink:
-        self.outbox.open()
+        adopted = self.queue.open()
+        if adopted:
+            log.info("MQTT: %d undelivered event(s) taken over from older outboxes", adopted)
         try:
-            adopted = self.outbox.adopt_leftovers(self.devices)
-            if adopted:
-                log.info("MQTT: %d undelivered event(s) taken over from older outboxes", adopted)
-            for dev in self.devices:
-                self._update_depth(dev)
             self._first = asyncio.get_running_loop().create_future()
             self._task = asyncio.create_task(self._supervise(), name="mqtt-delivery")
             self._task.add_done_callback(self._task_ended)
+            waits: set[asyncio.Future[Any]] = {self._first, self._task}
             await asyncio.wait(
-                {self._first, self._task},
+                waits,
                 timeout=self.settings.publish_timeout + 1,
                 return_when=asyncio.FIRST_COMPLETED,
             )
@@ -245,8 +184,7 @@ class MqttLink:
         self._wakeup.set()
         task = self._task
         if task is not None and not task.done() and self.pending:
-            self._drained.clear()
-            waiter = asyncio.ensure_future(self._drained.wait())
+            waiter = asyncio.ensure_future(self.queue.drained())
             await asyncio.wait(
                 {waiter, task}, timeout=self.flush_timeout, return_when=asyncio.FIRST_COMPLETED
             )
@@ -273,7 +211,7 @@ class MqttLink:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self.outbox.close()
+        self.queue.close()
         for dev in self.devices:
             self._set_connected(dev, False)
 
@@ -281,53 +219,29 @@ class MqttLink:
     def enqueue(self, device: str, event: dict[str, Any], *, arrival: float | None = None) -> None:
         """Store an event of ``device`` (outbox first, memory if the disk fails) and wake
         the delivery; ``arrival`` (perf_counter) feeds the latency histogram."""
-        topic = self.settings.stage_topic(device)
-        payload = json.dumps(event, separators=(",", ":")).encode()
-        eid = str(event["event_id"])
-        if device not in self.stats:
-            raise ValueError(f"device {device!r} is not served by this MQTT link")
-        dropped = 0
-        if not self._memory:
-            try:
-                dropped = self.outbox.append(eid, topic, payload, device)
-            except StorageError as exc:
-                if not self._memory_mode:
-                    log.error("%s; keeping events in memory until it is writable", exc)
-                self._memory_mode = True
-        if self._memory or self._memory_mode:
-            if self._memory_count[device] >= self.outbox.max_events:
-                dropped = 1
-                self._drop_oldest_in_memory(device)
-            self._memory.append(OutboxItem(-1, eid, topic, payload, device))
-            self._memory_count[device] += 1
-        if arrival:
-            self.stats[device].arrival[eid] = arrival
-        if dropped and self.metrics is not None:
-            self.metrics.outbox_dropped.labels(device).inc(dropped)
-        self._update_depth(device)
-        self._drained.clear()
+        self.queue.put(device, event, arrival=arrival)
         self._wakeup.set()
-
-    def _drop_oldest_in_memory(self, device: str) -> None:
-        for i, item in enumerate(self._memory):
-            if item.device == device:
-                del self._memory[i]
-                self._memory_count[device] -= 1
-                log.warning("%s: in-memory queue full: dropped the oldest event", device)
-                return
 
     async def drained(self) -> None:
         """Return once every event handed over so far is acknowledged (waits on an event)."""
-        while self.pending:
-            await self._drained.wait()
+        await self.queue.drained()
+
+    @property
+    def outbox(self) -> Outbox:
+        return self.queue.outbox
+
+    @property
+    def stats(self) -> dict[str, DeviceStats]:
+        """Delivery figures per device (this run)."""
+        return self.queue.stats
 
     @property
     def pending(self) -> int:
         """Events not yet acknowledged by the broker (outbox plus in-memory fallback)."""
-        return len(self.outbox) + len(self._memory)
+        return self.queue.pending
 
     def pending_of(self, device: str) -> int:
-        return self.outbox.count(device) + self._memory_count[device]
+        return self.queue.pending_of(device)
 
     # -- supervision ---------------------------------------------------------------------
     async def _supervise(self) -> None:
@@ -344,7 +258,7 @@ class MqttLink:
                 import aiomqtt
 
                 if isinstance(exc, aiomqtt.MqttError):
-                    self._failed_attempt(classify_connect_error(exc, self._socket_error.take()))
+                    self._failed_attempt(classify_connect_error(exc, self._paho.take()))
                 elif self._crashed(exc):
                     return
             if self._sessions_up != up_before:
@@ -415,53 +329,31 @@ class MqttLink:
 
         will = aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True)
         client = make_client(
-            self.settings, client_id=self.client_id, will=will, logger=self._paho_log,
+            self.settings, client_id=self.client_id, will=will, logger=self._paho.logger,
             max_inflight=WINDOW,
         )  # fmt: skip
         async with client:
-            watcher = asyncio.create_task(self._watch(client), name="mqtt-watch")
+            watcher = asyncio.create_task(watch_connection(client), name="mqtt-watch")
             try:
                 if self.last_failure is not None:
                     log.info("MQTT %s: connected again", self.settings.url())
                 self.last_failure = None
                 self._sessions_up += 1
-                self._socket_error.take()
+                self._paho.take()
                 for dev in self.devices:
                     self._set_connected(dev, True)
                 if self._first is not None and not self._first.done():
                     self._first.set_result(None)
-                await self._race(self._publish_statuses(client, b"online"), watcher)
+                await race(self._publish_statuses(client, b"online"), watcher)
                 await self._drain(client, watcher)
                 # bounded by __aexit__ (STATUS_TIMEOUT_S), then cancelled
-                await self._race(self._publish_statuses(client, b"offline"), watcher)
+                await race(self._publish_statuses(client, b"offline"), watcher)
             finally:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await watcher
                 for dev in self.devices:
                     self._set_connected(dev, False)
-
-    @staticmethod
-    async def _watch(client: Any) -> None:
-        """Returns (by raising MqttError) when the connection is lost; public API only."""
-        async for _message in client.messages:
-            pass
-
-    @staticmethod
-    async def _race(work: Awaitable[None], watcher: asyncio.Task[None]) -> None:
-        """Run ``work``; raise at once if the connection is lost meanwhile."""
-        task = asyncio.ensure_future(work)
-        try:
-            await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-        if task.done() and not task.cancelled():
-            task.result()  # re-raises a publish error
-            return
-        raise _lost(watcher)
 
     async def _publish_statuses(self, client: Any, state: bytes) -> None:
         """``online``: daemon first, then each device (and its ``daemon`` pointer);
@@ -475,70 +367,33 @@ class MqttLink:
         if state == b"online":
             await client.publish(self.status_topic, state, qos=1, retain=True)
         for i in range(0, len(per_device), WINDOW):
-            await _gather_publishes(client, per_device[i : i + WINDOW], retain=True, timeout=None)
+            await gather_publishes(client, per_device[i : i + WINDOW], retain=True, timeout=None)
         if state == b"offline":
             await client.publish(self.status_topic, state, qos=1, retain=True)
 
     async def _drain(self, client: Any, watcher: asyncio.Task[None]) -> None:
         """Deliver in order until stopped, or until closing with nothing left."""
         while not self._stop.is_set():
-            items = self._next_batch()
+            items = self.queue.batch(WINDOW)
             if not items:
-                self._memory_mode = False  # memory drained: try the outbox again
                 if self._closing:
                     return
                 self._wakeup.clear()
-                if self._next_batch():
+                if self.queue.batch(1):
                     continue
                 waiter = asyncio.ensure_future(self._wakeup.wait())
                 await asyncio.wait({waiter, watcher}, return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
                 if watcher.done():
-                    raise _lost(watcher)
+                    raise lost(watcher)
                 continue
             pairs = [(it.topic, it.payload) for it in items]
-            await self._race(
-                _gather_publishes(client, pairs, retain=False,
+            await race(
+                gather_publishes(client, pairs, retain=False,
                                   timeout=self.settings.publish_timeout),
                 watcher,
             )  # fmt: skip
-            self._acknowledged(items)
-
-    def _next_batch(self) -> list[OutboxItem]:
-        items = self.outbox.peek(WINDOW, after_seq=self._last_seq)
-        if not items and self._memory:
-            items = list(itertools.islice(self._memory, WINDOW))
-        return items
-
-    def _acknowledged(self, items: list[OutboxItem]) -> None:
-        stored = [it.seq for it in items if it.seq >= 0]
-        if stored:
-            self._last_seq = max(self._last_seq, max(stored))
-            try:
-                self.outbox.ack_many(stored)
-            except StorageError as exc:  # delivered; redelivered (same event_id) next start
-                log.error("%s", exc)
-        for it in items:
-            if it.seq < 0:
-                self._memory.popleft()
-                self._memory_count[it.device] -= 1
-        now = time.perf_counter()
-        for dev, group in _by_device(items).items():
-            stats = self.stats.get(dev)
-            if stats is None:  # a leftover of a device this daemon no longer serves
-                continue
-            stats.delivered += len(group)
-            for it in group:
-                arrival = stats.arrival.pop(it.event_id, None)
-                if arrival:
-                    stats.latencies_s.append(now - arrival)
-                    if self.metrics is not None:
-                        self.metrics.epoch_latency.labels(dev).observe(now - arrival)
-            if self.metrics is not None:
-                self.metrics.published.labels(dev).inc(len(group))
-            self._update_depth(dev)
-        if not self.pending:
-            self._drained.set()
+            self.queue.acknowledged(items)
 
     # -- metrics -------------------------------------------------------------------------
     def _set_connected(self, device: str, up: bool) -> None:
@@ -548,42 +403,3 @@ class MqttLink:
             self.connected.clear()
         if self.metrics is not None:
             self.metrics.broker_connected.labels(device).set(1 if up else 0)
-
-    def _update_depth(self, device: str) -> None:
-        if self.metrics is not None and device in self.stats:
-            self.metrics.queue_depth.labels(device, "outbox").set(self.pending_of(device))
-
-
-def _lost(watcher: asyncio.Task[None]) -> Exception:
-    """The MqttError for a connection whose watcher has ended."""
-    import aiomqtt
-
-    exc = watcher.exception() if watcher.done() and not watcher.cancelled() else None
-    return aiomqtt.MqttError(f"connection lost: {exc}" if exc else "connection lost")
-
-
-def _by_device(items: list[OutboxItem]) -> dict[str, list[OutboxItem]]:
-    groups: dict[str, list[OutboxItem]] = {}
-    for it in items:
-        groups.setdefault(it.device, []).append(it)
-    return groups
-
-
-async def _gather_publishes(
-    client: Any, messages: list[tuple[str, bytes]], *, retain: bool, timeout: float | None
-) -> None:
-    """Publish QoS 1 messages concurrently (queued in this order); wait for every PUBACK.
-
-    On the first failure the others are cancelled and the error is raised.
-    """
-    tasks = [
-        asyncio.ensure_future(client.publish(t, p, qos=1, retain=retain, timeout=timeout))
-        for t, p in messages
-    ]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for t in tasks:
-            if not t.done():
-                t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

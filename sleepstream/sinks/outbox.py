@@ -286,12 +286,12 @@ class Outbox:
                 db.execute("BEGIN IMMEDIATE")
                 try:
                     for _seq, eid, topic, payload, created, device in rows:
+                        dev = str(device or legacy)
                         cur = db.execute(
                             "INSERT OR IGNORE INTO outbox(event_id, topic, payload, created, "
                             "device) VALUES (?,?,?,?,?)",
-                            (eid, topic, payload, created, device or legacy),
+                            (eid, topic, payload, created, dev),
                         )
-                        dev = device or legacy
                         self._counts[dev] = self._counts.get(dev, 0) + cur.rowcount
                     db.execute("COMMIT")
                 except sqlite3.Error:

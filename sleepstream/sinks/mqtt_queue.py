@@ -1,0 +1,186 @@
+"""The events of every device waiting for the broker: durable outbox, memory fallback.
+
+:class:`DeliveryQueue` is the producer side of :class:`~sleepstream.sinks.mqtt_link.
+MqttLink`: :meth:`~DeliveryQueue.put` appends an event to the SQLite outbox (or, while
+the disk refuses writes, to a bounded in-memory queue that keeps the order: once one
+event went to memory, the next ones follow it there until it is delivered);
+:meth:`~DeliveryQueue.batch` hands out the oldest events in delivery order (outbox
+first: it holds the older ones); :meth:`~DeliveryQueue.acknowledged` deletes what the
+broker has PUBACKed and keeps the per-device figures and Prometheus series
+(``events_published_total``, ``epoch_latency_seconds``, ``queue_depth{queue="outbox"}``,
+``outbox_dropped_total``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sleepstream.errors import StorageError
+from sleepstream.sinks.outbox import Outbox, OutboxItem
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DeviceStats:
+    """Delivery figures of one device (this daemon run)."""
+
+    delivered: int = 0
+    #: Acknowledged latencies (s), newest last.
+    latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=1_000_000))
+    #: ``event_id`` -> ``perf_counter()`` of the epoch's last sample, until acknowledged.
+    arrival: dict[str, float] = field(default_factory=dict)
+
+
+class DeliveryQueue:
+    """Pending events of ``devices``, in delivery order.
+
+    Parameters
+    ----------
+    outbox : Outbox
+        Opened by :meth:`open`, closed by :meth:`close`.
+    devices : sequence of str
+        The devices whose events may be queued (already validated).
+    stage_topic : callable
+        ``stage_topic(device) -> topic``.
+    metrics : Metrics, optional
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        devices: Sequence[str],
+        *,
+        stage_topic: Callable[[str], str],
+        metrics: Any = None,
+    ) -> None:
+        self.outbox = outbox
+        self.stage_topic = stage_topic
+        self.metrics = metrics
+        self.stats = {dev: DeviceStats() for dev in devices}
+        self._memory: deque[OutboxItem] = deque()
+        self._memory_count: Counter[str] = Counter()
+        self._memory_mode = False
+        self._last_seq = 0  # newest outbox seq acknowledged (pruning may lag on a full disk)
+        self._drained = asyncio.Event()
+
+    def open(self) -> int:
+        """Open the outbox and take over leftovers of these devices; return how many."""
+        self.outbox.open()
+        adopted = self.outbox.adopt_leftovers(list(self.stats))
+        for dev in self.stats:
+            self._update_depth(dev)
+        return adopted
+
+    def close(self) -> None:
+        self.outbox.close()
+
+    # -- producer side -------------------------------------------------------------------
+    def put(self, device: str, event: dict[str, Any], *, arrival: float | None = None) -> None:
+        """Store an event of ``device``; ``arrival`` (perf_counter) feeds the histogram."""
+        if device not in self.stats:
+            raise ValueError(f"device {device!r} is not served by this MQTT link")
+        topic = self.stage_topic(device)
+        payload = json.dumps(event, separators=(",", ":")).encode()
+        eid = str(event["event_id"])
+        dropped = 0
+        if not self._memory:
+            try:
+                dropped = self.outbox.append(eid, topic, payload, device)
+            except StorageError as exc:
+                if not self._memory_mode:
+                    log.error("%s; keeping events in memory until it is writable", exc)
+                self._memory_mode = True
+        if self._memory or self._memory_mode:
+            if self._memory_count[device] >= self.outbox.max_events:
+                dropped = 1
+                self._drop_oldest_in_memory(device)
+            self._memory.append(OutboxItem(-1, eid, topic, payload, device))
+            self._memory_count[device] += 1
+        if arrival:
+            self.stats[device].arrival[eid] = arrival
+        if dropped and self.metrics is not None:
+            self.metrics.outbox_dropped.labels(device).inc(dropped)
+        self._update_depth(device)
+        self._drained.clear()
+
+    def _drop_oldest_in_memory(self, device: str) -> None:
+        for i, item in enumerate(self._memory):
+            if item.device == device:
+                del self._memory[i]
+                self._memory_count[device] -= 1
+                log.warning("%s: in-memory queue full: dropped the oldest event", device)
+                return
+
+    # -- delivery side -------------------------------------------------------------------
+    def batch(self, limit: int) -> list[OutboxItem]:
+        """The oldest pending events (at most ``limit``), in delivery order."""
+        items = self.outbox.peek(limit, after_seq=self._last_seq)
+        if not items and self._memory:
+            items = list(itertools.islice(self._memory, limit))
+        if not items:
+            self._memory_mode = False  # memory drained: try the outbox again
+        return items
+
+    def acknowledged(self, items: Sequence[OutboxItem]) -> None:
+        """Delete delivered events (a prefix of the last :meth:`batch`); update figures."""
+        stored = [it.seq for it in items if it.seq >= 0]
+        if stored:
+            self._last_seq = max(self._last_seq, max(stored))
+            try:
+                self.outbox.ack_many(stored)
+            except StorageError as exc:  # delivered; redelivered (same event_id) next start
+                log.error("%s", exc)
+        for it in items:
+            if it.seq < 0:
+                self._memory.popleft()
+                self._memory_count[it.device] -= 1
+        now = time.perf_counter()
+        for dev, group in _by_device(items).items():
+            stats = self.stats.get(dev)
+            if stats is None:  # pragma: no cover - only this link's devices are queued
+                continue
+            stats.delivered += len(group)
+            for it in group:
+                arrival = stats.arrival.pop(it.event_id, None)
+                if arrival:
+                    stats.latencies_s.append(now - arrival)
+                    if self.metrics is not None:
+                        self.metrics.epoch_latency.labels(dev).observe(now - arrival)
+            if self.metrics is not None:
+                self.metrics.published.labels(dev).inc(len(group))
+            self._update_depth(dev)
+        if not self.pending:
+            self._drained.set()
+
+    async def drained(self) -> None:
+        """Return once every event put so far is acknowledged (waits on an event)."""
+        while self.pending:
+            await self._drained.wait()
+
+    @property
+    def pending(self) -> int:
+        """Events not yet acknowledged by the broker (outbox plus in-memory fallback)."""
+        return len(self.outbox) + len(self._memory)
+
+    def pending_of(self, device: str) -> int:
+        return self.outbox.count(device) + self._memory_count[device]
+
+    def _update_depth(self, device: str) -> None:
+        if self.metrics is not None:
+            self.metrics.queue_depth.labels(device, "outbox").set(self.pending_of(device))
+
+
+def _by_device(items: Sequence[OutboxItem]) -> dict[str, list[OutboxItem]]:
+    groups: dict[str, list[OutboxItem]] = {}
+    for it in items:
+        groups.setdefault(it.device, []).append(it)
+    return groups
