@@ -15,22 +15,28 @@ optionally given a residual gain. Stage 1 trains the epoch encoder on its epochs
 session, zero-padded before the session start (the windows the daemon sees at the start of
 a night), with the encoder frozen (split form: the head reads per-epoch states).
 
-Proxy (model selection; SC4001 alone, never DREAMS)
----------------------------------------------------
+Proxy v2 (model selection; SC4001 alone, never DREAMS)
+------------------------------------------------------
 ``cross-derivation``, both directions (Fpz-Cz -> Pz-Oz, Pz-Oz -> Fpz-Cz), 4 contiguous time
-blocks: fold (direction A->B, j) trains on derivation A minus blocks j and j+1 (guard of 20
-epochs on each side), early-stops on derivation B block j+1 and scores derivation B block j.
-Held-out blocks are cut into 60-epoch "excerpts" (30 min, like DREAMS) scored causally from
-a cold start (normaliser restarted, history zero-padded). The proxy score is Cohen's kappa
-pooled over the 841 scored epochs of a direction, averaged over both directions.
-It is derivation-disjoint and time-disjoint but same night and same subject; derivation
-mixing cannot be judged by it (mixing would show the validation derivation in training).
+blocks: fold (direction A->B, j) trains on derivation A minus block j (and a guard of 20
+epochs on each side) for the recipe's fixed number of passes, and scores derivation B
+block j. Held-out blocks are cut into 60-epoch "excerpts" (30 min, like DREAMS) scored
+causally from a cold start (normaliser restarted, history zero-padded). The proxy score is
+Cohen's kappa pooled over the 841 scored epochs of a direction, averaged over both
+directions. It is derivation-disjoint and time-disjoint but same night and same subject;
+derivation mixing cannot be judged by it (mixing would show the scored derivation in
+training), so the proxy runs with mixing off.
+There is no validation set and no early stopping: the number of passes is part of the
+recipe (chosen on this proxy), and the last (or weight-averaged, ``ema``) model is kept.
+Proxy v1 (early stopping on derivation B's next block, training on 2 of 4 blocks) gave a
+seed sd of ~0.07 kappa and was abandoned after round 1 (rows kept in
+``ledger-proxy-v1.jsonl``).
 
 DREAMS (test set): a *final* model per recipe and seed is trained on all of SC4001 (both
-derivations unless the recipe says otherwise) for a fixed number of passes (the median of
-the proxy folds' best pass counts, computed from SC4001 alone), then scored once on the 8
-excerpts, causal, pooled over 480 epochs. Nothing derived from DREAMS is written except
-metrics.
+derivations unless the recipe says otherwise) with the same recipe, then scored once on
+the 8 excerpts, causal, pooled over 480 epochs. Nothing derived from DREAMS is written
+except metrics. Exploration looks only at the proxy; DREAMS is scored for every recipe in
+one batch after the shipped recipe is frozen.
 """
 
 from __future__ import annotations
@@ -69,8 +75,7 @@ class Recipe:
     post_gain: float = 1.0  # residual log-uniform gain after normalisation (>= 1)
     session_len: tuple[int, int] = (20, 240)
     # stage 1: epoch encoder
-    epochs1: int = 40
-    patience1: int = 8
+    epochs1: int = 30
     lr1: float = 1e-3
     wd1: float = 1e-2
     batch1: int = 64
@@ -78,12 +83,12 @@ class Recipe:
     label_smoothing: float = 0.0
     # stage 2: sequence head on frozen states (0 = epoch-only model)
     seq_len: int = 0
-    epochs2: int = 20
-    patience2: int = 5
+    epochs2: int = 15
     lr2: float = 1e-3
     wd2: float = 1e-2
     batch2: int = 64
     loss_last_only: bool = True
+    ema: float = 0.0  # per-step decay of a weight average kept as the model (0 = last weights)
     final_derivations: tuple[str, ...] = DERIVATIONS
 
     def to_json(self) -> dict[str, Any]:
@@ -130,16 +135,13 @@ def block_bounds(n: int, k: int = PROXY_BLOCKS) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
 
-def proxy_folds(n: int) -> list[tuple[np.ndarray, tuple[int, int], tuple[int, int]]]:
-    """(train mask, val block, test block) per fold j (time blocks of one night)."""
+def proxy_folds(n: int) -> list[tuple[np.ndarray, tuple[int, int]]]:
+    """(train mask, test block) per time block j: train = all but block j and a guard."""
     out = []
-    bounds = block_bounds(n)
-    for j in range(PROXY_BLOCKS):
-        t, v = bounds[j], bounds[(j + 1) % PROXY_BLOCKS]
+    for a, b in block_bounds(n):
         train = np.ones(n, bool)
-        for a, b in (t, v):
-            train[max(0, a - GUARD) : min(n, b + GUARD)] = False
-        out.append((train, v, t))
+        train[max(0, a - GUARD) : min(n, b + GUARD)] = False
+        out.append((train, (a, b)))
     return out
 
 
@@ -260,121 +262,113 @@ def _cosine(opt, base: float, i: int, n: int) -> None:
         g["lr"] = lr
 
 
-def train(
-    recipe: Recipe,
-    seed: int,
-    train_nights: list[tuple[Night, np.ndarray]],
-    val_sessions: list | None,
-    fixed: tuple[int, int] | None = None,
-) -> tuple[Model, dict[str, Any]]:
-    """Train stage 1 (and 2); early-stop on ``val_sessions`` kappa or run ``fixed`` passes."""
+class _Ema:
+    """Exponential moving average of a model's floating-point state (parameters and BN stats)."""
+
+    def __init__(self, net: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, net: torch.nn.Module) -> None:
+        for k, v in net.state_dict().items():
+            if v.is_floating_point():
+                self.state[k].mul_(self.decay).add_(v.detach(), alpha=1 - self.decay)
+            else:
+                self.state[k].copy_(v)
+
+
+def _epoch_pass(model, recipe, opt, params, x, y, weights, rng, ema) -> None:
+    order = rng.permutation(len(y))
+    model.net.train()
+    for b in range(0, len(order), recipe.batch1):
+        idx = order[b : b + recipe.batch1]
+        if len(idx) < 2:
+            continue
+        logits = model.epoch_logits(torch.from_numpy(x[idx]))
+        loss = torch.nn.functional.cross_entropy(
+            logits,
+            torch.from_numpy(y[idx]).long(),
+            weight=weights,
+            label_smoothing=recipe.label_smoothing,
+        )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        opt.step()
+        if ema is not None:
+            ema.update(model.net)
+
+
+def _head_pass(model, recipe, opt, params, w, yy, weights, rng, ema) -> None:
+    order = torch.from_numpy(rng.permutation(len(w)))
+    model.net.train()
+    _freeze_encoder_bn(model.net)
+    for b in range(0, len(order), recipe.batch2):
+        idx = order[b : b + recipe.batch2]
+        if len(idx) < 2:
+            continue
+        logits, target = model.head(w[idx]), yy[idx]
+        if recipe.loss_last_only:
+            logits, target = logits[:, -1], target[:, -1]
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, 5),
+            target.reshape(-1),
+            weight=weights,
+            ignore_index=-1,
+            label_smoothing=recipe.label_smoothing,
+        )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        opt.step()
+        if ema is not None:
+            ema.update(model.net)
+
+
+def train(recipe: Recipe, seed: int, train_nights: list[tuple[Night, np.ndarray]]) -> Model:
+    """Stage 1 (epoch encoder) for ``epochs1`` passes, then stage 2 (head on frozen states)
+    for ``epochs2`` passes when ``seq_len > 0``; the last (or weight-averaged) model is kept:
+    no validation set, no early stopping."""
     torch.set_num_threads(1)
     model = Model(recipe, seed)
     ys = np.concatenate([n.y[m] for n, m in train_nights])
     weights = class_weights(ys, recipe.balance) if recipe.balance > 0 else None
-    info: dict[str, Any] = {}
-    # ---- stage 1
     params = [p for n, p in model.net.named_parameters() if _is_encoder(n)]
     opt = _opt(params, recipe.lr1, recipe.wd1)
-    n1 = fixed[0] if fixed else recipe.epochs1
-    best, best_i, best_state, bad = -math.inf, 0, None, 0
-    for i in range(n1):
+    ema = _Ema(model.net, recipe.ema) if recipe.ema > 0 else None
+    for i in range(recipe.epochs1):
         rng = np.random.default_rng([seed, 1, i])
         torch.manual_seed(seed * 1000 + i)
-        _cosine(opt, recipe.lr1, i, n1)
+        _cosine(opt, recipe.lr1, i, recipe.epochs1)
         data = pass_data(train_nights, recipe, rng)
         x = np.concatenate([d[0] for d in data])
         y = np.concatenate([d[1] for d in data])
         keep = y >= 0
-        x, y = x[keep], y[keep]
-        order = rng.permutation(len(y))
-        model.net.train()
-        for b in range(0, len(order) - 1, recipe.batch1):
-            idx = order[b : b + recipe.batch1]
-            if len(idx) < 2:
-                continue
-            logits = model.epoch_logits(torch.from_numpy(x[idx]))
-            loss = torch.nn.functional.cross_entropy(
-                logits,
-                torch.from_numpy(y[idx]).long(),
-                weight=weights,
-                label_smoothing=recipe.label_smoothing,
-            )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 5.0)
-            opt.step()
-        if val_sessions is not None:
-            k = agreement(*predict(model, val_sessions, 1))["kappa"]
-            if k > best:
-                best, best_i, bad = k, i + 1, 0
-                best_state = {k_: v.clone() for k_, v in model.net.state_dict().items()}
-            else:
-                bad += 1
-                if bad > recipe.patience1:
-                    break
-    if best_state is not None:
-        model.net.load_state_dict(best_state)
-    info["passes1"] = best_i if val_sessions is not None else n1
-    info["val_kappa1"] = best if val_sessions is not None else None
+        _epoch_pass(model, recipe, opt, params, x[keep], y[keep], weights, rng, ema)
+    if ema is not None:
+        model.net.load_state_dict(ema.state)
     if recipe.seq_len <= 0:
-        return model, info
-    # ---- stage 2: head on frozen states
+        return model
     hparams = [p for n, p in model.net.named_parameters() if not _is_encoder(n)]
     opt = _opt(hparams, recipe.lr2, recipe.wd2)
-    n2 = fixed[1] if fixed else recipe.epochs2
-    best, best_i, best_state, bad = -math.inf, 0, None, 0
+    ema = _Ema(model.net, recipe.ema) if recipe.ema > 0 else None
     seq = recipe.seq_len
-    for i in range(n2):
+    for i in range(recipe.epochs2):
         rng = np.random.default_rng([seed, 2, i])
         torch.manual_seed(seed * 1000 + 500 + i)
-        _cosine(opt, recipe.lr2, i, n2)
-        data = pass_data(train_nights, recipe, rng)
+        _cosine(opt, recipe.lr2, i, recipe.epochs2)
         ws, yw = [], []
         pad_state = model.pad_state()
-        for x, y in data:
-            st = model.states(x)
-            ws.append(windows_of(st, seq, pad_state))
+        for x, y in pass_data(train_nights, recipe, rng):
+            ws.append(windows_of(model.states(x), seq, pad_state))
             yp = np.concatenate([np.full(seq - 1, -1), y])
             yw.append(np.lib.stride_tricks.sliding_window_view(yp, seq))
-        w = torch.cat(ws)
         yy = torch.from_numpy(np.concatenate(yw)).long()
-        order = torch.from_numpy(rng.permutation(len(w)))
-        model.net.train()
-        _freeze_encoder_bn(model.net)
-        for b in range(0, len(order), recipe.batch2):
-            idx = order[b : b + recipe.batch2]
-            if len(idx) < 2:
-                continue
-            logits = model.head(w[idx])
-            target = yy[idx]
-            if recipe.loss_last_only:
-                logits, target = logits[:, -1], target[:, -1]
-            loss = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, 5),
-                target.reshape(-1),
-                weight=weights,
-                ignore_index=-1,
-                label_smoothing=recipe.label_smoothing,
-            )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(hparams, 5.0)
-            opt.step()
-        if val_sessions is not None:
-            k = agreement(*predict(model, val_sessions, 2))["kappa"]
-            if k > best:
-                best, best_i, bad = k, i + 1, 0
-                best_state = {k_: v.clone() for k_, v in model.net.state_dict().items()}
-            else:
-                bad += 1
-                if bad > recipe.patience2:
-                    break
-    if best_state is not None:
-        model.net.load_state_dict(best_state)
-    info["passes2"] = best_i if val_sessions is not None else n2
-    info["val_kappa2"] = best if val_sessions is not None else None
-    return model, info
+        _head_pass(model, recipe, opt, hparams, torch.cat(ws), yy, weights, rng, ema)
+    if ema is not None:
+        model.net.load_state_dict(ema.state)
+    return model
 
 
 _HEAD_PREFIXES = ("lstm", "residual", "seq_head", "seq_drop", "lstm_drop", "seq_", "head_")
@@ -394,41 +388,36 @@ def _freeze_encoder_bn(net: torch.nn.Module) -> None:
 
 # --------------------------------------------------------------------------- protocols
 def run_proxy(recipe: Recipe, seed: int, sc: dict[str, Night]) -> dict[str, Any]:
+    """Proxy v2: per direction A->B and block j, train on A minus block j (guard 20 epochs
+    each side), score B block j as cold-started 60-epoch excerpts; pooled over the 4 blocks."""
     spec = NormalisationSpec.from_card(recipe.normalise)
     stage = 2 if recipe.seq_len > 0 else 1
-    per_dir, passes = {}, []
+    per_dir = {}
     for a, b in (DERIVATIONS, DERIVATIONS[::-1]):
         A, B = sc[a], sc[b]
         A_only = Night(A.name, A.x, A.y, {})  # no mixing under this proxy
         ys, ps = [], []
-        for train_mask, vblock, tblock in proxy_folds(len(A.y)):
-            model, info = train(
-                recipe, seed, [(A_only, train_mask)], eval_sessions(B, [vblock], spec)
-            )
+        for train_mask, tblock in proxy_folds(len(A.y)):
+            model = train(recipe, seed, [(A_only, train_mask)])
             y, p = predict(model, eval_sessions(B, [tblock], spec), stage)
             ys.append(y)
             ps.append(p)
-            passes.append((info["passes1"], info.get("passes2", 0)))
         per_dir[f"{a}->{b}"] = agreement(np.concatenate(ys), np.concatenate(ps))
     kappas = [m["kappa"] for m in per_dir.values()]
     mf1s = [m["macro_f1"] for m in per_dir.values()]
     return {
+        "proxy": "v2",
         "proxy_kappa": float(np.mean(kappas)),
         "proxy_macro_f1": float(np.mean(mf1s)),
         "proxy_accuracy": float(np.mean([m["accuracy"] for m in per_dir.values()])),
         "directions": {k: _short(m) for k, m in per_dir.items()},
-        "passes": passes,
     }
 
 
-def final_passes(passes: list[tuple[int, int]]) -> tuple[int, int]:
-    p = np.asarray(passes)
-    return max(1, int(np.median(p[:, 0]))), max(1, int(np.median(p[:, 1])))
-
-
 def run_final_dreams(
-    recipe: Recipe, seed: int, sc: dict[str, Night], dreams: list[Night], fixed: tuple[int, int]
+    recipe: Recipe, seed: int, sc: dict[str, Night], dreams: list[Night]
 ) -> tuple[Model, dict[str, Any]]:
+    """Final model on all of SC4001 (the recipe's derivations), scored once on DREAMS."""
     spec = NormalisationSpec.from_card(recipe.normalise)
     both = len(recipe.final_derivations) > 1  # mixing only with both derivations in training
     nights = [
@@ -438,7 +427,7 @@ def run_final_dreams(
         )
         for ch in recipe.final_derivations
     ]
-    model, _ = train(recipe, seed, nights, None, fixed)
+    model = train(recipe, seed, nights)
     stage = 2 if recipe.seq_len > 0 else 1
     sessions = [(normalise_night(d.x, usable_epochs(d.x), spec), d.y) for d in dreams]
     y, p = predict(model, sessions, stage)

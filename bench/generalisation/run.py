@@ -8,8 +8,8 @@ Usage (from the repository root)::
 
 ``proxy`` trains the 8 proxy folds per seed (SC4001 only) and appends one ledger row per
 (recipe, seed) to ``bench/results/generalisation/ledger.jsonl``; finished rows are skipped
-(resumable). ``dreams`` trains one final model per (recipe, seed) on all of SC4001 for the
-median proxy pass counts, scores it once on the 8 DREAMS excerpts (causal, 480 epochs) and
+(resumable). ``dreams`` trains one final model per (recipe, seed) on all of SC4001 with the
+same recipe, scores it once on the 8 DREAMS excerpts (causal, 480 epochs) and
 appends a ``dreams`` row; it refuses a recipe without proxy rows. ``table`` rewrites
 ``ledger.md`` (mean ± sd over seeds). DREAMS is read in place; only metrics are written.
 """
@@ -104,22 +104,17 @@ def dreams(names: list[str], seeds: list[int]) -> None:
     dr = H.dreams_nights(DATA / "dreams_spindles")
     for name in names:
         recipe = RECIPES[name]
-        passes = [
-            p for r in _rows() if r["kind"] == "proxy" and r["recipe"] == name for p in r["passes"]
-        ]
-        if not passes:
+        if not any(r["kind"] == "proxy" and r["recipe"] == name for r in _rows()):
             sys.exit(f"recipe {name}: no proxy rows in {LEDGER}; run the proxy first")
-        fixed = H.final_passes(passes)
         for seed in seeds:
             rj = json.loads(json.dumps(recipe.to_json()))
             if _done("dreams", name, seed, rj):
                 print(f"skip dreams {name} seed {seed} (in ledger)")
                 continue
-            (_, m), wall = H.timed(H.run_final_dreams, recipe, seed, sc, dr, fixed)
+            (_, m), wall = H.timed(H.run_final_dreams, recipe, seed, sc, dr)
             _append(
                 {
                     **_meta("dreams", name, seed, recipe, wall),
-                    "final_passes": fixed,
                     "dreams": H._short(m),
                     "confusion": m["confusion"],
                 }
@@ -146,9 +141,9 @@ def table() -> None:
     lines = [
         "# Generalisation ledger (issue 11): every recipe tried",
         "",
-        "Proxy = SC4001 cross-derivation, 4 time blocks, both directions, cold-started 60-epoch",
-        "excerpts (model selection; SC4001 alone). DREAMS = final model (all of SC4001, pass",
-        "counts from the proxy) scored once on the 8 excerpts, causal, 480 epochs. mean ± sd",
+        "Proxy v2 = SC4001 cross-derivation, 4 time blocks, both directions, cold-started",
+        "60-epoch excerpts, fixed passes (model selection; SC4001 alone). DREAMS = final model",
+        "(all of SC4001, same recipe) scored once on the 8 excerpts, causal, 480 epochs. mean ± sd",
         "over seeds (n). Regenerate: `python -m bench.generalisation.run table`.",
         "",
         "| recipe | what | n | proxy κ | proxy MF1 % | DREAMS acc % | DREAMS MF1 % | DREAMS κ "
