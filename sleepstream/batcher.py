@@ -14,10 +14,14 @@ with ``lookahead K``, the revised verdict of epoch ``index - K`` from the same c
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
 
 from sleepstream.types import Epoch, StagePrediction
 
@@ -61,11 +65,15 @@ class Stager(Protocol):
     seq_len : int
         Epochs of context the DSP puts in ``Epoch.window`` (window mode; this goes
         away when ``Epoch`` carries one epoch and the stager keeps the context).
+    normalisation : NormalisationSpec
+        The per-device input normalisation the model was trained with (the DSP's last
+        stage computes each epoch's ``input_scale`` from it).
     """
 
     model_id: str
     card: Any
     seq_len: int
+    normalisation: Any
 
     def score(self, batch: Sequence[tuple[str, Epoch]], lookahead: int = 0) -> list[Scored]:
         """Score a batch (blocking; the batcher runs it in a thread, one call at a time).
@@ -89,8 +97,9 @@ class Stager(Protocol):
 class WindowStager:
     """:class:`Stager` over a window-mode model with ``predict(epochs, lookahead)``.
 
-    Each epoch carries its whole causal window, so the model keeps no per-device state;
-    a revised verdict reruns the newest window at position ``seq - 1 - K``.
+    Each epoch carries its whole causal window; the model input is each row times the
+    ``input_scale`` of the epoch it holds (kept per device: a past row keeps the factor
+    it was emitted with). A revised verdict reruns the newest window at ``seq - 1 - K``.
     """
 
     def __init__(self, model: Any) -> None:
@@ -98,9 +107,20 @@ class WindowStager:
         self.model_id: str = model.model_id
         self.card: Any = model.card
         self.seq_len: int = int(model.seq_len)
+        self.normalisation: Any = model.normalisation
+        self._scales: dict[str, deque[float]] = {}
+
+    def _model_input(self, device: str, epoch: Epoch) -> Epoch:
+        past = self._scales.setdefault(device, deque(maxlen=max(0, self.seq_len - 1)))
+        factors = [1.0] * (self.seq_len - 1 - len(past)) + list(past) + [epoch.input_scale]
+        past.append(epoch.input_scale)
+        if all(f == 1.0 for f in factors):
+            return epoch
+        scale = np.asarray(factors, dtype=np.float32)[-epoch.window.shape[0] :, None]
+        return dataclasses.replace(epoch, window=epoch.window * scale)
 
     def score(self, batch: Sequence[tuple[str, Epoch]], lookahead: int = 0) -> list[Scored]:
-        epochs = [e for _, e in batch]
+        epochs = [self._model_input(dev, e) for dev, e in batch]
         preds = self.model.predict(epochs)
         k = lookahead
         later = [i for i, e in enumerate(epochs) if k and e.index >= k and e.scorable]
@@ -109,7 +129,7 @@ class WindowStager:
         return [
             Scored(dev, e, p, by_item.get(i))
             for i, ((dev, e), p) in enumerate(zip(batch, preds, strict=True))
-        ]
+        ]  # the submitted epochs (µV), not the scaled model input
 
 
 def as_stager(model: Any) -> Stager:

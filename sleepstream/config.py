@@ -136,6 +136,9 @@ class RunConfig:
     stay : bool
         Keep running (broker, metrics, sinks) after every file source ended, until a
         stop is requested.
+    banner : bool
+        In text mode, print ``#`` header lines first: what runs where, and per device
+        its source, profile and columns (``run``; not ``replay``).
     sinks : mapping
         Sink kind name -> its config dataclass (see :mod:`sleepstream.sinks.registry`);
         a kind left out runs with its config's defaults.
@@ -155,6 +158,7 @@ class RunConfig:
     record: bool = False
     flush_timeout_s: float = 10.0
     stay: bool = False
+    banner: bool = False
     sinks: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:

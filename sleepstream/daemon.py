@@ -46,9 +46,11 @@ from typing import Any, TextIO
 
 from sleepstream.batcher import InferenceBatcher, Stager, as_stager
 from sleepstream.config import DeviceConfig, RunConfig
+from sleepstream.dsp.chain import EpochNormaliser
 from sleepstream.errors import AlreadyRunningError, SleepstreamError, StorageError
 from sleepstream.metrics import Metrics
 from sleepstream.pipeline import DevicePipeline, EpochChain, run_pipelines, wait_opened
+from sleepstream.profiles import Profile
 from sleepstream.sinks.base import BaseSink, Sink
 from sleepstream.sinks.registry import (
     DaemonContext,
@@ -58,9 +60,12 @@ from sleepstream.sinks.registry import (
 )
 from sleepstream.sources.base import Source
 from sleepstream.wiring import (  # re-exported: commands and tests import them from here
+    PersistentScale,
     default_dsp,
     default_source,
     device_profile,
+    make_normaliser,
+    normaliser_path,
     resolve_profile,
 )
 
@@ -305,6 +310,8 @@ class Daemon:
         finally:
             for done in installed:
                 loop.remove_signal_handler(done)
+                if self._signalled:  # already stopping: a late signal must not kill the exit
+                    signal.signal(done, signal.SIG_IGN)
 
     # -- lifecycle ---------------------------------------------------------------------
     async def run(self) -> DaemonResult:
@@ -416,7 +423,9 @@ class Daemon:
             source, until = built[dev.name]
 
             def make(src: Source, dev: DeviceConfig = dev) -> EpochChain:
-                return self.make_dsp(dev, src, stager.seq_len)
+                chain = self.make_dsp(dev, src, stager.seq_len)
+                chain.normaliser = self._normaliser(stack, dev, profiles[dev.name], src)
+                return chain
 
             pipe = DevicePipeline(
                 dev.name, source, make, [], metrics=metrics, until=until,
@@ -458,6 +467,19 @@ class Daemon:
             if self.extra_sinks is not None:
                 sinks.extend(_as_sink(s) for s in self.extra_sinks(dev.name))
             pipe.set_sinks(sinks)
+
+    def _normaliser(
+        self, stack: AsyncExitStack, dev: DeviceConfig, profile: Profile, src: Source
+    ) -> EpochNormaliser | None:
+        """The device's normaliser (the model's spec, the profile's prior). A live device
+        keeps its state under the state dir across a restart within the night; a
+        recording always starts from its prior (it is its own night)."""
+        assert self.stager is not None
+        state = None if src.from_file else normaliser_path(self.config.state_dir, dev.name)
+        normaliser = make_normaliser(self.stager.normalisation, profile, state)
+        if isinstance(normaliser, PersistentScale):
+            stack.callback(normaliser.save)
+        return normaliser
 
 
 def _first_error(group: BaseExceptionGroup[Any]) -> BaseException:

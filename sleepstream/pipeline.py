@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sleepstream.batcher import InferenceBatcher, Scored
+from sleepstream.dsp.chain import EpochNormaliser
 from sleepstream.dsp.quality import confidence_factor
 from sleepstream.errors import SourceError
 from sleepstream.sinks.base import Sink
@@ -51,7 +52,12 @@ log = logging.getLogger(__name__)
 
 
 class EpochChain(Protocol):
-    """The DSP as the reader uses it (:class:`sleepstream.dsp.SignalChain`)."""
+    """The DSP as the reader uses it (:class:`sleepstream.dsp.SignalChain`).
+
+    ``normaliser`` is its last stage (set by the daemon: its kind comes from the model).
+    """
+
+    normaliser: EpochNormaliser | None
 
     def push(self, chunk: Chunk) -> list[Epoch]:
         """Epochs completed by this chunk, in index order."""

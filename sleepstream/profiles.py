@@ -97,6 +97,9 @@ class Profile:
         Mains frequency to notch (50 or 60 Hz); ``None`` = no notch.
     bandpass_hz : tuple of float or None
         ``(low, high)`` band-pass in Hz; ``None`` = no band-pass.
+    prior_scale_uv : float or None
+        Expected robust std of the staged derivation in µV: the per-device normaliser's
+        prior until enough clean signal has arrived (None: the model's reference).
     quality : QualityThresholds
     path : str
         File the profile was read from.
@@ -116,6 +119,7 @@ class Profile:
     fs_tolerance: float = 0.01
     notch_hz: float | None = None
     bandpass_hz: tuple[float, float] | None = None
+    prior_scale_uv: float | None = None
     path: str = ""
 
     @property
@@ -224,6 +228,7 @@ _SIGNAL = {
     "fs_tolerance",
     "notch_hz",
     "bandpass_hz",
+    "prior_scale_uv",
 }
 
 
@@ -369,6 +374,7 @@ def _build(data: dict[str, Any], path: Path) -> Profile:
         ),
         notch_hz=notch or None,
         bandpass_hz=(float(band[0]), float(band[1])) if band else None,
+        prior_scale_uv=r.number(sig, "prior_scale_uv", "signal.prior_scale_uv", None, hi=1e6),
         quality=q,
         path=str(path),
     )

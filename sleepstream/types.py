@@ -98,6 +98,11 @@ class Epoch:
         Non-empty when the epoch must not get a stage.
     last_sample_at : float
         ``time.perf_counter()`` when the epoch's last sample arrived.
+    input_scale : float
+        The device's causal normalisation factor at this epoch: the model input is
+        ``samples * input_scale`` (1.0 when the model declares no normalisation; see
+        :mod:`sleepstream.dsp.normalise`). Past rows of ``window`` keep the factor they
+        were emitted with.
     """
 
     index: int
@@ -108,10 +113,17 @@ class Epoch:
     quality: tuple[str, ...] = ()
     unscored_reasons: tuple[str, ...] = ()
     last_sample_at: float = 0.0
+    input_scale: float = 1.0
 
     @property
     def scorable(self) -> bool:
         return not self.unscored_reasons
+
+    @property
+    def samples(self) -> np.ndarray:
+        """This epoch's own samples, shape (3000,), float32 µV at 100 Hz (``window[-1]``)."""
+        row: np.ndarray = self.window[-1]
+        return row
 
 
 @dataclass(frozen=True, slots=True)

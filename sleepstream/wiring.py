@@ -19,17 +19,27 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import inspect
+import json
 import logging
-from typing import Any
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from sleepstream import settings as st
 from sleepstream.config import DeviceConfig
 from sleepstream.dsp import SignalChain
+from sleepstream.dsp.chain import EpochNormaliser
 from sleepstream.errors import SourceError, UsageError
 from sleepstream.profiles import Profile, default_profile_name, load_profile
 from sleepstream.settings import Setting
 from sleepstream.sources.base import Source, open_source, parse_source_spec, source_class
 from sleepstream.sources.boards import BOARD_NAMES
+
+if TYPE_CHECKING:
+    from sleepstream.dsp.normalise import NormalisationSpec, RunningScale
 
 log = logging.getLogger(__name__)
 
@@ -183,21 +193,109 @@ def source_start(source: Source) -> dt.datetime | None:
     return start
 
 
-def default_dsp(dev: DeviceConfig, source: Source, seq_len: int) -> SignalChain:
+def default_dsp(
+    dev: DeviceConfig,
+    source: Source,
+    seq_len: int,
+    *,
+    utc_origin: dt.datetime | None = None,
+    normaliser: EpochNormaliser | None = None,
+) -> SignalChain:
     """The causal DSP chain of the device's effective profile, for an open source.
 
     A recording (``source.from_file``) is filtered and resampled at its own rate: the
     profile's ``fs`` does not have to match, the filters only have to fit below its
     Nyquist frequency. A live source must deliver the profile's ``fs`` within
     ``fs_tolerance``. The 30-s grid starts at the first sample; its wall-clock time is
-    the recording's start (:func:`source_start`) or, for a live source, now.
+    ``utc_origin`` if given, else the recording's start (:func:`source_start`) or, for a
+    live source, now. ``normaliser`` is the chain's last stage (:func:`make_normaliser`).
     """
     kind, _ = parse_source_spec(dev.source)
     # transitional (see source_start): file kinds until every source declares from_file
     from_file = bool(getattr(source, "from_file", kind in FILE_KINDS))
-    return SignalChain.from_profile(
+    chain = SignalChain.from_profile(
         device_profile(dev),
         seq_len=seq_len,
-        utc_origin=source_start(source),
+        utc_origin=utc_origin or source_start(source),
         rate_from_source=from_file,
+        normaliser=normaliser,
     )
+    if source.channels:  # a missing channel is a start-up error, not the first chunk's
+        chain.montage.rows(source.channels)
+    return chain
+
+
+#: How old a saved normaliser state may be to be restored after a restart (s): the same
+#: night. An older one is ignored and the device re-warms from its prior.
+NORMALISER_MAX_AGE_S = 12 * 3600.0
+
+
+def normaliser_path(state_dir: Path, device: str) -> Path:
+    """``<state_dir>/state/<device>.normaliser.json``."""
+    return state_dir / "state" / f"{device}.normaliser.json"
+
+
+class PersistentScale:
+    """A :class:`~sleepstream.dsp.normalise.RunningScale` saved under the state dir.
+
+    Restored at start when the file is younger than :data:`NORMALISER_MAX_AGE_S` and was
+    saved for the same normalisation spec (a daemon restarted within the night keeps its
+    scale); otherwise the device re-warms from its prior (logged). Saved at most every
+    ``save_every_s`` seconds of wall time and at :meth:`close`, atomically.
+    """
+
+    def __init__(self, scale: RunningScale, path: Path, *, save_every_s: float = 60.0) -> None:
+        self.scale = scale
+        self.path = path
+        self.save_every_s = save_every_s
+        self._saved_at = time.monotonic()
+        self.restored = self._restore()
+
+    def _restore(self) -> bool:
+        from sleepstream.errors import ConfigError
+
+        try:
+            age = time.time() - self.path.stat().st_mtime
+            if age > NORMALISER_MAX_AGE_S:
+                log.info("%s: older than %.0f h; re-warming", self.path, age / 3600)
+                return False
+            self.scale.load_state(json.loads(self.path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError, ConfigError) as exc:
+            log.warning("%s: not restored (%s); re-warming from the prior", self.path, exc)
+            return False
+        log.info("%s: normaliser state restored", self.path)
+        return True
+
+    def apply(self, samples_uv: np.ndarray, usable: bool) -> float:
+        factor = self.scale.apply(samples_uv, usable)
+        if time.monotonic() - self._saved_at >= self.save_every_s:
+            self.save()
+        return factor
+
+    def save(self) -> None:
+        """Write the state now (atomically); a failure is logged, never raised."""
+        self._saved_at = time.monotonic()
+        tmp = self.path.with_suffix(".tmp")
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(self.scale.state_dict()), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.warning("%s: normaliser state not saved (%s)", self.path, exc)
+
+
+def make_normaliser(
+    spec: NormalisationSpec, profile: Profile, state_file: Path | None = None
+) -> EpochNormaliser | None:
+    """The device's normaliser: the model's spec, the profile's prior, restored state.
+
+    None when the model declares no normalisation (``input_scale`` stays 1.0).
+    """
+    from sleepstream.dsp.normalise import NONE, RunningScale
+
+    if spec.kind == NONE:
+        return None
+    scale = RunningScale(spec, profile.prior_scale_uv)
+    return scale if state_file is None else PersistentScale(scale, state_file)

@@ -37,7 +37,7 @@ MQTT_KEYS = (
 _BROKER_KEYS = ("broker_host", "broker_port")
 _OUTPUT_KEYS = ("json", "quiet", "no_record", "stay")
 #: RunConfig fields a command sets itself (not from the shared settings).
-_COMMAND_FIELDS = ("devices", "print_mode", "record", "stay")
+_COMMAND_FIELDS = ("devices", "print_mode", "record", "stay", "banner")
 
 
 def _table() -> dict[str, Setting]:
@@ -124,6 +124,7 @@ def add_daemon_arguments(
         metrics_port=metrics_default,
         flush_timeout_s=flush_default,
         record=command == "run",  # run keeps the night unless --no-record
+        banner=command == "run",
     )
     parser.set_defaults(_command_base=base)
     table = _table()
@@ -180,13 +181,25 @@ def daemon_settings(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of the record (a handler that kept
+    the stream of its first call would write to a closed file after a redirect)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def setup_logging(level: str) -> None:
     """Log to stderr (stdout carries the stages)."""
     root = logging.getLogger()
-    if not any(getattr(h, "_sleepstream", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        handler._sleepstream = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
     for noisy in ("amqtt", "transitions", "aiomqtt"):

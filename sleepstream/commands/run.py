@@ -19,6 +19,8 @@ from sleepstream.errors import UsageError
 from sleepstream.wiring import SOURCE_SETTINGS
 
 HELP = "stage EEG in real time and publish stages over MQTT (the daemon)"
+#: Device name when ``--device`` is not given (one device from flags).
+DEFAULT_DEVICE = "bed1"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--config", metavar="BEDS_TOML", help="several devices from a beds.toml")
     opt = parser.add_argument_group("source options (one device; beds.toml: per [[device]])")
     opt.add_argument("--profile", help="profile name or path (default: the source's own)")
-    opt.add_argument("--device", default="bed1", help="device name / topic level (%(default)s)")
+    opt.add_argument("--device", help=f"device name / topic level (default: {DEFAULT_DEVICE})")
     from sleepstream.commands._daemon_args import _add
 
     _add(opt, list(SOURCE_SETTINGS), "run", none_defaults=True, shown={})
@@ -72,14 +74,16 @@ def build_config(args: argparse.Namespace) -> RunConfig:
     if args.config:
         if args.board or args.lsl or args.source:
             raise UsageError("--config describes the devices: do not combine with a source flag")
-        if options or args.profile:
-            flag = "--" + (next(iter(options), "profile")).replace("_", "-")
+        per_device = [*options, *(k for k in ("profile", "device") if getattr(args, k))]
+        if per_device:
+            flag = "--" + per_device[0].replace("_", "-")
             raise UsageError(
                 f"{flag} applies to one device: with --config, set it in the [[device]] "
                 "tables of the beds file"
             )
         return load_beds(args.config, base=base, **values)
-    device = DeviceConfig(check_device_name(args.device), source_spec(args), args.profile, options)
+    name = check_device_name(args.device or DEFAULT_DEVICE)
+    device = DeviceConfig(name, source_spec(args), args.profile, options)
     return run_config((device,), values, base=base)
 
 

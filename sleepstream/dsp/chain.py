@@ -1,7 +1,7 @@
 """The whole causal signal chain behind one object: Chunk in, Epochs out.
 
 ``montage -> timeline (gaps, jitter, backward jumps) -> NaN guard -> raw quality ->
-notch -> band-pass -> resample to 100 Hz -> epoch buffer``; see
+notch -> band-pass -> resample to 100 Hz -> epoch buffer -> normaliser``; see
 :mod:`sleepstream.dsp.epochs` for the policies.  The daemon builds one
 :class:`SignalChain` per device from its profile and calls :meth:`SignalChain.push`
 for every chunk and :meth:`SignalChain.flush` at the end of the stream.
@@ -42,9 +42,10 @@ cannot carry over).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -57,6 +58,14 @@ from sleepstream.types import Chunk, Epoch
 
 if TYPE_CHECKING:
     from sleepstream.profiles import Profile
+
+
+class EpochNormaliser(Protocol):
+    """The chain's last stage (:class:`sleepstream.dsp.normalise.RunningScale`)."""
+
+    def apply(self, samples_uv: np.ndarray, usable: bool) -> float:
+        """The factor for this epoch; the state moves only when ``usable``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,10 @@ class SignalChain:
         streamed at its own rate); the filters must still fit below its Nyquist frequency.
     source : str
         Where the settings came from (a profile file), named in errors.
+    normaliser : EpochNormaliser, optional
+        The last stage (:class:`~sleepstream.dsp.normalise.RunningScale`): each emitted
+        epoch gets ``input_scale = normaliser.apply(samples, usable)``, usable meaning
+        scorable and free of the flags that must not move the scale.
     """
 
     def __init__(
@@ -107,6 +120,7 @@ class SignalChain:
         fs_tolerance: float = 1e-6,
         allow_other_fs: bool = False,
         source: str = "",
+        normaliser: EpochNormaliser | None = None,
     ) -> None:
         self.montage = montage
         self.filter_config = filters or FilterConfig()
@@ -117,6 +131,8 @@ class SignalChain:
         self.allow_other_fs = allow_other_fs
         #: Where the settings came from (the profile's file), for error messages.
         self.source = source
+        #: The last stage: the device's causal amplitude normaliser (None: input_scale 1).
+        self.normaliser: EpochNormaliser | None = normaliser
         self.buffer: EpochBuffer | None = None
 
     @classmethod
@@ -128,6 +144,7 @@ class SignalChain:
         utc_origin: datetime | None = None,
         origin: float | None = None,
         rate_from_source: bool = False,
+        normaliser: EpochNormaliser | None = None,
     ) -> SignalChain:
         """The chain of a :class:`~sleepstream.profiles.Profile`: the one mapping of its keys.
 
@@ -136,7 +153,9 @@ class SignalChain:
         :class:`QualityConfig` (:meth:`QualityConfig.from_thresholds`); ``fs``,
         ``fs_tolerance`` -> the rate check. With ``rate_from_source`` (a recording) the
         source's own rate is used and the profile only bounds it: the filters must fit
-        below its Nyquist frequency.
+        below its Nyquist frequency. ``prior_scale_uv`` is the normaliser's prior: the
+        caller builds it (:func:`sleepstream.wiring.make_normaliser`) because its kind
+        comes from the model's card.
         """
         refs = tuple(profile.reference)
         reference = None if not refs else (refs[0] if len(refs) == 1 else refs)
@@ -149,6 +168,7 @@ class SignalChain:
             fs_tolerance=profile.fs_tolerance,
             allow_other_fs=rate_from_source,
             source=profile.path or profile.name,
+            normaliser=normaliser,
         )
 
     @property
@@ -176,11 +196,23 @@ class SignalChain:
             raise SourceError(
                 f"chunk has {x.size} samples but {ts.size} timestamps (channel {self.montage.name})"
             )
-        return self.buffer.push(x, ts, chunk.received_at, chunk.electrode_off)
+        return self._normalise(self.buffer.push(x, ts, chunk.received_at, chunk.electrode_off))
 
     def flush(self) -> list[Epoch]:
         """End of stream: emit the complete epochs still held back; the chain is then closed."""
-        return [] if self.buffer is None else self.buffer.flush()
+        return [] if self.buffer is None else self._normalise(self.buffer.flush())
+
+    def _normalise(self, epochs: list[Epoch]) -> list[Epoch]:
+        if self.normaliser is None or not epochs:
+            return epochs
+        from sleepstream.dsp.normalise import usable_from_flags
+
+        out = []
+        for e in epochs:
+            usable = e.scorable and usable_from_flags(e.quality)
+            factor = float(self.normaliser.apply(e.samples, usable))
+            out.append(dataclasses.replace(e, input_scale=factor))
+        return out
 
     def context_indices(self, index: int) -> np.ndarray:
         """Epoch index of each window row of epoch ``index`` (-1 = zero padding)."""

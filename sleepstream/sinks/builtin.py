@@ -9,6 +9,7 @@ connection and one outbox per daemon in :mod:`sleepstream.sinks.mqtt` (issue 12)
 from __future__ import annotations
 
 import asyncio
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -98,7 +99,7 @@ class PerDeviceMqtt(BaseSinkFactory):
             flush_timeout=cfg.flush_timeout_s,
         )
         self.sinks[device.name] = sink
-        return sink  # type: ignore[return-value]  # DeviceMqttSink implements Sink
+        return sink
 
     async def drained(self) -> None:
         # transitional: MqttSink has no "outbox empty" event yet (request to mqtt)
@@ -146,17 +147,62 @@ MQTT = SinkKind(
 # ---------------------------------------------------------------------------- stdout
 
 
-def _stdout(config: Any, ctx: DaemonContext) -> SinkFactory | None:
-    from sleepstream.sinks.stdout import StdoutSink
+class StdoutSinks(BaseSinkFactory):
+    """Text or JSON lines on stdout; in text mode a header that says what runs where."""
 
-    mode = ctx.config.print_mode
-    if mode == "none":
-        return None
-    return PerDeviceSinks(
-        lambda d: StdoutSink(
-            device=d.name, session=d.session, json=mode == "json", stream=ctx.stdout
+    def __init__(self, ctx: DaemonContext) -> None:
+        self.ctx = ctx
+        self.json = ctx.config.print_mode == "json"
+        self.banner = ctx.config.banner and not self.json
+
+    async def __aenter__(self) -> StdoutSinks:
+        if self.banner:
+            cfg, ctx = self.ctx.config, self.ctx
+            lines = [
+                f"sleepstream {_version()}: model {ctx.stager.model_id}",
+                f"stages also on MQTT {ctx.mqtt_url} as {cfg.mqtt.topic_prefix}/<device>/stage",
+            ]
+            if ctx.metrics.port is not None:
+                lines.append(f"metrics on http://{cfg.metrics_addr}:{ctx.metrics.port}/metrics")
+            lines.append(
+                f"state in {ctx.state_dir}"
+                + (" (nights recorded under nights/)" if cfg.record else "")
+                + "; Ctrl-C stops"
+            )
+            out = ctx.stdout or sys.stdout
+            out.write("".join(f"# {line}\n" for line in lines))
+            out.flush()
+        return self
+
+    def sink_for(self, device: DeviceContext) -> Sink:
+        from sleepstream.sinks.stdout import StdoutSink
+        from sleepstream.sources.base import GroundTruth
+
+        src, p = device.source, device.profile
+        truth = src.stage_at if isinstance(src, GroundTruth) else None
+        header = (
+            f"{device.name}: {src.name}, profile {p.name} ({p.derivation}); "
+            "columns: time, device, #epoch, stage, confidence, flags, latency"
+            + ("; 'true X' is the synthetic night's own stage" if truth else "")
         )
-    )
+        return StdoutSink(
+            device=device.name,
+            session=device.session,
+            json=self.json,
+            stream=self.ctx.stdout,
+            header=header if self.banner else None,
+            truth=truth,
+        )
+
+
+def _version() -> str:
+    from sleepstream.cli import _version as version
+
+    return version()
+
+
+def _stdout(config: Any, ctx: DaemonContext) -> SinkFactory | None:
+    return None if ctx.config.print_mode == "none" else StdoutSinks(ctx)
 
 
 STDOUT = SinkKind("stdout", "one line (or JSON line) per verdict on stdout", NoOptions, _stdout)

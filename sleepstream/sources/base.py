@@ -85,6 +85,15 @@ class Source(Protocol):
     async def __anext__(self) -> Chunk: ...
 
 
+@runtime_checkable
+class GroundTruth(Protocol):
+    """A source that knows the true stage of what it streams (the synthetic night)."""
+
+    def stage_at(self, t: float) -> int:
+        """True stage code at stream time ``t`` s (``UNSCORED`` outside the night)."""
+        ...
+
+
 @dataclass(frozen=True)
 class Backoff:
     """Jittered exponential back-off for reconnecting a lost board or stream.

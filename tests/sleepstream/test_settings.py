@@ -243,9 +243,15 @@ def test_state_dir_empty_string_means_the_default(monkeypatch, tmp_path):
     assert _build(["--state-dir", "~/x"]).state_dir == Path("~/x").expanduser()
 
 
-def test_source_flag_with_beds_file_is_refused(tmp_path):
-    """``--serial-port`` (one device) cannot silently apply to every bed of a beds file."""
+@pytest.mark.parametrize(
+    "argv",
+    [["--serial-port", "/dev/ttyUSB0"], ["--device", "bedroom"], ["--profile", "openbci"],
+     ["--channel", "C3"], ["--speed", "2"]],
+)  # fmt: skip
+def test_per_device_flag_with_beds_file_is_refused_not_ignored(tmp_path, argv):
+    """A per-device flag (or its SLEEPSTREAM_* variable) cannot silently apply to, or be
+    dropped for, the beds of a beds file: it is refused, naming the flag."""
     beds = tmp_path / "beds.toml"
     beds.write_text('[[device]]\nname = "a"\nsource = "synthetic-night"\n')
-    with pytest.raises(UsageError, match="--serial-port"):
-        _build(["--config", str(beds), "--serial-port", "/dev/ttyUSB0"])
+    with pytest.raises(UsageError, match=argv[0]):
+        _build(["--config", str(beds), *argv])

@@ -22,6 +22,8 @@ from sleepstream.sinks.base import BaseSink
 DESCRIPTIVE = {"name", "description", "source", "path"}
 #: Profile fields the source (not the DSP) takes, each checked below.
 FOR_THE_SOURCE = {"board", "master_board", "stream_type"}
+#: Profile fields the normaliser (the chain's last stage, built with the model's spec) takes.
+FOR_THE_NORMALISER = {"prior_scale_uv"}
 
 
 def _perturbed(value: Any, name: str) -> Any:
@@ -51,7 +53,7 @@ def _fingerprint(chain: SignalChain) -> tuple[Any, ...]:
 def test_every_profile_field_is_mapped_somewhere():
     """A new Profile field must be added to the DSP mapping, the source, or DESCRIPTIVE."""
     names = {f.name for f in fields(Profile)}
-    dsp = names - DESCRIPTIVE - FOR_THE_SOURCE
+    dsp = names - DESCRIPTIVE - FOR_THE_SOURCE - FOR_THE_NORMALISER
     assert dsp == {
         "channel", "reference", "scale_to_uv", "fs", "fs_tolerance", "notch_hz",
         "bandpass_hz", "quality",
@@ -60,7 +62,13 @@ def test_every_profile_field_is_mapped_somewhere():
 
 @pytest.mark.parametrize(
     "name",
-    sorted({f.name for f in fields(Profile)} - DESCRIPTIVE - FOR_THE_SOURCE - {"quality"})
+    sorted(
+        {f.name for f in fields(Profile)}
+        - DESCRIPTIVE
+        - FOR_THE_SOURCE
+        - FOR_THE_NORMALISER
+        - {"quality"}
+    )
     + [f"quality.{f.name}" for f in fields(QualityThresholds)],
 )
 def test_every_signal_and_quality_key_changes_the_dsp_chain(name):
@@ -185,3 +193,45 @@ def test_missing_channel_fails_before_anything_listens(tmp_path, tiny_model, hel
     with pytest.raises((ChannelNotFoundError, DataFileError, SourceError), match="Fpz-Cz"):
         asyncio.run(Daemon(cfg, install_signals=False).run())
     assert not (tmp_path / "state" / "nights").exists()
+
+
+def test_profile_prior_scale_reaches_the_normaliser(tmp_path):
+    """``signal.prior_scale_uv`` is the RunningScale's prior; a model without normalisation
+    gets no normaliser (input_scale 1.0)."""
+    from sleepstream.dsp.normalise import NormalisationSpec
+
+    profile = dataclasses.replace(load_profile("openbci"), prior_scale_uv=42.0)
+    norm = wiring.make_normaliser(NormalisationSpec(), profile)
+    assert norm is not None and norm.prior_scale_uv == 42.0
+    assert wiring.make_normaliser(NormalisationSpec.none(), profile) is None
+
+
+def test_normaliser_state_survives_a_restart_within_the_night(tmp_path, monkeypatch):
+    """Saved under the state dir; restored when young and of the same spec; otherwise the
+    device re-warms from its prior (an old file, another spec, a corrupt file)."""
+    import os
+    import time
+
+    from sleepstream.dsp.normalise import NormalisationSpec
+
+    profile = load_profile("openbci")
+    path = wiring.normaliser_path(tmp_path, "bed1")
+    first = wiring.make_normaliser(NormalisationSpec(), profile, path)
+    assert isinstance(first, wiring.PersistentScale) and not first.restored
+    rng = np.random.default_rng(0)
+    factors = [first.apply(40.0 * rng.standard_normal(3000), True) for _ in range(12)]
+    first.save()
+    assert path.is_file()
+    again = wiring.make_normaliser(NormalisationSpec(), profile, path)
+    assert again.restored and again.scale.state_dict() == first.scale.state_dict()
+    fresh = wiring.make_normaliser(NormalisationSpec(), profile)
+    x = 40.0 * rng.standard_normal(3000)
+    assert again.apply(x, True) == pytest.approx(factors[-1], rel=0.2)
+    assert fresh.apply(x, True) != pytest.approx(again.scale.input_scale, rel=1e-3)
+    # another spec, an old file, a corrupt file: not restored
+    assert not wiring.make_normaliser(NormalisationSpec(window_epochs=10), profile, path).restored
+    old = time.time() - wiring.NORMALISER_MAX_AGE_S - 60
+    os.utime(path, (old, old))
+    assert not wiring.make_normaliser(NormalisationSpec(), profile, path).restored
+    path.write_text("{not json")
+    assert not wiring.make_normaliser(NormalisationSpec(), profile, path).restored

@@ -50,15 +50,22 @@ def test_run_without_flags_starts_embedded_broker_and_prints_stages(
     try:
         assert helpers.wait_port(port, 120), "embedded broker did not start"
         sub = subscribe(port, "sleepstream/+/stage")
-        lines = _read_lines_until(proc, out, 3, 180)
-        assert len(lines) >= 3, proc.stderr.read() if proc.poll() is not None else lines
+        lines = _read_lines_until(proc, out, 8, 180)
+        assert len(lines) >= 8, proc.stderr.read() if proc.poll() is not None else lines
         assert sub.wait_for(lambda s: len(s.stage_events()) >= 1, 60)
     finally:
         proc.send_signal(signal.SIGINT)
         rc = proc.wait(60)
     assert rc == 0
+    header = [ln for ln in lines if ln.startswith("# ")]
+    epochs = [ln for ln in lines if not ln.startswith("#")]
+    # the demo's header says what runs where and what the columns are
+    assert any("model" in ln for ln in header) and any(f":{port}" in ln for ln in header)
+    assert any("columns" in ln and "true" in ln for ln in header)
     stages = {"W", "N1", "N2", "N3", "REM", "unscored"}
-    assert all(any(s in line.split() for s in stages) for line in lines)
+    assert epochs and all(any(s in line.split() for s in stages) for line in epochs)
+    # and the synthetic night's true stage beside the scored one on every line
+    assert all(line.split()[-2] == "true" and line.split()[-1] in stages for line in epochs)
     state = tmp_path / "xdg" / "sleepstream"  # the per-user default state directory
     assert (state / "outbox" / "bed1.sqlite").is_file()
     assert len(list(state.glob("nights/bed1/*/night.json"))) == 1  # the night is recorded

@@ -255,3 +255,56 @@ def test_chain_from_profile_mean_reference():
     p = dataclasses.replace(load_profile("edf-replay"), channel="C3", reference=("A1", "A2"))
     chain = SignalChain.from_profile(p, seq_len=1)
     assert chain.montage.name == "C3-mean(A1,A2)" and chain.fs_tolerance == p.fs_tolerance
+
+
+def _normalised_run(x, fs, size, chunked_fn, gap_at=None):
+    from sleepstream.dsp.normalise import NormalisationSpec, RunningScale
+
+    ts = np.arange(x.size) / fs
+    if gap_at is not None:  # 40 s of samples missing: one whole gap epoch
+        keep = (ts < gap_at) | (ts >= gap_at + 40.0)
+        x, ts = x[keep], ts[keep]
+    scale = RunningScale(NormalisationSpec(prior_weight_epochs=2.0), prior_scale_uv=5.0)
+    chain = SignalChain(Montage("EEG"), normaliser=scale)
+    out = []
+    for c in chunked_fn(x, ts, fs, size):
+        out += chain.push(c)
+    out += chain.flush()
+    return out, scale
+
+
+@pytest.mark.parametrize("fs", [100.0, 250.0])
+def test_chain_normaliser_input_scale_is_chunk_invariant(eeg, chunk_signal, fs):
+    """The last stage's factor per epoch is identical for chunks of 1, 7, 250 and 3000
+    samples, at 100 Hz and 250 Hz, through a gap and an amplitude change."""
+    chunked = chunk_signal
+    n = int(fs * 30 * 8)
+    x = eeg(n, fs, seed=3)
+    x[n // 2 :] *= 3.0  # a louder second half: the scale has to move
+    runs = {s: _normalised_run(x, fs, s, chunked, gap_at=95.0)[0] for s in (1, 7, 250, 3000)}
+    ref = runs[3000]
+    assert len(ref) >= 7 and len({e.input_scale for e in ref}) > 3
+    for size, epochs in runs.items():
+        assert [e.index for e in epochs] == [e.index for e in ref], size
+        np.testing.assert_allclose(
+            [e.input_scale for e in epochs], [e.input_scale for e in ref], rtol=1e-6, err_msg=size
+        )
+
+
+def test_chain_normaliser_unusable_epochs_do_not_move_the_scale(eeg, chunk_signal):
+    """A gap epoch gets the current factor but does not update the running scale."""
+    chunked = chunk_signal
+    x = eeg(100 * 30 * 6, 100.0, seed=1)
+    epochs, scale = _normalised_run(x, 100.0, 250, chunked, gap_at=65.0)
+    gap = [e for e in epochs if "gap" in e.quality and not e.scorable]
+    assert gap, [e.quality for e in epochs]
+    assert scale.n_seen == len(epochs) and scale.n_used == len(epochs) - len(gap)
+    k = gap[0].index
+    assert epochs[k].input_scale == pytest.approx(epochs[k - 1].input_scale, rel=1e-12)
+
+
+def test_chain_without_normaliser_keeps_input_scale_one(eeg, chunk_signal, chain_factory, run):
+    """No normalisation declared by the model: every epoch's factor is exactly 1."""
+    x = eeg(100 * 30 * 3, 100.0)
+    epochs = run(chain_factory(), chunk_signal(x, np.arange(x.size) / 100.0, 100.0, 500))
+    assert epochs and all(e.input_scale == 1.0 for e in epochs)
