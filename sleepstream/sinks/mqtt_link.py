@@ -332,28 +332,43 @@ class MqttLink:
             self.settings, client_id=self.client_id, will=will, logger=self._paho.logger,
             max_inflight=WINDOW,
         )  # fmt: skip
-        async with client:
-            watcher = asyncio.create_task(watch_connection(client), name="mqtt-watch")
-            try:
-                if self.last_failure is not None:
-                    log.info("MQTT %s: connected again", self.settings.url())
-                self.last_failure = None
-                self._sessions_up += 1
-                self._paho.take()
-                for dev in self.devices:
-                    self._set_connected(dev, True)
-                if self._first is not None and not self._first.done():
-                    self._first.set_result(None)
-                await race(self._publish_statuses(client, b"online"), watcher)
-                await self._drain(client, watcher)
-                # bounded by __aexit__ (STATUS_TIMEOUT_S), then cancelled
-                await race(self._publish_statuses(client, b"offline"), watcher)
-            finally:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await watcher
-                for dev in self.devices:
-                    self._set_connected(dev, False)
+        await client.__aenter__()
+        clean = True  # leave with a DISCONNECT (the broker then drops our will)
+        watcher = asyncio.create_task(watch_connection(client), name="mqtt-watch")
+        try:
+            if self.last_failure is not None:
+                log.info("MQTT %s: connected again", self.settings.url())
+            self.last_failure = None
+            self._sessions_up += 1
+            self._paho.take()
+            for dev in self.devices:
+                self._set_connected(dev, True)
+            if self._first is not None and not self._first.done():
+                self._first.set_result(None)
+            await race(self._publish_statuses(client, b"online"), watcher)
+            await self._drain(client, watcher)
+            # bounded by __aexit__ (STATUS_TIMEOUT_S), then cancelled
+            await race(self._publish_statuses(client, b"offline"), watcher)
+        except asyncio.CancelledError:
+            if self._stop.is_set():
+                # shutting down and the broker did not take "offline" in time (hung):
+                # no DISCONNECT, so the broker publishes our will ("offline") once it
+                # sees the socket close when the process exits
+                clean = False
+                log.warning(
+                    "MQTT %s: could not publish offline in time; leaving without "
+                    "DISCONNECT so the broker publishes the will",
+                    self.settings.url(),
+                )
+            raise
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watcher
+            for dev in self.devices:
+                self._set_connected(dev, False)
+            if clean:
+                await client.__aexit__(None, None, None)
 
     async def _publish_statuses(self, client: Any, state: bytes) -> None:
         """``online``: daemon first, then each device (and its ``daemon`` pointer);

@@ -377,3 +377,57 @@ def test_mqtt_daemon_kind_serves_every_bed_on_one_connection_and_one_outbox(
     assert len(set(clients)) == 1 and clients[0].startswith("sleepstream-")
     files = sorted((tmp_path / "state" / "outbox").glob("*.sqlite"))
     assert len(files) == 1 and files[0].stat().st_mode & 0o777 == 0o600
+
+
+_HUNG_AT_EXIT = """
+import asyncio, os, signal, sys
+import numpy as np
+from sleepstream.sinks.mqtt import MqttSink, mqtt_settings
+from sleepstream.sinks.mqtt_link import MqttLink
+from sleepstream.sinks.outbox import Outbox
+from sleepstream.types import Epoch, StagePrediction
+
+url, path, broker_pid = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+async def main():
+    link = MqttLink(mqtt_settings(url), outbox=Outbox(path), devices=["bed1"],
+                    daemon="node-h", flush_timeout=0.5)
+    async with link:
+        sink = MqttSink(link.settings, device="bed1", session="s", link=link)
+        await sink.publish(Epoch(0, 0.0, "2026-01-01T23:00:00Z", np.zeros((1, 3000), np.float32)),
+                           StagePrediction(0, 2, np.full(5, 0.2), 0.6, "m"))
+        await link.drained()
+        os.kill(broker_pid, signal.SIGSTOP)  # the broker hangs just as we shut down
+        await sink.publish(Epoch(1, 30.0, "2026-01-01T23:00:30Z", np.zeros((1, 3000), np.float32)),
+                           StagePrediction(1, 2, np.full(5, 0.2), 0.6, "m"))
+    print("left", flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_mqtt_link_shutdown_on_a_hung_broker_leaves_the_will_to_say_offline(
+    mosquitto, subscribe, tmp_path, helpers
+):
+    """The broker hangs (SIGSTOP) right at shutdown, so `offline` cannot be published:
+    the daemon leaves without a clean DISCONNECT, and once the broker runs again it
+    publishes the will: the daemon's retained status is `offline`, not a stale `online`."""
+    script = tmp_path / "hung.py"
+    script.write_text(_HUNG_AT_EXIT)
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(script), mosquitto.url, str(tmp_path / "o.sqlite"),
+             str(mosquitto.proc.pid)],
+            capture_output=True, text=True, env=helpers.daemon_env(), timeout=60,
+        )  # fmt: skip
+    finally:
+        mosquitto.proc.send_signal(signal.SIGCONT)
+    assert proc.returncode == 0 and "left" in proc.stdout, proc.stderr
+    late = subscribe(mosquitto.port, "sleepstream/_daemon/node-h/status")
+
+    def retained(s):
+        return [p.decode() for t, p, r in s.messages if r]
+
+    assert late.wait_for(lambda s: retained(s) == ["offline"], 15), late.messages
+    with Outbox(tmp_path / "o.sqlite") as box:
+        assert [it.event_id for it in box.peek(5)] == ["bed1:s:1"]  # kept for the next start
