@@ -201,6 +201,7 @@ class Recorder:
         self._epoch_task: asyncio.Task[None] | None = None
         self._epochs_dirty = False
         self._closing = asyncio.Event()
+        self._ended = False
         self._min_rewrite_s = float(min_rewrite_s)
         self._reserve_bytes = int(reserve_bytes)
         self._reserve: Path | None = None
@@ -239,6 +240,21 @@ class Recorder:
 
     async def __aexit__(self, *exc: object) -> None:
         """Write everything still in memory; never raises because of the disk."""
+        await self._close()
+
+    async def end_of_stream(self) -> None:
+        """The source ended and every verdict was handed over: close the night now.
+
+        Writes the open segment, the unwritten ones it can, the stages and the manifest
+        (``status: closed``), so the morning report can be made while the daemon stays up
+        (``--stay``, or one bed of many). Idempotent; later calls of the recorder are errors.
+        """
+        await self._close()
+
+    async def _close(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
         for seg in self._segmenter.close():
             await self._safely("raw data", self._queue(seg))
         await self._wait(self._segment_task)

@@ -309,3 +309,37 @@ def test_daemon_on_a_really_full_disk_stages_every_epoch(tmp_path, sc4001_dir, h
     assert covered == [(300.0 * k, 300.0) for k in range(8)]  # every segment is accounted for
     rows = (night / "hypnogram.csv").read_text().splitlines()
     assert len(rows) == 81  # the final stages were written from the reserve
+
+
+def test_recorder_faults_reach_the_daemons_metrics(small_fs, kit):
+    """The daemon's Metrics count each fault by kind and show the bytes held in memory."""
+    from sleepstream.metrics import Metrics
+
+    fs = small_fs("1m")
+    metrics = Metrics()
+    metrics.add_device("bed1")
+    x = kit.noise(30 * 100 * 6)
+    rec = Recorder(
+        fs / "state", device="bed1", segment_seconds=60, retry_s=0, min_rewrite_s=0,
+        metrics=metrics,
+    )  # fmt: skip
+    seen = {}
+
+    def look() -> None:
+        reg = metrics.registry
+        seen["full"] = reg.get_sample_value(
+            "sleepstream_storage_errors_total", {"device": "bed1", "kind": "disk_full"}
+        )
+        seen["backlog"] = reg.get_sample_value(
+            "sleepstream_recorder_backlog_bytes", {"device": "bed1"}
+        )
+        seen["ro"] = reg.get_sample_value(
+            "sleepstream_storage_errors_total", {"device": "bed1", "kind": "read_only"}
+        )
+
+    _run(rec, x, kit, at={12: lambda: kit.fill(fs), 30: look})
+    assert seen["full"] >= 1 and seen["ro"] == 0
+    assert seen["backlog"] == 2 * 6000 * 8  # segment 1 waits in memory (float64)
+    assert metrics.registry.get_sample_value(
+        "sleepstream_recorder_backlog_bytes", {"device": "bed1"}
+    ) == 0  # fmt: skip

@@ -464,3 +464,25 @@ def test_recorder_gap_right_after_a_full_segment_is_not_a_fault(tmp_path, sc4001
     assert m["storage_errors"] == 0
     assert m["gaps"] == [{"onset_s": 30.0, "duration_s": 10.0, "missing_samples": 1000}]
     assert [(s["start_s"], s["n_samples"]) for s in m["segments"]] == [(0.0, 3000), (40.0, 3000)]
+
+
+def test_recorder_end_of_stream_closes_the_night_before_the_daemon_stops(tmp_path, sc4001_eeg):
+    """end_of_stream (the source ended; the daemon stays up) writes the open segment, the
+    stages and status closed at once; leaving the block afterwards changes nothing."""
+    x = sc4001_eeg[:, :4500]
+
+    async def go() -> tuple[dict, dict, Path]:
+        async with Recorder(tmp_path, device="d", segment_seconds=60) as rec:
+            for i, c in enumerate(chunks(x, 500)):
+                await rec.write_chunk(c)
+                if i % 6 == 5:
+                    await rec.publish(epoch(i // 6), prediction(i // 6, 2))
+            await rec.end_of_stream()
+            first = json.loads((rec.night_dir / "night.json").read_text())
+            await rec.end_of_stream()
+        return first, json.loads((rec.night_dir / "night.json").read_text()), rec.night_dir
+
+    first, last, night = asyncio.run(go())
+    assert first["status"] == "closed" and [s["n_samples"] for s in first["segments"]] == [4500]
+    assert first == last
+    assert len((night / "hypnogram.csv").read_text().splitlines()) == 2
