@@ -474,3 +474,14 @@ def check_recorded_replay(night: Path, hyp: Path, summary: dict) -> None:
     ag = report["agreement"]
     assert ag["accuracy"] == pytest.approx(summary["accuracy"], abs=1e-9)
     assert ag["kappa"] == pytest.approx(summary["kappa"], abs=1e-9)
+
+
+def test_write_morning_report_writes_the_html_and_the_png(make_replayed_night):
+    """The one call the live view makes when a night ends: report.html and report.png."""
+    from sleepstream.report.build import write_morning_report
+
+    night = make_replayed_night(start=dt.datetime(1989, 4, 24, 23, 10), n_epochs=6)
+    page = write_morning_report(night)
+    assert page == night / "report.html"
+    assert "<svg" in page.read_text(encoding="utf-8")
+    assert (night / "report.png").stat().st_size > 10_000
