@@ -16,6 +16,7 @@ on as a naive datetime (zone unknown), consistent with EDF.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,9 +48,14 @@ def _format_of(path: Path) -> str:
     return _FORMATS.get(path.suffix.lower(), path.suffix.lower().lstrip(".") or "unknown")
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException, path: Path | None = None) -> str:
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    line = text.splitlines()[0] if text else type(exc).__name__
+    if path is not None:  # the message already starts with the path: say "the file"
+        line = re.sub(r"\w*Path\('[^']*'\)", "the file", line)
+        for form in (str(path.resolve()), str(path)):
+            line = line.replace(form, "the file")
+    return line
 
 
 class MneRecording:
@@ -63,7 +69,7 @@ class MneRecording:
         try:
             raw = mne.io.read_raw(p, preload=False, verbose="error")
         except ValueError as exc:
-            msg = _first_line(exc)
+            msg = _first_line(exc, p)
             if msg.startswith("Unsupported file type"):
                 raise DataFileError(
                     f"{p}: unsupported recording format {p.suffix or '(no extension)'!r} "
