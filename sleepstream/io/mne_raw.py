@@ -55,6 +55,7 @@ def _first_line(exc: BaseException, path: Path | None = None) -> str:
         line = re.sub(r"\w*Path\('[^']*'\)", "the file", line)
         for form in (str(path.resolve()), str(path)):
             line = line.replace(form, "the file")
+        line = line.replace("file the file", "the file")
     return line
 
 
