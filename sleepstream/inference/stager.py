@@ -130,11 +130,17 @@ class Stager:
             self._pool = None
 
     # -- graphs ---------------------------------------------------------------------
-    def _run(self, role: str, io: tuple[str, str], x: np.ndarray) -> np.ndarray:
-        """Run graph ``role`` on ``x`` in chunks of ``max_batch`` rows (on the pool)."""
+    def _run(self, role: str, io: tuple[str, str], x: np.ndarray, per_row: int = 1) -> np.ndarray:
+        """Run graph ``role`` on ``x`` in chunks of at most ``max_batch`` epochs (on the pool).
+
+        ``per_row`` is the number of epochs one row of ``x`` encodes (a window: its
+        length; the encoder and the head: 1), so one ORT call never encodes more than
+        ``max_batch`` epochs: ORT's memory arena keeps the peak of the largest call.
+        """
         sess = self._sessions[role]
         x = np.ascontiguousarray(x, dtype=np.float32)
-        parts = [x[i : i + self.max_batch] for i in range(0, x.shape[0], self.max_batch)]
+        rows = max(1, self.max_batch // max(1, per_row))
+        parts = [x[i : i + rows] for i in range(0, x.shape[0], rows)]
 
         def one(part: np.ndarray) -> np.ndarray:
             return sess.run([io[1]], {io[0]: part})[0]
@@ -192,7 +198,7 @@ class Stager:
         if x.shape[0] == 0:
             return np.zeros((0, x.shape[1], N_STAGES), np.float32)
         if self.mode == "window":
-            return self._run("window", (INPUT_NAME, OUTPUT_NAME), x[:, :, None, :])
+            return self._run("window", (INPUT_NAME, OUTPUT_NAME), x[:, :, None, :], x.shape[1])
         return self._run("head", HEAD_IO, x)
 
     def logits(self, windows: np.ndarray) -> np.ndarray:
@@ -328,7 +334,8 @@ def load_stager(
         ONNX Runtime intra-op threads per call (default 1: the daemon shares small
         machines and parallelises over ``workers`` instead).
     max_batch : int
-        Largest batch handed to ONNX Runtime in one call.
+        Most epochs encoded by one ONNX Runtime call (a window of S epochs counts S; the
+        sequence head counts one per row). ORT keeps the peak memory of its largest call.
     workers : int
         Threads that run the chunks of one batch concurrently (a bounded pool; 1 = the
         calling thread only).
