@@ -99,7 +99,9 @@ def _night_start(manifest: dict[str, Any], night_dir: Path) -> dt.datetime:
     return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
 
 
-def _segments(night_dir: Path, manifest: dict[str, Any]) -> tuple[list[dict], float, list[str]]:
+def _segments(
+    night_dir: Path, manifest: dict[str, Any]
+) -> tuple[list[dict[str, Any]], float, list[str]]:
     segs = [s for s in manifest.get("segments", []) if (night_dir / str(s.get("file"))).is_file()]
     if not segs:
         raise DataFileError(f"{night_dir}: no raw EDF segment to export")

@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from sleepstream.errors import DataFileError, UsageError
 from sleepstream.types import EPOCH_SECONDS, UNSCORED
 
@@ -96,7 +98,7 @@ def _recording_report(
     if hyp is not None and hyp_path is None:
         hyp_path = path
     if hyp is None:
-        hyp = make_hypnogram([UNSCORED] * int(duration // EPOCH_SECONDS), str(path))
+        hyp = make_hypnogram(np.full(int(duration // EPOCH_SECONDS), UNSCORED), str(path))
     hyp = fit_to_recording(hyp, duration, str(path))
     start = rec.start_datetime
     report = {

@@ -48,6 +48,7 @@ from sleepstream.commands._daemon_args import (
 )
 from sleepstream.config import DeviceConfig, RunConfig, check_device_name
 from sleepstream.errors import DataFileError, HypnogramError
+from sleepstream.profiles import Profile
 from sleepstream.sinks.base import BaseSink
 from sleepstream.types import EPOCH_SECONDS, STAGE_NAMES, UNSCORED, Epoch, StagePrediction
 
@@ -179,7 +180,8 @@ def agreement_summary(
     return m
 
 
-def _profile_board(profile: Any) -> str | None:
+def _profile_board(profile: Profile) -> str | None:
+    """The BrainFlow layout a board file replayed with ``profile`` follows."""
     return profile.master_board if profile.board == "playback" else profile.board
 
 

@@ -59,9 +59,14 @@ def parse_tals(raw: bytes, path: Path | str) -> list[Tal]:
 
 
 class _HasAnnotation(Protocol):
-    onset: float
-    duration: float
-    text: str
+    @property
+    def onset(self) -> float: ...
+
+    @property
+    def duration(self) -> float: ...
+
+    @property
+    def text(self) -> str: ...
 
 
 def stage_hypnogram(annotations: Iterable[_HasAnnotation], source: str) -> Hypnogram | None:

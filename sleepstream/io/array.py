@@ -49,7 +49,7 @@ class ArrayRecording:
 
     @property
     def duration_s(self) -> float:
-        return self._data.shape[1] / self._fs
+        return float(self._data.shape[1] / self._fs)
 
     def blocks(
         self, picks: Sequence[int], *, start_s: float = 0.0, block_s: float = 30.0

@@ -85,7 +85,8 @@ class Night:
                 f"{self.meta.get('path', self.channel)}: hypnogram runs past the signal"
             )
         idx = starts[:, None] + np.arange(n)[None, :]
-        return self.signal[idx].astype(np.float32, copy=False)
+        out: np.ndarray = self.signal[idx].astype(np.float32, copy=False)
+        return out
 
     def scored(self) -> tuple[np.ndarray, np.ndarray]:
         """Epochs and labels with unscored epochs dropped.

@@ -137,7 +137,8 @@ def resample_signal(signal: np.ndarray, fs: float, target_fs: float = MODEL_FS) 
 
     ratio = Fraction(target_fs / fs).limit_denominator(1000)
     out = resample_poly(signal.astype(np.float64, copy=False), ratio.numerator, ratio.denominator)
-    return out.astype(np.float32)
+    result: np.ndarray = np.asarray(out, dtype=np.float32)
+    return result
 
 
 def resample_night(night: Night, fs: float = MODEL_FS) -> Night:

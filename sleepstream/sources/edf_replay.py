@@ -181,7 +181,10 @@ class FileReplaySource:
         self._it = self._blocks()
 
     def _blocks(self) -> Iterator[Any]:
-        return self._rec.blocks(self._picks, start_s=self.start, block_s=self.chunk_seconds)
+        it: Iterator[Any] = self._rec.blocks(
+            self._picks, start_s=self.start, block_s=self.chunk_seconds
+        )
+        return it
 
     async def __aenter__(self) -> FileReplaySource:
         await asyncio.to_thread(self._open)
