@@ -308,3 +308,37 @@ def test_training_pairs_of_any_format_and_bids_trees(signal, tmp_path):
     assert [n.stages.tolist() for n in nights] == [[0, 2, 3, 4], [2, 2, 4, 4]]
     assert all(n.fs == 100.0 and n.channel == "EEG Pz-Oz" for n in nights)
     np.testing.assert_allclose(nights[0].signal, signal[1], atol=1e-4)
+
+
+def test_fuzzed_edf_headers_and_annotations_never_escape_as_tracebacks(tmp_path_factory):
+    """Random byte changes in an EDF+D file's header, signal headers and TALs: every
+    outcome is a result or a DataFileError (one line naming the file), never another
+    exception."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as hs
+
+    folder = tmp_path_factory.mktemp("fuzz")
+    base = w.write_edf_d(
+        folder / "base.edf", np.linspace(-100, 100, 400), 100.0, [0.0, 1.0, 5.0, 6.0],
+        annotations=[(0.0, 30.0, "Sleep stage W")],
+    ).read_bytes()  # fmt: skip
+    target = folder / "fuzzed.edf"
+
+    @settings(max_examples=150, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+    @given(hs.lists(hs.tuples(hs.integers(0, len(base) - 1), hs.integers(0, 255)),
+                    min_size=1, max_size=8))  # fmt: skip
+    def check(changes):
+        data = bytearray(base)
+        for pos, value in changes:
+            data[pos] = value
+        target.write_bytes(bytes(data))
+        try:
+            rec = open_recording(target)
+            if rec.channels:
+                read_channels(rec, [0])
+            own_hypnogram(rec)
+        except DataFileError as exc:
+            assert "fuzzed.edf" in str(exc) and "\n" not in str(exc)
+
+    check()
