@@ -13,6 +13,8 @@ COMMANDS = {
     "inspect": "sleepstream.commands.inspect",
     "profiles": "sleepstream.commands.profiles",
     "report": "sleepstream.commands.report",
+    "export-bids": "sleepstream.commands.export_bids",
+    "ha-forget": "sleepstream.commands.ha_forget",
 }
 
 

@@ -25,6 +25,9 @@ from typing import NoReturn
 from sleepstream.errors import SleepstreamError, UsageError
 from sleepstream.settings import BadValue
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # argparse would exit(2) with usage; keep it short
@@ -41,6 +44,9 @@ def _apply_env_defaults(parser: argparse.ArgumentParser, env_prefix: str) -> Non
         raw = os.environ[key]
         if isinstance(action, argparse._StoreTrueAction):
             value: object = raw.strip().lower() in ("1", "true", "yes", "on")
+        elif action.nargs == "?" and raw.strip().lower() in _TRUE + _FALSE:
+            # a flag with an optional value: SLEEPSTREAM_X=1 is the flag alone, =0 is off
+            value = action.const if raw.strip().lower() in _TRUE else None
         elif action.type is not None:
             try:
                 value = action.type(raw)  # type: ignore[operator]

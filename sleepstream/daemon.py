@@ -118,11 +118,6 @@ def session_id() -> str:
     return uuid.uuid4().hex[:8]
 
 
-def outbox_path(state_dir: Path, device: str) -> Path:
-    """Where a device's outbox lives: ``<state_dir>/outbox/<device>.sqlite``."""
-    return state_dir / "outbox" / f"{device}.sqlite"
-
-
 #: Sub-folders of the state dir the daemon owns (tightened to 0700 at start).
 STATE_SUBDIRS = ("outbox", "nights", "locks", "state")
 

@@ -97,6 +97,19 @@ class Metrics:
             "sleepstream_broker_connected", "1 while connected to the MQTT broker", dev,
             registry=reg,
         )  # fmt: skip
+        self.storage_errors = Counter(
+            "sleepstream_storage_errors_total",
+            "Failed writes of the night recorder, by kind (disk_full, read_only, permission, "
+            "missing, io_error, internal)",
+            ("device", "kind"),
+            registry=reg,
+        )
+        self.recorder_backlog_bytes = Gauge(
+            "sleepstream_recorder_backlog_bytes",
+            "Raw EEG held in memory because it could not be written yet (0 = all on disk)",
+            dev,
+            registry=reg,
+        )
         self.queue_depth = Gauge(
             "sleepstream_queue_depth",
             "Items waiting in a queue (outbox: undelivered events; source: chunks)",
@@ -111,8 +124,11 @@ class Metrics:
         appears at its first drop cannot be alerted on (``rate()`` of an absent series
         is empty, not 0).
         """
+        from sleepstream.record.storage import FAULT_KINDS
         from sleepstream.types import STAGE_NAMES
 
+        for kind in FAULT_KINDS:
+            self.storage_errors.labels(device, kind)
         for series in (
             self.samples_received,
             self.samples_dropped,
@@ -121,6 +137,7 @@ class Metrics:
             self.outbox_dropped,
             self.broker_connected,
             self.epoch_latency,
+            self.recorder_backlog_bytes,
         ):
             series.labels(device)
         for stage in (*STAGE_NAMES, "unscored"):

@@ -131,7 +131,8 @@ class PredictionFanout:
 
     # -- task ------------------------------------------------------------------------
     async def run(self) -> None:
-        """Publish to every sink until the reader and the batcher are done."""
+        """Publish to every sink until the reader and the batcher are done, then tell
+        every sink the stream ended."""
         while (item := await self._queue.get()) is not None:
             epoch, prediction, lookahead = item
             for sink in self.sinks:
@@ -141,16 +142,22 @@ class PredictionFanout:
                     else:
                         await sink.publish(epoch, prediction)
                 except Exception as exc:  # one failing sink must not stop the others
-                    self._sink_failed(sink, epoch, exc)
+                    self.sink_failed(sink, f"epoch {epoch.index}", exc)
             if not lookahead:
                 self.n_published += 1
+        for sink in self.sinks:
+            try:
+                await sink.end_of_stream()
+            except Exception as exc:
+                self.sink_failed(sink, "the end of the stream", exc)
 
-    def _sink_failed(self, sink: Sink, epoch: Epoch, exc: Exception) -> None:
+    def sink_failed(self, sink: Sink, what: str, exc: Exception) -> None:
+        """Count and log (rate-limited) a sink's failure; the other sinks go on."""
         self.sink_errors += 1
         if self.sink_errors <= 10 or self.sink_errors % 100 == 0:
             log.error(
-                "%s: sink %s failed on epoch %d (%d errors so far): %s",
-                self.name, type(sink).__name__, epoch.index, self.sink_errors, exc,
+                "%s: sink %s failed on %s (%d errors so far): %s",
+                self.name, type(sink).__name__, what, self.sink_errors, exc,
             )  # fmt: skip
 
 
@@ -292,7 +299,10 @@ class SourceReader:
                 return
             self._count_samples(src, clipped)
             for sink in self.sinks:
-                await sink.write_chunk(clipped)
+                try:
+                    await sink.write_chunk(clipped)
+                except Exception as exc:  # a raw-data sink must not end live staging
+                    self.fanout.sink_failed(sink, "a raw chunk", exc)
             for epoch in dsp.push(clipped):
                 await self._submit(batcher, epoch)
             if self.until is not None and clipped.timestamps[-1] + 0.5 / clipped.fs >= self.until:

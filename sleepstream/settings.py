@@ -59,6 +59,11 @@ class Setting:
         A flag without a value (``store_true``); beds.toml takes ``true``/``false``.
     const : object
         For a switch: the value written to ``target`` when it is on (default True).
+    optional : object
+        A flag whose value may be left out (``--ha-discovery [PREFIX]``): the flag alone
+        gives ``optional``, with a value ``parse(value)``. The environment takes a value
+        or ``1``/``true``/``yes``/``on`` (= ``optional``); beds.toml ``true`` (=
+        ``optional``), ``false`` (off) or a value.
     metavar : str, optional
     commands : tuple of str
         Commands that take it (``run``, ``replay``).
@@ -74,6 +79,7 @@ class Setting:
     check: Callable[[Any], Any] | None = None
     switch: bool = False
     const: Any = _UNSET
+    optional: Any = _UNSET
     metavar: str | None = None
     commands: tuple[str, ...] = ("run", "replay")
     beds: bool = True
@@ -94,8 +100,14 @@ class Setting:
             return True if self.const is _UNSET else self.const
         return given
 
+    @property
+    def takes_optional_value(self) -> bool:
+        return self.optional is not _UNSET
+
     def from_toml(self, value: Any) -> Any:
         """Check a beds.toml value; raise ``ValueError`` with the reason."""
+        if self.takes_optional_value and isinstance(value, bool):
+            return self.optional if value else None
         if self.switch:
             if not isinstance(value, bool):
                 raise ValueError("expected true or false")
@@ -198,7 +210,7 @@ def argtype(setting: Setting) -> Callable[[str], Any]:
 def assign(fields: dict[str, Any], setting: Setting, value: Any) -> None:
     """Write ``setting.value(value)`` into the nested ``fields`` dict at ``target``."""
     out = setting.value(value)
-    if out is _UNSET:
+    if out is _UNSET or (out is None and setting.takes_optional_value):
         return
     *parents, leaf = setting.target.split(".")
     node = fields

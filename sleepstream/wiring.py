@@ -43,9 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Source kinds that stream a recording (transitional: until sources say ``from_file``).
-FILE_KINDS = frozenset({"edf", "synthetic-night"})
-
 #: Device options that choose the derivation (they change the profile, not the source).
 MONTAGE_OPTIONS = ("channel", "reference")
 
@@ -158,6 +155,9 @@ def default_source(dev: DeviceConfig) -> tuple[Source, float | None]:
     if kind == "edf":
         channels = (profile.channel, *profile.reference)
         from_profile["channel"] = channels[0] if len(channels) == 1 else list(channels)
+        if profile.board:  # a board's own file (BrainFlow CSV) is read with its layout
+            board = profile.master_board if profile.board == "playback" else profile.board
+            from_profile["board"] = board
     elif kind == "lsl" and profile.stream_type:
         from_profile["type"] = profile.stream_type
     elif kind == "board":
@@ -179,9 +179,7 @@ def source_start(source: Source) -> dt.datetime | None:
     A naive time (EDF: the recording's local time, zone unknown) is stamped as UTC, and
     said so once in the log; None for live sources (the grid then uses now).
     """
-    start: dt.datetime | None = getattr(
-        source, "start_datetime", None
-    )  # transitional: until every file source has it
+    start = source.start_datetime
     if start is None:
         return None
     if start.tzinfo is None:
@@ -210,9 +208,7 @@ def default_dsp(
     ``utc_origin`` if given, else the recording's start (:func:`source_start`) or, for a
     live source, now. ``normaliser`` is the chain's last stage (:func:`make_normaliser`).
     """
-    kind, _ = parse_source_spec(dev.source)
-    # transitional (see source_start): file kinds until every source declares from_file
-    from_file = bool(getattr(source, "from_file", kind in FILE_KINDS))
+    from_file = source.from_file
     chain = SignalChain.from_profile(
         device_profile(dev),
         seq_len=seq_len,

@@ -80,6 +80,17 @@ def _add(
         help_text = help_text.replace("%", "%%") + f" [env {s.env}]"
         if s.switch:
             parser.add_argument(s.flag, dest=s.key, action="store_true", help=help_text)
+        elif s.takes_optional_value:
+            parser.add_argument(
+                s.flag,
+                dest=s.key,
+                nargs="?",
+                const=s.optional,
+                type=st.argtype(s),
+                default=None,
+                metavar=s.metavar,
+                help=help_text,
+            )
         else:
             parser.add_argument(
                 s.flag,

@@ -5,7 +5,10 @@ A sink is an async context manager that the pipeline calls, for one device, with
 * ``write_chunk(chunk)`` for every raw chunk the source delivered (before the DSP);
 * ``publish(epoch, prediction)`` once per epoch, in epoch order (the causal verdict);
 * ``publish_revised(epoch, prediction, lookahead)`` for each revised verdict of an
-  earlier epoch when the daemon runs with ``--lookahead K``.
+  earlier epoch when the daemon runs with ``--lookahead K``;
+* ``end_of_stream()`` once the device's source has ended and its last verdict has been
+  handed over (a file replay, or one bed of a beds file that ends while others run); the
+  sink is left (``__aexit__``) only at daemon shutdown.
 
 :class:`Sink` declares all of them, so the pipeline never probes with ``getattr``;
 :class:`BaseSink` gives no-op defaults for a sink that needs only some. Sinks are built
@@ -49,6 +52,9 @@ class Sink(Protocol):
     ) -> None:
         """A revised verdict of the earlier ``epoch``, made with ``lookahead`` later epochs."""
 
+    async def end_of_stream(self) -> None:
+        """The device's source ended and every verdict of it has been handed over."""
+
 
 class BaseSink:
     """No-op implementations of every :class:`Sink` method; subclass and override.
@@ -72,6 +78,9 @@ class BaseSink:
     async def publish_revised(
         self, epoch: Epoch, prediction: StagePrediction, lookahead: int
     ) -> None:
+        return None
+
+    async def end_of_stream(self) -> None:
         return None
 
 

@@ -220,9 +220,11 @@ class SinkKind:
 #: Sink kind -> ``module:attribute`` of its :class:`SinkKind`, in delivery order (the
 #: pipeline hands each verdict to the sinks in this order: MQTT first, for latency).
 SINKS: dict[str, str] = {
-    "mqtt": "sleepstream.sinks.builtin:MQTT",
+    "mqtt": "sleepstream.sinks.mqtt:MQTT",
     "stdout": "sleepstream.sinks.builtin:STDOUT",
     "recorder": "sleepstream.sinks.builtin:RECORDER",
+    "web": "sleepstream.web.sink:SINK",
+    "ha_discovery": "sleepstream.sinks.ha_discovery.kind:SINK",
 }
 
 _loaded: dict[str, SinkKind] = {}

@@ -197,7 +197,8 @@ SOURCES: dict[str, str] = {
     "edf": "sleepstream.sources.edf_replay:EDFReplaySource",
     "synthetic-night": "sleepstream.sources.synthetic_night:SyntheticNightSource",
 }
-_ALIASES = {"brainflow": "board", "edf-replay": "edf"}
+#: ``file:PATH`` reads any recording format (EDF/BDF, MNE formats, OpenBCI/BrainFlow files).
+_ALIASES = {"brainflow": "board", "edf-replay": "edf", "file": "edf"}
 #: Which argument the part after ``kind:`` fills.
 _SPEC_ARG = {"board": "board", "lsl": "name", "edf": "path", "synthetic-night": "hypnogram"}
 
@@ -213,7 +214,7 @@ def parse_source_spec(spec: str) -> tuple[str, str | None]:
     if kind not in SOURCES:
         raise SourceError(
             f"unknown source {spec!r}; valid kinds: {', '.join(SOURCES)} "
-            "(e.g. board:openbci, lsl:NAME, edf:PATH, synthetic-night)"
+            "(e.g. board:openbci, lsl:NAME, file:PATH (or edf:PATH), synthetic-night)"
         )
     return kind, (arg if sep and arg else None)
 

@@ -31,3 +31,23 @@ def test_metrics_latency_buckets_start_fine():
     """The first bucket is 0.5 ms and buckets increase."""
     assert LATENCY_BUCKETS[0] == 0.0005
     assert list(LATENCY_BUCKETS) == sorted(LATENCY_BUCKETS)
+
+
+def test_every_device_series_exists_at_zero_once_the_device_is_added():
+    """Every labelled series (drops, outbox drops, storage errors by kind, stages...) is
+    exported for a device from the start, as 0: an alert on ``rate(...)`` sees 0, not an
+    absent series. Checked for every family of the registry, so a new one is covered."""
+    from sleepstream.metrics import Metrics
+
+    m = Metrics()
+    before = {f.name: len(f.samples) for f in m.registry.collect()}
+    m.add_device("bed1")
+    for family in m.registry.collect():
+        if before[family.name]:
+            continue  # an unlabelled series: present from the start anyway
+        devices = {s.labels.get("device") for s in family.samples}
+        assert devices == {"bed1"}, family.name
+        values = [s.value for s in family.samples if not s.name.endswith("_created")]
+        assert values and all(v == 0 for v in values), family.name
+    assert m.sample_value("sleepstream_samples_dropped_total", {"device": "bed1"}) == 0
+    assert m.sample_value("sleepstream_outbox_dropped_total", {"device": "bed1"}) == 0

@@ -140,3 +140,38 @@ def test_pipeline_stop_drains_epochs_already_read(stager):
     assert 3 <= pipe.n_published == pipe.n_epochs < 400
     assert [e.index for e, _ in sink.causal] == list(range(pipe.n_epochs))
     assert all(p.stage != UNSCORED or p.reasons for _, p in sink.causal)
+
+
+class Failing(Collect):
+    """A raw-data sink whose every call fails (a full disk, a bug)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ended = 0
+
+    async def write_chunk(self, chunk):
+        raise OSError("disk full")
+
+    async def publish(self, epoch, prediction):
+        raise RuntimeError("broken")
+
+    async def end_of_stream(self):
+        self.ended += 1
+
+
+def test_failing_sink_never_stops_the_others_or_live_staging(stager):
+    """write_chunk and publish failures are counted and logged; the other sink still gets
+    every epoch, and every sink is told once that the stream ended."""
+    good, bad = Collect(), Failing()
+    ended = []
+
+    async def good_end():
+        ended.append(len(good.causal))
+
+    good.end_of_stream = good_end
+    pipe = _pipeline("bed1", stager, good, source={"n_epochs": 4})
+    pipe.set_sinks([bad, good])
+    asyncio.run(run_pipelines([pipe], InferenceBatcher(stager)))
+    assert [e.index for e, _ in good.causal] == [0, 1, 2, 3]
+    assert ended == [4] and bad.ended == 1  # after the last verdict, once
+    assert pipe.fanout.sink_errors == 4 + 4 * 30  # 4 verdicts + 120 one-second chunks

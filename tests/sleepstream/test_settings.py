@@ -255,3 +255,42 @@ def test_per_device_flag_with_beds_file_is_refused_not_ignored(tmp_path, argv):
     beds.write_text('[[device]]\nname = "a"\nsource = "synthetic-night"\n')
     with pytest.raises(UsageError, match=argv[0]):
         _build(["--config", str(beds), *argv])
+
+
+def test_flag_with_an_optional_value_from_flag_env_and_beds(tmp_path, monkeypatch):
+    """``--probe-opt`` alone is the default value, ``--probe-opt X`` is X; the environment
+    takes 1/true (default) or a value, beds.toml true/false or a value."""
+    from dataclasses import dataclass
+
+    from sleepstream import settings as st
+    from sleepstream.sinks.registry import SinkKind, register_sink, unregister_sink
+
+    @dataclass(frozen=True)
+    class OptConfig:
+        prefix: str | None = None
+
+    kind = SinkKind(
+        "probe_opt", "x", OptConfig, lambda c, x: None,
+        (Setting("probe_opt", "prefix", "on, with a prefix", st.text, optional="default"),),
+    )  # fmt: skip
+    register_sink("probe_opt", kind)
+    try:
+        assert _build([]).sinks.get("probe_opt") is None
+        assert _build(["--probe-opt"]).sinks["probe_opt"] == OptConfig("default")
+        assert _build(["--probe-opt", "mine"]).sinks["probe_opt"] == OptConfig("mine")
+        for raw, want in (("1", "default"), ("true", "default"), ("other", "other")):
+            monkeypatch.setenv("SLEEPSTREAM_PROBE_OPT", raw)
+            parser = _parser("run")
+            _apply_env_defaults(parser, "SLEEPSTREAM")
+            from sleepstream.commands.run import build_config
+
+            assert build_config(parser.parse_args([])).sinks["probe_opt"] == OptConfig(want)
+        monkeypatch.delenv("SLEEPSTREAM_PROBE_OPT")
+        beds = tmp_path / "beds.toml"
+        for value, want in (("true", "default"), ('"b"', "b"), ("false", None)):
+            beds.write_text(f'[daemon]\nprobe_opt = {value}\n[[device]]\nname = "a"\n'
+                            'source = "synthetic-night"\n')  # fmt: skip
+            got = load_beds(beds).sinks.get("probe_opt")
+            assert (got.prefix if got else None) == want, value
+    finally:
+        unregister_sink("probe_opt")

@@ -235,3 +235,12 @@ def test_normaliser_state_survives_a_restart_within_the_night(tmp_path, monkeypa
     assert not wiring.make_normaliser(NormalisationSpec(), profile, path).restored
     path.write_text("{not json")
     assert not wiring.make_normaliser(NormalisationSpec(), profile, path).restored
+
+
+def test_file_source_with_a_board_profile_reads_that_board_layout(tmp_path):
+    """``file:rec.csv --profile cyton``: the file source gets the board (a BrainFlow CSV has
+    no channel names); ``file:`` is the same source kind as ``edf:``."""
+    src, _ = wiring.default_source(DeviceConfig("a", f"file:{tmp_path / 'rec.csv'}", "cyton"))
+    assert src.board == "cyton" and src.from_file
+    src, _ = wiring.default_source(DeviceConfig("a", f"file:{tmp_path / 'r.csv'}", "playback"))
+    assert src.board == load_profile("playback").master_board
