@@ -141,6 +141,8 @@ class MqttLink:
             outbox, self.devices, stage_topic=settings.stage_topic, metrics=metrics
         )
         self._wakeup = asyncio.Event()
+        self._retained: dict[str, bytes] = {}
+        self._retain_due: set[str] = set()
         self._sessions_up = 0
         self._stop = asyncio.Event()  # stop delivering: publish offline and leave
         self._closing = False
@@ -220,6 +222,24 @@ class MqttLink:
         """Store an event of ``device`` (outbox first, memory if the disk fails) and wake
         the delivery; ``arrival`` (perf_counter) feeds the latency histogram."""
         self.queue.put(device, event, arrival=arrival)
+        self._wakeup.set()
+
+    def retain(self, topic: str, payload: bytes) -> None:
+        """Keep ``payload`` retained on ``topic`` over the daemon's one connection.
+
+        Published now (or at the next connection) and again after every reconnect: a
+        broker without persistence forgets retained messages when it restarts. An empty
+        payload clears the topic at the broker (and stops republishing it). For other
+        daemon-wide publishers (Home Assistant discovery configs and states), so they need
+        no second connection.
+        """
+        if not topic or any(c in topic for c in "+#\x00") or topic.startswith("$"):
+            raise ValueError(f"retain: {topic!r} is not a topic name one may publish to")
+        if payload:
+            self._retained[topic] = bytes(payload)
+        else:
+            self._retained.pop(topic, None)
+        self._retain_due.add(topic)
         self._wakeup.set()
 
     async def drained(self) -> None:
@@ -388,13 +408,22 @@ class MqttLink:
 
     async def _drain(self, client: Any, watcher: asyncio.Task[None]) -> None:
         """Deliver in order until stopped, or until closing with nothing left."""
+        self._retain_due |= set(self._retained)  # (re)connected: republish every one
         while not self._stop.is_set():
+            if self._retain_due:
+                due = sorted(self._retain_due)[:WINDOW]
+                pairs = [(t, self._retained.get(t, b"")) for t in due]
+                await race(gather_publishes(client, pairs, retain=True, timeout=None), watcher)
+                for topic, sent in pairs:  # a newer value set meanwhile stays due
+                    if self._retained.get(topic, b"") == sent:
+                        self._retain_due.discard(topic)
+                continue
             items = self.queue.batch(WINDOW)
             if not items:
                 if self._closing:
                     return
                 self._wakeup.clear()
-                if self.queue.batch(1):
+                if self.queue.batch(1) or self._retain_due:
                     continue
                 waiter = asyncio.ensure_future(self._wakeup.wait())
                 await asyncio.wait({waiter, watcher}, return_when=asyncio.FIRST_COMPLETED)
