@@ -31,19 +31,17 @@ Errors raise :class:`~sleepstream.errors.ConfigError` naming the file, key and v
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from sleepstream import names
 from sleepstream import settings as st
 from sleepstream.errors import ConfigError, UsageError
 from sleepstream.settings import Setting
 
-#: Device names become MQTT topic levels and file names.
-_DEVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _DEVICE_KEYS = {"name": str, "source": str, "profile": str}
 
 
@@ -58,12 +56,8 @@ def default_state_dir() -> Path:
 
 
 def check_device_name(name: str, where: str = "--device") -> str:
-    """Validate a device name (it becomes a topic level and a file name)."""
-    if not _DEVICE_RE.match(name or ""):
-        raise UsageError(
-            f"{where} {name!r}: use 1-64 letters, digits, '.', '_' or '-' (no '/', '+', '#')"
-        )
-    return name
+    """Validate a device name (a topic level and a file name): :func:`sleepstream.names.check_device`."""
+    return names.check_device(name, where)
 
 
 @dataclass(frozen=True)
@@ -136,6 +130,9 @@ class RunConfig:
     stay : bool
         Keep running (broker, metrics, sinks) after every file source ended, until a
         stop is requested.
+    shard : (int, int) or None
+        ``(i, n)``: this daemon runs only the devices of shard ``i`` (1-based) of ``n``
+        (:func:`sleepstream.names.shard_of`); None runs all of them.
     banner : bool
         In text mode, print ``#`` header lines first: what runs where, and per device
         its source, profile and columns (``run``; not ``replay``).
@@ -159,16 +156,13 @@ class RunConfig:
     flush_timeout_s: float = 10.0
     stay: bool = False
     banner: bool = False
+    shard: tuple[int, int] | None = None
     sinks: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if not self.devices:
             raise UsageError("no device configured")
-        names = [d.name for d in self.devices]
-        for n in names:
-            check_device_name(n)
-        if len(set(names)) != len(names):
-            raise UsageError(f"device names must be unique, got {names}")
+        names.check_device_names([d.name for d in self.devices])
         if self.lookahead < 0:
             raise UsageError(f"--lookahead {self.lookahead}: must be >= 0")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
@@ -191,6 +185,37 @@ def _state_dir(raw: str) -> Path:
     if not raw.strip():
         return default_state_dir()
     return Path(raw).expanduser()
+
+
+def _named(check: Any) -> Any:
+    """A setting parser from a :mod:`sleepstream.names` validator (its reason, unprefixed)."""
+
+    class _Reason(UsageError):
+        pass
+
+    def parse(raw: str) -> str:
+        try:
+            value: str = check(raw, "", error=_Reason)
+        except _Reason as exc:
+            text = str(exc).lstrip()
+            shown = repr(raw)
+            reason = text[len(shown) + 2 :] if text.startswith(shown + ": ") else text
+            raise ValueError(reason) from None
+        return value
+
+    parse.__name__ = getattr(check, "__name__", "name")
+    return parse
+
+
+def _shard(raw: str) -> tuple[int, int]:
+    """``i/n``: this daemon runs shard ``i`` (1-based) of ``n``."""
+    try:
+        i, n = (int(part) for part in raw.strip().split("/"))
+    except ValueError:
+        raise ValueError("expected i/n, e.g. 1/2 (shard 1 of 2)") from None
+    if not 1 <= i <= n:
+        raise ValueError("expected i/n with 1 <= i <= n, e.g. 1/2 (shard 1 of 2)")
+    return i, n
 
 
 def _url(raw: str) -> str:
@@ -216,10 +241,10 @@ DAEMON_SETTINGS: tuple[Setting, ...] = (
     Setting("mqtt_key_file", "mqtt.key_file", "client key (TLS)", st.text, metavar="FILE"),
     Setting("mqtt_tls_insecure", "mqtt.tls_insecure", "do not check the broker's host name",
             switch=True),
-    Setting("mqtt_client_id", "mqtt.client_id",
-            "MQTT client id prefix (each device's connection appends its device name)",
-            st.text, metavar="ID"),
-    Setting("topic_prefix", "mqtt.topic_prefix", "MQTT topic prefix", st.text),
+    Setting("mqtt_client_id", "mqtt.client_id", "MQTT client id of the daemon's connection",
+            _named(names.check_client_id), metavar="ID"),
+    Setting("topic_prefix", "mqtt.topic_prefix", "MQTT topic prefix",
+            _named(names.check_topic_prefix)),
     Setting("broker_host", "broker_host", "embedded broker address", st.text),
     Setting("broker_port", "broker_port", "embedded broker port (0 = any free port)", st.port,
             int),
@@ -246,6 +271,9 @@ DAEMON_SETTINGS: tuple[Setting, ...] = (
             commands=("run",)),
     Setting("no_record", "record", "do not keep the night (raw EDF, stages) under "
             "STATE_DIR/nights/", switch=True, const=False, commands=("run",)),
+    Setting("shard", "shard", "run only shard i of n of the beds file's devices (several "
+            "daemons, one broker; every daemon reads the same beds file with the same n)",
+            _shard, metavar="i/n"),
     Setting("stay", "stay", "keep running (broker, metrics) after a file source ends, "
             "until SIGTERM", switch=True, commands=("run",)),
 )  # fmt: skip
@@ -293,9 +321,29 @@ def run_config(
     kw["mqtt"] = replace(base_mqtt, **mqtt_kw) if mqtt_kw else base_mqtt
     kw.update(tree)
     kw["sinks"] = sink_configs(sink_values, base.sinks if base is not None else None)
+    shard = kw.get("shard", base.shard if base is not None else None)
+    if shard is not None:
+        devices = shard_devices(devices, shard)
     if base is not None:
         return replace(base, devices=devices, **kw)
     return RunConfig(devices=devices, **kw)
+
+
+def shard_devices(
+    devices: tuple[DeviceConfig, ...], shard: tuple[int, int]
+) -> tuple[DeviceConfig, ...]:
+    """The devices shard ``i`` of ``n`` owns (a stable hash of each name).
+
+    Raises
+    ------
+    UsageError
+        The shard owns no device.
+    """
+    i, n = shard
+    mine = tuple(d for d in devices if names.shard_of(d.name, n) == i - 1)
+    if not mine:
+        raise UsageError(f"--shard {i}/{n}: this shard owns none of the {len(devices)} device(s)")
+    return mine
 
 
 def _device(path: Path, i: int, dev: Any) -> DeviceConfig:
@@ -308,10 +356,7 @@ def _device(path: Path, i: int, dev: Any) -> DeviceConfig:
     for key in _DEVICE_KEYS:
         if key in dev and not isinstance(dev[key], str):
             raise ConfigError(f"{path}: {where}.{key} = {dev[key]!r}: expected str")
-    if not _DEVICE_RE.match(dev["name"]):
-        raise ConfigError(
-            f"{path}: {where}.name = {dev['name']!r}: use letters, digits, '.', '_' or '-'"
-        )
+    names.check_device(dev["name"], f"{path}: {where}.name", error=ConfigError)
     options = {k: v for k, v in dev.items() if k not in _DEVICE_KEYS}
     return DeviceConfig(dev["name"], dev["source"], dev.get("profile"), options)
 

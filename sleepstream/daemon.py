@@ -271,10 +271,19 @@ class Daemon:
         self._stop = asyncio.Event()
         self._signalled = 0
         self._aborted = False
+        self._fatal: BaseException | None = None
 
     # -- control -----------------------------------------------------------------------
     def request_stop(self) -> None:
         """Begin a graceful shutdown (what SIGTERM/SIGINT/SIGHUP do)."""
+        self._stop.set()
+
+    def fail(self, error: BaseException) -> None:
+        """A daemon-wide resource died for good (``DaemonContext.fail``): log it, shut down
+        gracefully, and make :meth:`run` raise it. The first error wins."""
+        if self._fatal is None:
+            self._fatal = error
+            log.critical("%s; stopping the daemon", error)
         self._stop.set()
 
     def _on_signal(self, signum: int, task: asyncio.Task[Any] | None) -> None:
@@ -319,6 +328,8 @@ class Daemon:
                 if not self._aborted:
                     raise
                 log.warning("shutdown aborted: undelivered events stay in the outbox")
+        if self._fatal is not None:
+            raise self._fatal
         return DaemonResult(
             results,
             stopped_by_signal=self._stop.is_set(),
@@ -446,8 +457,9 @@ class Daemon:
         # 6. sinks: one factory per kind (daemon-wide), one sink per device and kind
         for kind in kinds:
             ctx = DaemonContext(
-                cfg, state_dir, metrics, stager, self.mqtt_url, self.stdout, dict(self.factories)
-            )
+                cfg, state_dir, metrics, stager, self.mqtt_url, self.stdout, dict(self.factories),
+                fail=self.fail,
+            )  # fmt: skip
             factory = kind.factory(kind.config_of(cfg), ctx)
             if factory is not None:
                 self.factories[kind.name] = await stack.enter_async_context(factory)

@@ -49,6 +49,11 @@ if TYPE_CHECKING:
     from sleepstream.sources.base import Source
 
 
+def _raise(error: BaseException) -> None:
+    """``DaemonContext.fail`` outside a daemon: there is nothing to stop, so raise."""
+    raise error
+
+
 @dataclass(frozen=True)
 class DaemonContext:
     """What a factory may use; built once per daemon start.
@@ -69,6 +74,10 @@ class DaemonContext:
     factories : mapping
         Kind name -> the factories already entered (registry order), e.g. the HA
         discovery kind publishes through ``factories["mqtt"]``.
+    fail : callable
+        ``fail(error)``: a daemon-wide resource that died for good stops the daemon
+        loudly: the error is logged at CRITICAL, the daemon shuts down as on SIGTERM
+        and :meth:`Daemon.run` raises it (the CLI exits with its exit code).
     """
 
     config: RunConfig
@@ -78,6 +87,7 @@ class DaemonContext:
     mqtt_url: str = ""
     stdout: TextIO | None = None
     factories: Mapping[str, SinkFactory] = field(default_factory=dict)
+    fail: Callable[[BaseException], None] = field(default=_raise)
 
 
 @dataclass(frozen=True)

@@ -88,3 +88,35 @@ def test_default_state_dir_prefers_systemd_state_directory(monkeypatch, tmp_path
     monkeypatch.delenv("STATE_DIRECTORY")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     assert default_state_dir() == tmp_path / "xdg" / "sleepstream"
+
+
+@pytest.mark.parametrize("bad", ["bed1\n", "bed 1", "a/b", "..", "-x", "CON", "bed1\x00"])
+def test_device_names_are_checked_in_one_place_for_flags_and_files(tmp_path, bad):
+    """``--device $'bed1\\n'`` and the same name in beds.toml are refused (names.py rules),
+    naming the flag or the file and key."""
+    with pytest.raises(UsageError, match="--device"):
+        RunConfig(devices=(DeviceConfig(bad, "synthetic-night"),))
+    import json
+
+    path = _write(tmp_path, f'[[device]]\nname = {json.dumps(bad)}\nsource = "synthetic-night"\n')
+    with pytest.raises(ConfigError) as err:
+        load_beds(path)
+    assert "device[0].name" in str(err.value) and str(path) in str(err.value)
+
+
+def test_shard_keeps_a_stable_share_of_the_beds_and_refuses_an_empty_one(tmp_path):
+    """--shard i/n keeps the beds whose name hashes to shard i; the shards of n partition
+    the beds file; a shard that owns no bed is an error naming it."""
+    from sleepstream.names import shard_of
+
+    beds = "".join(f'[[device]]\nname = "bed{k}"\nsource = "synthetic-night"\n' for k in range(9))
+    path = _write(tmp_path, beds)
+    parts = [load_beds(path, shard=(i, 3)).devices for i in (1, 2, 3)]
+    names = [d.name for part in parts for d in part]
+    assert sorted(names) == sorted(f"bed{k}" for k in range(9))
+    for i, part in enumerate(parts):
+        assert all(shard_of(d.name, 3) == i for d in part)
+    one = _write(tmp_path, '[[device]]\nname = "solo"\nsource = "synthetic-night"\n')
+    empty = next(i for i in (1, 2) if shard_of("solo", 2) != i - 1)
+    with pytest.raises(ConfigError, match=f"--shard {empty}/2"):
+        load_beds(one, shard=(empty, 2))

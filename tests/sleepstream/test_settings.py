@@ -22,7 +22,7 @@ from sleepstream.settings import Setting
 from sleepstream.wiring import SOURCE_SETTINGS
 
 #: Candidate raw values: the first one a setting's parser accepts is used.
-_CANDIDATES = ("3", "mqtt://probe.example:1884", "A1,A2")
+_CANDIDATES = ("3", "mqtt://probe.example:1884", "A1,A2", "1/1")
 #: Flags of ``run`` that are not settings, each with its own test (test_cli, test_run).
 RUN_LOCAL = {"help", "board", "lsl", "source", "config", "profile", "device", "log_level"}
 #: Flags that ``replay`` defines itself (owned and tested with commands/replay.py).

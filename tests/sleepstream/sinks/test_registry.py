@@ -168,3 +168,35 @@ def test_delivery_stats_defaults():
     """A kind that delivers nothing reports None; DeliveryStats defaults to zero."""
     assert BaseSinkFactory().delivery("x") is None
     assert DeliveryStats() == DeliveryStats(0, 0, ())
+
+
+@pytest.mark.network
+def test_a_resource_that_dies_for_good_stops_the_daemon_loudly(tiny_model, mosquitto, tmp_path):
+    """``ctx.fail(error)`` from a factory: the daemon shuts down gracefully (sinks and
+    factories left) and ``run()`` raises that error (the CLI exits with its code)."""
+    from sleepstream.daemon import Daemon
+    from sleepstream.errors import BrokerError
+
+    class Dying(ProbeFactory):
+        async def __aenter__(self):
+            await super().__aenter__()
+            asyncio.get_running_loop().call_later(
+                1.0, self.ctx.fail, BrokerError("link dead for good")
+            )
+            return self
+
+    kind = SinkKind("dying", "x", ProbeConfig, lambda c, ctx: Dying(c, ctx))
+    register_sink("dying", kind)
+    ProbeFactory.instances.clear()
+    try:
+        cfg = RunConfig(
+            devices=(DeviceConfig("a", "synthetic-night", None, {"speed": 30}),),
+            mqtt=MqttOptions(url=mosquitto.url), metrics_port=None, model=tiny_model,
+            state_dir=tmp_path / "state", print_mode="none",
+        )  # fmt: skip
+        with pytest.raises(BrokerError, match="link dead"):
+            asyncio.run(Daemon(cfg, install_signals=False).run())
+    finally:
+        unregister_sink("dying")
+    (factory,) = ProbeFactory.instances
+    assert factory.log[-1][0] == "exit factory" and ("exit sink", "a") in factory.log
