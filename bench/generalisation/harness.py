@@ -90,6 +90,7 @@ class Recipe:
     loss_last_only: bool = True
     ema: float = 0.0  # per-step decay of a weight average kept as the model (0 = last weights)
     final_derivations: tuple[str, ...] = DERIVATIONS
+    extra_wake: int = 0  # epochs of the untrimmed recording added on each side of the night
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,16 +105,51 @@ class Night:
     x: np.ndarray
     y: np.ndarray
     others: dict[str, np.ndarray] = field(default_factory=dict)  # same epochs, other derivations
+    #: the whole recording (untrimmed) and where the trimmed night lies in it
+    full: tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], int] | None = None
 
 
 def sc4001_nights(data_dir: Path) -> dict[str, Night]:
+    """The trimmed night (841 epochs) per derivation, each with its untrimmed recording."""
+    from sleepstream.io.processing import trim_wake
+    from sleepstream.io.readers import read_sleep_edf
+
+    d = Path(data_dir)
+    full = {
+        ch: read_sleep_edf(d / "SC4001E0-PSG.edf", d / "SC4001EC-Hypnogram.edf", ch, fs=100)
+        for ch in DERIVATIONS
+    }
+    off = int(round(trim_wake(full[DERIVATIONS[0]]).meta["trim_offset_s"] / 30.0))
+    xs = {ch: n.epochs().astype(np.float32) for ch, n in full.items()}
+    y_full = np.asarray(full[DERIVATIONS[0]].stages, np.int64)
     rec = load_sc4001_recording(data_dir, DERIVATIONS)
-    xs = {ch: rec.signals[ch].reshape(-1, SAMPLES) for ch in DERIVATIONS}
+    n = rec.n_epochs
     out = {}
     for ch in DERIVATIONS:
-        others = {c.split()[-1].replace("-", "_").lower(): xs[c] for c in DERIVATIONS if c != ch}
-        out[ch] = Night(f"SC4001/{ch}", xs[ch], rec.labels.copy(), others)
+        if not np.array_equal(xs[ch][off : off + n], rec.signals[ch].reshape(-1, SAMPLES)):
+            raise RuntimeError("untrimmed and trimmed SC4001 disagree")
+        key = {c: c.split()[-1].replace("-", "_").lower() for c in DERIVATIONS}
+        others_full = {key[c]: xs[c] for c in DERIVATIONS if c != ch}
+        others = {k: v[off : off + n] for k, v in others_full.items()}
+        out[ch] = Night(
+            f"SC4001/{ch}",
+            xs[ch][off : off + n],
+            rec.labels.copy(),
+            others,
+            (xs[ch], y_full, others_full, off),
+        )
     return out
+
+
+def extended(night: Night, extra: int) -> tuple[Night, int]:
+    """The night with ``extra`` more epochs of the recording on each side (wake, as scored
+    by the experts) and the index of the trimmed night's first epoch in it."""
+    if extra <= 0 or night.full is None:
+        return night, 0
+    x, y, others, off = night.full
+    a, b = max(0, off - extra), min(len(y), off + len(night.y) + extra)
+    ext = Night(night.name, x[a:b], y[a:b], {k: v[a:b] for k, v in others.items()})
+    return ext, off - a
 
 
 def dreams_nights(data_dir: Path) -> list[Night]:
@@ -135,10 +171,15 @@ def block_bounds(n: int, k: int = PROXY_BLOCKS) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
 
-def proxy_folds(n: int) -> list[tuple[np.ndarray, tuple[int, int]]]:
-    """(train mask, test block) per time block j: train = all but block j and a guard."""
+def proxy_folds(
+    n: int, core: tuple[int, int] | None = None
+) -> list[tuple[np.ndarray, tuple[int, int]]]:
+    """(train mask, test block) per time block j of the trimmed night ``core`` (default all
+    ``n`` epochs): train = every epoch but block j and a guard of 20 on each side."""
+    c0, c1 = core or (0, n)
     out = []
-    for a, b in block_bounds(n):
+    for a, b in block_bounds(c1 - c0):
+        a, b = a + c0, b + c0
         train = np.ones(n, bool)
         train[max(0, a - GUARD) : min(n, b + GUARD)] = False
         out.append((train, (a, b)))
@@ -395,11 +436,13 @@ def run_proxy(recipe: Recipe, seed: int, sc: dict[str, Night]) -> dict[str, Any]
     per_dir = {}
     for a, b in (DERIVATIONS, DERIVATIONS[::-1]):
         A, B = sc[a], sc[b]
-        A_only = Night(A.name, A.x, A.y, {})  # no mixing under this proxy
+        Ax, off = extended(A, recipe.extra_wake)
+        A_only = Night(Ax.name, Ax.x, Ax.y, {})  # no mixing under this proxy
         ys, ps = [], []
-        for train_mask, tblock in proxy_folds(len(A.y)):
+        for train_mask, tblock in proxy_folds(len(Ax.y), (off, off + len(A.y))):
             model = train(recipe, seed, [(A_only, train_mask)])
-            y, p = predict(model, eval_sessions(B, [tblock], spec), stage)
+            tb = (tblock[0] - off, tblock[1] - off)
+            y, p = predict(model, eval_sessions(B, [tb], spec), stage)
             ys.append(y)
             ps.append(p)
         per_dir[f"{a}->{b}"] = agreement(np.concatenate(ys), np.concatenate(ps))
@@ -420,13 +463,10 @@ def run_final_dreams(
     """Final model on all of SC4001 (the recipe's derivations), scored once on DREAMS."""
     spec = NormalisationSpec.from_card(recipe.normalise)
     both = len(recipe.final_derivations) > 1  # mixing only with both derivations in training
-    nights = [
-        (
-            Night(sc[ch].name, sc[ch].x, sc[ch].y, sc[ch].others if both else {}),
-            np.ones(len(sc[ch].y), bool),
-        )
-        for ch in recipe.final_derivations
-    ]
+    nights = []
+    for ch in recipe.final_derivations:
+        n, _ = extended(sc[ch], recipe.extra_wake)
+        nights.append((Night(n.name, n.x, n.y, n.others if both else {}), np.ones(len(n.y), bool)))
     model = train(recipe, seed, nights)
     stage = 2 if recipe.seq_len > 0 else 1
     sessions = [(normalise_night(d.x, usable_epochs(d.x), spec), d.y) for d in dreams]

@@ -44,10 +44,17 @@ def _rows() -> list[dict]:
 def _done(kind: str, name: str, seed: int, recipe_json: dict) -> dict | None:
     for r in _rows():
         if r["kind"] == kind and r["recipe"] == name and r["seed"] == seed:
-            if r["recipe_json"] != recipe_json:
+            if not _same_recipe(r["recipe_json"], recipe_json):
                 sys.exit(f"ledger has {kind} {name} seed {seed} with another definition: rename it")
             return r
     return None
+
+
+def _same_recipe(old: dict, new: dict) -> bool:
+    """Equal, allowing fields added to Recipe later when they hold their default."""
+    defaults = json.loads(json.dumps(H.Recipe("x").to_json()))
+    extra = set(new) - set(old)
+    return all(old[k] == new.get(k) for k in old) and all(new[k] == defaults[k] for k in extra)
 
 
 def _append(row: dict) -> None:
