@@ -224,8 +224,19 @@ class DaemonMqtt(BaseSinkFactory):
             daemon=daemon,
             metrics=ctx.metrics,
             flush_timeout=cfg.flush_timeout_s,
+            on_fatal=self._fatal,
         )
+        self.ctx = ctx
         self.daemon_status_topic = self.link.status_topic
+
+    def _fatal(self, exc: BaseException) -> None:
+        """The delivery task keeps failing: stop the daemon with a typed, one-line error."""
+        self.ctx.fail(
+            BrokerError(
+                f"MQTT delivery failed for good ({type(exc).__name__}: {exc}); "
+                f"{self.link.pending} event(s) wait in the outbox for the next start"
+            )
+        )
 
     async def __aenter__(self) -> DaemonMqtt:
         await self.link.__aenter__()

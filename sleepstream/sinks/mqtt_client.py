@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sleepstream.sinks.mqtt_settings import CONNECT_REASONS
@@ -39,6 +39,12 @@ class LinkMetrics:
         self.restarts = PromCounter(
             "sleepstream_mqtt_delivery_restarts_total",
             "Times the MQTT delivery task failed unexpectedly and was restarted",
+            registry=registry,
+        )
+        self.probe_failures = PromCounter(
+            "sleepstream_mqtt_probe_failures_total",
+            "Connections on which the daemon's own probe message never came back "
+            "(the broker may be dropping its publishes: ACL)",
             registry=registry,
         )
 
@@ -71,10 +77,14 @@ class PahoLog(logging.Handler):
         return last
 
 
-async def watch_connection(client: Any) -> None:
-    """Returns (by raising MqttError) when the connection is lost; public API only."""
-    async for _message in client.messages:
-        pass
+async def watch_connection(client: Any, on_message: Callable[[Any], None] | None = None) -> None:
+    """Returns (by raising MqttError) when the connection is lost; public API only.
+
+    ``on_message(message)`` sees every message received meanwhile (the link's probe).
+    """
+    async for message in client.messages:
+        if on_message is not None:
+            on_message(message)
 
 
 async def race(work: Awaitable[None], watcher: asyncio.Task[None]) -> None:

@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import socket
 import time
 from collections import deque
@@ -70,6 +71,8 @@ log = logging.getLogger(__name__)
 WINDOW = 32
 #: Seconds allowed for publishing the ``offline`` statuses at shutdown.
 STATUS_TIMEOUT_S = 3.0
+#: Seconds to wait for the daemon's own probe message to come back after connecting.
+PROBE_TIMEOUT_S = 5.0
 
 
 def daemon_status_topic(prefix: str, daemon: str) -> str:
@@ -125,6 +128,7 @@ class MqttLink:
         self.daemon = daemon or daemon_id(socket.gethostname(), self.devices)
         self.client_id = settings.client_id or f"sleepstream-{self.daemon}-{os.getpid()}"
         self.status_topic = daemon_status_topic(settings.topic_prefix, self.daemon)
+        self.probe_topic = f"{settings.topic_prefix}/_daemon/{self.daemon}/probe"
         self.metrics = metrics
         self.link_metrics = LinkMetrics.of(metrics.registry) if metrics is not None else None
         self.flush_timeout = flush_timeout
@@ -354,7 +358,16 @@ class MqttLink:
         )  # fmt: skip
         await client.__aenter__()
         clean = True  # leave with a DISCONNECT (the broker then drops our will)
-        watcher = asyncio.create_task(watch_connection(client), name="mqtt-watch")
+        token = secrets.token_hex(8).encode()
+        echoed = asyncio.get_running_loop().create_future()
+
+        def on_message(message: Any) -> None:
+            mine = str(message.topic) == self.probe_topic and message.payload == token
+            if mine and not echoed.done():
+                echoed.set_result(None)
+
+        watcher = asyncio.create_task(watch_connection(client, on_message), name="mqtt-watch")
+        probe: asyncio.Task[None] | None = None
         try:
             if self.last_failure is not None:
                 log.info("MQTT %s: connected again", self.settings.url())
@@ -366,6 +379,8 @@ class MqttLink:
             if self._first is not None and not self._first.done():
                 self._first.set_result(None)
             await race(self._publish_statuses(client, b"online"), watcher)
+            await race(self._send_probe(client, token), watcher)
+            probe = asyncio.create_task(self._check_probe(echoed), name="mqtt-probe")
             await self._drain(client, watcher)
             # bounded by __aexit__ (STATUS_TIMEOUT_S), then cancelled
             await race(self._publish_statuses(client, b"offline"), watcher)
@@ -382,13 +397,37 @@ class MqttLink:
                 )
             raise
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await watcher
+            for task in (watcher, probe):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
             for dev in self.devices:
                 self._set_connected(dev, False)
             if clean:
                 await client.__aexit__(None, None, None)
+
+    async def _send_probe(self, client: Any, token: bytes) -> None:
+        """Subscribe to our own probe topic and publish a random token on it."""
+        await client.subscribe(self.probe_topic, qos=1)
+        await client.publish(self.probe_topic, token, qos=1)
+
+    async def _check_probe(self, echoed: asyncio.Future[None]) -> None:
+        """A broker that PUBACKs and drops our messages (an ACL under MQTT 3.1.1) would
+        stop delivery without a word: say so when the probe never comes back."""
+        try:
+            await asyncio.wait_for(asyncio.shield(echoed), PROBE_TIMEOUT_S)
+        except TimeoutError:
+            if self.link_metrics is not None:
+                self.link_metrics.probe_failures.inc()
+            log.warning(
+                "MQTT %s: the broker acknowledged our probe on %s but did not deliver it "
+                "back within %.0f s: it may be dropping this daemon's publishes (check its "
+                "ACL: write on %s/#). If this client may write but not read, grant it read "
+                "on %s to silence this check",
+                self.settings.url(), self.probe_topic, PROBE_TIMEOUT_S,
+                self.settings.topic_prefix, self.probe_topic,
+            )  # fmt: skip
 
     async def _publish_statuses(self, client: Any, state: bytes) -> None:
         """``online``: daemon first, then each device (and its ``daemon`` pointer);

@@ -4,6 +4,7 @@ order per device through outages, statuses and the will, loud faults, supervisio
 import asyncio
 import logging
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -465,3 +466,83 @@ def test_mqtt_link_retained_messages_survive_a_broker_restart_and_can_be_cleared
     assert set(_client_ids(mosquitto)) == {link.client_id}
     with pytest.raises(ValueError, match="not a topic name"):
         link.retain("a/+/b", b"x")
+
+
+def test_mqtt_link_says_so_when_the_broker_silently_drops_its_publishes(
+    tmp_path, helpers, caplog, monkeypatch
+):
+    """A mosquitto ACL that lets the daemon read but not write: MQTT 3.1.1 still PUBACKs
+    and drops the events. The probe does not come back: a WARNING naming the ACL and a
+    counter, instead of a night delivered to no one in silence. A normal broker: none."""
+    import tempfile
+    from pathlib import Path
+
+    import sleepstream.sinks.mqtt_link as mqtt_link
+
+    if helpers.mosquitto_binary() is None:
+        pytest.skip("mosquitto binary not found")
+    monkeypatch.setattr(mqtt_link, "PROBE_TIMEOUT_S", 1.0)
+    work = Path(tempfile.mkdtemp(prefix="sleepstream-acl-"))  # readable by user mosquitto
+    work.chmod(0o755)
+    (work / "acl").write_text("topic read sleepstream/#\n")
+    (work / "acl").chmod(0o644)
+    caplog.set_level(logging.INFO, logger="sleepstream.sinks.mqtt_link")
+
+    async def run_link(url, name):
+        metrics = Metrics()
+        link = MqttLink(
+            mqtt_settings(url), outbox=Outbox(tmp_path / f"{name}.sqlite"), devices=["bed1"],
+            metrics=metrics,
+        )  # fmt: skip
+        async with link:
+            await MqttSink(link.settings, device="bed1", session="s", link=link).publish(*_event(0))
+            await asyncio.wait_for(link.drained(), 10)  # PUBACKed (delivered or not)
+            await asyncio.sleep(1.5)  # > PROBE_TIMEOUT_S
+        return metrics.registry.get_sample_value("sleepstream_mqtt_probe_failures_total")
+
+    failures = {}
+    for name, extra in (("acl", f"acl_file {work / 'acl'}\n"), ("open", "")):
+        port = helpers.free_port()
+        conf = f"listener {port} 127.0.0.1\nallow_anonymous true\n{extra}"
+        broker = helpers.Mosquitto(work, port, extra_config=conf).start()
+        try:
+            failures[name] = asyncio.run(run_link(broker.url, name))
+        finally:
+            broker.stop()
+    shutil.rmtree(work, ignore_errors=True)
+    assert failures == {"acl": 1, "open": 0}
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert sum("may be dropping this daemon's publishes" in m and "ACL" in m for m in warned) == 1
+
+
+def test_mqtt_daemon_stops_loudly_when_its_delivery_fails_for_good(
+    mosquitto, tiny_model, tmp_path, monkeypatch, caplog
+):
+    """A delivery task that keeps failing takes the daemon down: CRITICAL log, graceful
+    stop, and Daemon.run raises a one-line BrokerError (exit code 9), not a night of
+    silence."""
+    import sleepstream.sinks.mqtt as mqtt_module
+    from sleepstream.config import DeviceConfig, MqttOptions, RunConfig
+    from sleepstream.daemon import Daemon
+
+    class Broken(_FailingOutbox):
+        failures = 10**9
+
+    monkeypatch.setattr(mqtt_module, "Outbox", Broken)
+    cfg = RunConfig(
+        devices=(DeviceConfig("bed1", "synthetic-night", None, {"speed": 60, "n_epochs": 500}),),
+        mqtt=MqttOptions(url=mosquitto.url),
+        metrics_port=None,
+        model=tiny_model,
+        state_dir=tmp_path / "state",
+        print_mode="none",
+        flush_timeout_s=1.0,
+    )
+    with pytest.raises(BrokerError) as err:
+        asyncio.run(asyncio.wait_for(Daemon(cfg, install_signals=False).run(), 120))
+    msg = str(err.value)
+    assert "MQTT delivery failed for good" in msg and "injected outbox bug" in msg
+    assert "\n" not in msg and err.value.exit_code == 9
+    assert any(r.levelno == logging.CRITICAL for r in caplog.records)
+    restarted = [r for r in caplog.records if "restarting it" in r.getMessage()]
+    assert len(restarted) == 5  # each logged before giving up
