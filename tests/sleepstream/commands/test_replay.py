@@ -76,7 +76,13 @@ def test_replay_sc4001_to_mosquitto_matches_distill_causal_evaluation(
 
 
 def test_replay_through_embedded_broker_is_seen_by_watch(sc4001_dir, tiny_model, tmp_path, helpers):
-    """Replay on the embedded amqtt broker; ``sleepstream watch --count 841`` sees every epoch."""
+    """Replay on the embedded amqtt broker; ``sleepstream watch`` sees every epoch from its
+    subscription on, in order, to the night's last (840).
+
+    The broker lives in the replay process, so watch can only subscribe once the replay
+    has started: at --speed max (30-s chunks) the first epochs may be published before
+    that, and a clean MQTT session never receives those. The replay itself must report
+    all 841 published; watch is stopped once the replay has exited."""
     port = helpers.free_port()
     env = helpers.daemon_env()
     out_file = (tmp_path / "watch.out").open("w+")  # a file, not a pipe: never blocks watch
@@ -87,8 +93,6 @@ def test_replay_through_embedded_broker_is_seen_by_watch(sc4001_dir, tiny_model,
             f"mqtt://127.0.0.1:{port}",
             "--device",
             "replay",
-            "--count",
-            "841",
             "--json",
             "--connect-timeout",
             "300",
@@ -111,20 +115,19 @@ def test_replay_through_embedded_broker_is_seen_by_watch(sc4001_dir, tiny_model,
             env=env,
         )
         assert replay.returncode == 0, replay.stderr[-2000:]
-        try:
-            _, err = watch.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            watch.kill()
-            _, err = watch.communicate()
+        # the broker handed every event to its subscribers before the replay exited
+        watch.terminate()
+        _, err = watch.communicate(timeout=60)
         out = (tmp_path / "watch.out").read_text()
     finally:
         if watch.poll() is None:
             watch.kill()
             watch.wait()
         out_file.close()
-    assert watch.returncode == 0, err[-2000:]
     events = [json.loads(line) for line in out.splitlines()]
-    assert [e["epoch_index"] for e in events] == list(range(841))
+    assert events, err[-2000:]
+    first = events[0]["epoch_index"]
+    assert first < 200 and [e["epoch_index"] for e in events] == list(range(first, 841))
     assert json.loads(replay.stdout.strip().splitlines()[-1])["n_epochs_published"] == 841
 
 
