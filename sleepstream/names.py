@@ -86,13 +86,15 @@ def _refuse(error: type[SleepstreamError], where: str, value: object, why: str) 
 
 
 def _check_level(value: str, *, where: str, shown: object, error: type[SleepstreamError],
-                 max_len: int, rule: str, first_ok: str) -> None:  # fmt: skip
-    """Shared rules of a device name and of one topic-prefix level."""
+                 max_len: int, rule: str, first_ok: str, offset: int = 0) -> None:  # fmt: skip
+    """Shared rules of a device name and of one topic-prefix level (which starts at
+    ``offset`` in the value shown)."""
     if not value:
         _refuse(error, where, shown, f"empty; {rule}")
     bad = _first_bad(value, _NAME_CHARS)
     if bad is not None:
         pos, ch = bad
+        pos += offset
         _refuse(error, where, shown, f"{_describe(ch)} at position {pos} is not allowed; {rule}")
     if len(value) > max_len:
         _refuse(error, where, shown, f"{len(value)} characters; {rule}")
@@ -171,11 +173,13 @@ def check_topic_prefix(
     levels = prefix.split("/")
     if len(levels) > PREFIX_LEVELS_MAX:
         _refuse(error, where, prefix, f"{len(levels)} levels; {rule}")
+    offset = 0
     for i, level in enumerate(levels):
         if not level:
             _refuse(error, where, prefix, f"level {i + 1} is empty ('/' at an end or '//'); {rule}")
         _check_level(level, where=where, shown=prefix, error=error, max_len=PREFIX_MAX,
-                     rule=rule, first_ok=_ALNUM + "_")  # fmt: skip
+                     rule=rule, first_ok=_ALNUM + "_", offset=offset)  # fmt: skip
+        offset += len(level) + 1
     return prefix
 
 

@@ -111,7 +111,8 @@ def test_names_topic_prefix_accepts_levels(prefix):
         ("/sleepstream", "level 1 is empty"),
         ("sleepstream/", "level 2 is empty"),
         ("a//b", "level 2 is empty"),
-        ("a/+/b", "'+'"),
+        ("a/+/b", "'+' at position 2"),
+        ("clinic/ward 3", "space (U+0020) at position 11"),
         ("a/#", "'#'"),
         ("$SYS", "'$'"),
         ("sleep\nstream", "newline"),
@@ -196,3 +197,32 @@ def test_names_printable_output_never_holds_a_control_character(text):
 def test_names_printable_cuts_long_text():
     """Long text is cut with '...'."""
     assert printable("x" * 500, max_len=10) == "x" * 10 + "..."
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--source", "synthetic-night", "--device", "bed1\n"],
+        ["run", "--source", "synthetic-night", "--device", "bed\x1b[31m"],
+        ["run", "--source", "synthetic-night", "--device", ".."],
+        ["run", "--source", "synthetic-night", "--topic-prefix", "a/\x1b[2J"],
+        ["run", "--source", "synthetic-night", "--topic-prefix", "$SYS"],
+        ["run", "--source", "synthetic-night", "--mqtt-client-id", "id\r"],
+        ["watch", "--device", "bed/1"],
+        ["watch", "--topic-prefix", "sleepstream/#"],
+    ],
+    ids=lambda a: repr(a[-1]),
+)
+def test_names_every_command_refuses_bad_names_in_one_safe_line(argv, tmp_path, capsys):
+    """The reported `--device $'bed1\\n'` and its class through the real CLI: exit code 2,
+    one line with the value escaped, and nothing created on disk."""
+    from sleepstream.cli import main
+
+    state = tmp_path / "state"
+    extra = ["--state-dir", str(state), "--no-metrics"] if argv[0] == "run" else []
+    rc = main(argv + extra)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "\x1b" not in err and "\r" not in err
+    assert not state.exists()
