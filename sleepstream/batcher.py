@@ -26,6 +26,8 @@ import numpy as np
 from sleepstream.types import Epoch, StagePrediction
 
 if TYPE_CHECKING:
+    from sleepstream.dsp.normalise import NormalisationSpec
+    from sleepstream.inference.card import ModelCard
     from sleepstream.metrics import Metrics
 
 
@@ -71,9 +73,9 @@ class Stager(Protocol):
     """
 
     model_id: str
-    card: Any
+    card: ModelCard
     seq_len: int
-    normalisation: Any
+    normalisation: NormalisationSpec
 
     def score(self, batch: Sequence[tuple[str, Epoch]], lookahead: int = 0) -> list[Scored]:
         """Score a batch (blocking; the batcher runs it in a thread, one call at a time).
@@ -94,6 +96,20 @@ class Stager(Protocol):
         ...
 
 
+class WindowModel(Protocol):
+    """A window-mode model (:class:`sleepstream.inference.stager.Stager`): each epoch's
+    ``window`` holds its whole causal context."""
+
+    model_id: str
+    card: ModelCard
+    seq_len: int
+    normalisation: NormalisationSpec
+
+    def predict(self, epochs: Sequence[Epoch], lookahead: int = 0) -> list[StagePrediction]:
+        """One verdict per epoch, of row ``seq - 1 - lookahead`` of its window."""
+        ...
+
+
 class WindowStager:
     """:class:`Stager` over a window-mode model with ``predict(epochs, lookahead)``.
 
@@ -102,12 +118,12 @@ class WindowStager:
     it was emitted with). A revised verdict reruns the newest window at ``seq - 1 - K``.
     """
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: WindowModel) -> None:
         self.model = model
-        self.model_id: str = model.model_id
-        self.card: Any = model.card
-        self.seq_len: int = int(model.seq_len)
-        self.normalisation: Any = model.normalisation
+        self.model_id = model.model_id
+        self.card = model.card
+        self.seq_len = int(model.seq_len)
+        self.normalisation = model.normalisation
         self._scales: dict[str, deque[float]] = {}
 
     def _model_input(self, device: str, epoch: Epoch) -> Epoch:
@@ -132,9 +148,11 @@ class WindowStager:
         ]  # the submitted epochs (µV), not the scaled model input
 
 
-def as_stager(model: Any) -> Stager:
+def as_stager(model: Stager | WindowModel) -> Stager:
     """A :class:`Stager` as is, or a window-mode model wrapped in :class:`WindowStager`."""
-    return model if isinstance(model, Stager) else WindowStager(model)
+    if isinstance(model, Stager):
+        return model
+    return WindowStager(model)
 
 
 class Consumer(Protocol):
@@ -173,7 +191,7 @@ class InferenceBatcher:
 
     def __init__(
         self,
-        stager: Any,
+        stager: Stager | WindowModel,
         *,
         metrics: Metrics | None = None,
         lookahead: int = 0,

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from sleepstream.batcher import InferenceBatcher, Stager, as_stager
+from sleepstream.batcher import InferenceBatcher, Stager, WindowModel, as_stager
 from sleepstream.config import DeviceConfig, RunConfig
 from sleepstream.dsp.chain import EpochNormaliser
 from sleepstream.errors import AlreadyRunningError, SleepstreamError, StorageError
@@ -243,7 +243,7 @@ class Daemon:
         self,
         config: RunConfig,
         *,
-        stager: Any = None,
+        stager: Stager | WindowModel | None = None,
         build_source: Callable[[DeviceConfig], tuple[Source, float | None]] | None = None,
         make_dsp: Callable[[DeviceConfig, Source, int], EpochChain] | None = None,
         extra_sinks: Callable[[str], Sequence[Any]] | None = None,

@@ -160,6 +160,7 @@ def _remember_tiny(tiny_model):
     _TINY[:] = [tiny_model]
 
 
+@pytest.mark.slow
 def test_daemon_kill9_restart_delivers_events_scored_before_the_kill(
     sc4001_dir, tiny_model, helpers, subscribe, tmp_path
 ):
