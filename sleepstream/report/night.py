@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,8 +102,23 @@ def _number(x: Any) -> bool:
 
 def _file_name(x: Any) -> bool:
     return (
-        isinstance(x, str) and bool(x) and "/" not in x and "\\" not in x and x not in (".", "..")
-    )
+        isinstance(x, str) and 0 < len(x.encode("utf-8", "replace")) <= 255
+        and not any(c in x for c in "/\\\0") and x not in (".", "..")
+    )  # fmt: skip
+
+
+def night_folder(path: Path) -> Path:
+    """``path`` if it is a readable folder, else a one-line :class:`DataFileError`."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise DataFileError(f"{path}: no such night directory") from None
+    except (OSError, ValueError) as exc:  # name too long, a loop, a NUL byte...
+        why = getattr(exc, "strerror", None) or exc
+        raise DataFileError(f"{path}: cannot open: {why}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise DataFileError(f"{path}: not a directory")
+    return path
 
 
 def _check_segment(path: Path, i: int, seg: Any) -> None:
@@ -171,9 +187,7 @@ def check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
 
 def read_manifest(night_dir: Path) -> dict[str, Any]:
     """``night.json`` of a night directory; :class:`DataFileError` if missing or bad."""
-    path = night_dir / "night.json"
-    if not night_dir.is_dir():
-        raise DataFileError(f"{night_dir}: not a directory")
+    path = night_folder(night_dir) / "night.json"
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

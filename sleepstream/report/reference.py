@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from sleepstream.errors import HypnogramError
+from sleepstream.errors import DataFileError, HypnogramError
 from sleepstream.io.night import Hypnogram
 from sleepstream.report.night import RecordedNight, load_night
 from sleepstream.scoring import agreement
@@ -34,8 +34,13 @@ def load_reference(path: str | Path) -> Hypnogram:
     """Any hypnogram :func:`sleepstream.io.readers.read_hypnogram` reads, or another
     recorded night (its directory or its ``hypnogram.csv``)."""
     p = Path(path)
-    if p.is_dir() or (p.name == "hypnogram.csv" and (p.parent / "night.json").exists()):
-        other = load_night(p if p.is_dir() else p.parent)
+    try:
+        is_dir = p.is_dir()
+        is_night_csv = p.name == "hypnogram.csv" and (p.parent / "night.json").exists()
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte...
+        raise DataFileError(f"{p}: cannot open: {getattr(exc, 'strerror', None) or exc}") from None
+    if is_dir or is_night_csv:
+        other = load_night(p if is_dir else p.parent)
         return Hypnogram(other.stages.astype(np.int8), other.onsets.copy(), str(p))
     from sleepstream.io.readers import read_hypnogram
 

@@ -485,3 +485,39 @@ def test_write_morning_report_writes_the_html_and_the_png(make_replayed_night):
     assert page == night / "report.html"
     assert "<svg" in page.read_text(encoding="utf-8")
     assert (night / "report.png").stat().st_size > 10_000
+
+
+@pytest.mark.network
+def test_replayed_edf_d_night_keeps_its_gaps_and_its_date(tmp_path, helpers):
+    """Class 4 end to end: an EDF+D file with a 100-s pause, replayed by the daemon: the
+    night lists the gap, is dated by the file's (zone-less) start, and the report says so."""
+    from sleepstream.io.writers import write_edf_d
+
+    onsets = [float(k) for k in range(300)] + [float(k) for k in range(400, 700)]
+    x = np.random.default_rng(0).normal(0, 30, len(onsets) * 100)
+    edf = write_edf_d(tmp_path / "paused.edf", x, 100.0, onsets)  # starts 1989-04-24 16:13
+    state = tmp_path / "state"
+    proc = subprocess.run(
+        helpers.sleepstream_cmd(
+            "run", "--source", f"edf:{edf}", "--speed", "max", "--quiet", "--no-metrics",
+            "--broker-port", str(helpers.free_port()), "--state-dir", str(state),
+        ),
+        capture_output=True, text=True, timeout=300, env=helpers.daemon_env(),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    night = next(state.glob("nights/*/*/night.json")).parent
+    m = json.loads((night / "night.json").read_text())
+    assert m["gaps"] == [{"onset_s": 300.0, "duration_s": 100.0, "missing_samples": 10000}]
+    assert m["start"] == "1989-04-24T16:13:00.000" and m["end"] == "1989-04-24T16:24:40.000"
+    assert m["time_base"] == "recording" and m["time_zone"] is None
+    assert m["recording"]["name"] == "paused.edf"
+    rows = (night / "hypnogram.csv").read_text().splitlines()
+    assert rows[1].startswith("0,1989-04-24T16:13:00.000,")
+    assert not any(r.split(",")[1].endswith("Z") for r in rows[1:])
+    proc = subprocess.run(
+        helpers.sleepstream_cmd("report", str(night), "--no-png", "--no-html"),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "1989-04-24 16:13:00 → 16:24:40 (local time of the recording" in proc.stdout
+    assert "gaps 1" in proc.stdout
