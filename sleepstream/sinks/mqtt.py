@@ -15,6 +15,7 @@ and tests that stage one device.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from collections import deque
 from dataclasses import dataclass
@@ -203,6 +204,9 @@ def settings_of(options: MqttOptions, url: str) -> MqttSettings:
 class DaemonMqtt(BaseSinkFactory):
     """The daemon's MQTT resource: one :class:`MqttLink` for every device.
 
+    ``--mqtt-client-id ID`` names the daemon's one connection; with ``--shard i/n`` it
+    becomes ``ID-<i>of<n>``, so the daemons of one beds file never share an id.
+
     Attributes
     ----------
     link : MqttLink
@@ -215,6 +219,11 @@ class DaemonMqtt(BaseSinkFactory):
     def __init__(self, ctx: DaemonContext) -> None:
         cfg = ctx.config
         settings = settings_of(cfg.mqtt, ctx.mqtt_url)
+        if settings.client_id and cfg.shard is not None:
+            # every shard reads the same beds file: one shared id would make the broker
+            # throw the daemons off in turn (a broker keeps one connection per client id)
+            i, n = cfg.shard
+            settings = dataclasses.replace(settings, client_id=f"{settings.client_id}-{i}of{n}")
         devices = [d.name for d in cfg.devices]
         daemon = daemon_id(socket.gethostname(), devices)
         self.link = MqttLink(

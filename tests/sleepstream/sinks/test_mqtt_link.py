@@ -546,3 +546,25 @@ def test_mqtt_daemon_stops_loudly_when_its_delivery_fails_for_good(
     assert any(r.levelno == logging.CRITICAL for r in caplog.records)
     restarted = [r for r in caplog.records if "restarting it" in r.getMessage()]
     assert len(restarted) == 5  # each logged before giving up
+
+
+def test_mqtt_daemon_kind_gives_each_shard_its_own_client_id_and_daemon_id(tmp_path):
+    """One beds file with `mqtt_client_id` read by two shards: two different client ids
+    (one shared id would make the broker throw the daemons off in turn) and daemon ids."""
+    from sleepstream.config import DeviceConfig, MqttOptions, RunConfig
+    from sleepstream.sinks.mqtt import DaemonMqtt
+    from sleepstream.sinks.registry import DaemonContext
+
+    links = []
+    for shard, bed in (((1, 2), "bed-a"), ((2, 2), "bed-b")):
+        cfg = RunConfig(
+            devices=(DeviceConfig(bed, "synthetic-night"),),
+            mqtt=MqttOptions(url="mqtt://127.0.0.1:1", client_id="ward3"),
+            state_dir=tmp_path / "state",
+            shard=shard,
+        )
+        ctx = DaemonContext(cfg, tmp_path / "state", Metrics(), None, "mqtt://127.0.0.1:1")
+        links.append(DaemonMqtt(ctx).link)
+    assert [k.client_id for k in links] == ["ward3-1of2", "ward3-2of2"]
+    assert links[0].daemon != links[1].daemon
+    assert links[0].status_topic != links[1].status_topic
