@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
 from sleepstream.errors import SleepstreamError, UsageError
+from sleepstream.names import printable
 from sleepstream.settings import BadValue
 
 _TRUE = ("1", "true", "yes", "on")
@@ -98,7 +99,9 @@ def dispatch(
         args = parser.parse_args(rest)
         return int(module.run(args) or 0)
     except SleepstreamError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        # a message may quote user input (a path, a flag value): never print its control
+        # characters (newlines would break the one line, escapes would reach the terminal)
+        print(f"{prog}: error: {printable(str(exc), max_len=2000)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -187,26 +187,6 @@ def _state_dir(raw: str) -> Path:
     return Path(raw).expanduser()
 
 
-def _named(check: Any) -> Any:
-    """A setting parser from a :mod:`sleepstream.names` validator (its reason, unprefixed)."""
-
-    class _Reason(UsageError):
-        pass
-
-    def parse(raw: str) -> str:
-        try:
-            value: str = check(raw, "", error=_Reason)
-        except _Reason as exc:
-            text = str(exc).lstrip()
-            shown = repr(raw)
-            reason = text[len(shown) + 2 :] if text.startswith(shown + ": ") else text
-            raise ValueError(reason) from None
-        return value
-
-    parse.__name__ = getattr(check, "__name__", "name")
-    return parse
-
-
 def _shard(raw: str) -> tuple[int, int]:
     """``i/n``: this daemon runs shard ``i`` (1-based) of ``n``."""
     try:
@@ -242,15 +222,15 @@ DAEMON_SETTINGS: tuple[Setting, ...] = (
     Setting("mqtt_tls_insecure", "mqtt.tls_insecure", "do not check the broker's host name",
             switch=True),
     Setting("mqtt_client_id", "mqtt.client_id", "MQTT client id of the daemon's connection",
-            _named(names.check_client_id), metavar="ID"),
+            st.named(names.check_client_id), metavar="ID"),
     Setting("topic_prefix", "mqtt.topic_prefix", "MQTT topic prefix",
-            _named(names.check_topic_prefix)),
-    Setting("broker_host", "broker_host", "embedded broker address", st.text),
+            st.named(names.check_topic_prefix)),
+    Setting("broker_host", "broker_host", "embedded broker address", st.host),
     Setting("broker_port", "broker_port", "embedded broker port (0 = any free port)", st.port,
             int),
     Setting("metrics_port", "metrics_port",
             "Prometheus port on --metrics-addr (0 = any free port)", st.port, int),
-    Setting("metrics_addr", "metrics_addr", "Prometheus address", st.text),
+    Setting("metrics_addr", "metrics_addr", "Prometheus address", st.host),
     Setting("no_metrics", "metrics_port", "no Prometheus exporter", switch=True, const=None),
     Setting("model", "model", "ONNX model or its card; default: the shipped student", st.path,
             metavar="PATH"),

@@ -153,8 +153,10 @@ class Metrics:
 
         try:
             result = start_http_server(port, addr=addr, registry=self.registry)
-        except OSError as exc:
-            raise UsageError(f"--metrics-port {port}: cannot listen on {addr}: {exc}") from None
+        except (OSError, UnicodeError, ValueError) as exc:
+            raise UsageError(
+                f"--metrics-port {port}: cannot listen on --metrics-addr {addr}: {exc}"
+            ) from None
         if isinstance(result, tuple):  # prometheus_client >= 0.20 returns (server, thread)
             self._server, self._thread = result
             self.port = int(self._server.server_address[1])

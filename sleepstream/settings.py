@@ -175,6 +175,51 @@ def number(lo: float = -math.inf, hi: float = math.inf) -> Callable[[str], float
     return parse
 
 
+def host(raw: str) -> str:
+    """An address to listen on: an IP literal or a DNS name (labels of 1-63 letters,
+    digits or ``-``, at most 253 characters, IDNA-encodable)."""
+    import ipaddress
+
+    value = raw.strip()
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    if not value or len(value) > 253:
+        raise ValueError("expected an IP address or a host name")
+    try:
+        ascii_name = value.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError("not a valid host name (IDNA)") from None
+    for label in ascii_name.rstrip(".").split("."):
+        ok = label and len(label) <= 63 and not label.startswith("-") and not label.endswith("-")
+        if not ok or not all(c.isalnum() or c == "-" for c in label):
+            raise ValueError("expected an IP address or a host name (labels of 1-63 "
+                             "letters, digits or '-')")  # fmt: skip
+    return value
+
+
+def named(check: Callable[..., str]) -> Callable[[str], str]:
+    """A parser from a :mod:`sleepstream.names` validator (``check(value, where, error=)``),
+    failing with its reason alone (the caller names the flag, variable or key)."""
+
+    class _Reason(UsageError):
+        pass
+
+    def parse(raw: str) -> str:
+        try:
+            return check(raw, "", error=_Reason)
+        except _Reason as exc:
+            text = str(exc).lstrip()
+            shown = repr(raw)
+            reason = text[len(shown) + 2 :] if text.startswith(shown + ": ") else text
+            raise ValueError(reason) from None
+
+    parse.__name__ = getattr(check, "__name__", "name")
+    return parse
+
+
 def port(raw: str) -> int:
     """A TCP port, 0 (any free port) to 65535."""
     return integer(0, 65535)(raw)

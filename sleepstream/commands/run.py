@@ -7,6 +7,8 @@ import asyncio
 import logging
 from typing import Any
 
+from sleepstream import names
+from sleepstream import settings as st
 from sleepstream.commands._daemon_args import (
     add_daemon_arguments,
     add_mqtt_arguments,
@@ -16,11 +18,14 @@ from sleepstream.commands._daemon_args import (
 )
 from sleepstream.config import DeviceConfig, RunConfig, check_device_name, load_beds, run_config
 from sleepstream.errors import UsageError
+from sleepstream.settings import Setting
 from sleepstream.wiring import SOURCE_SETTINGS
 
 HELP = "stage EEG in real time and publish stages over MQTT (the daemon)"
 #: Device name when ``--device`` is not given (one device from flags).
 DEFAULT_DEVICE = "bed1"
+#: ``--device``: checked where it is read, so an error names the flag or the variable.
+DEVICE = Setting("device", "device", "device name", st.named(names.check_device))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--config", metavar="BEDS_TOML", help="several devices from a beds.toml")
     opt = parser.add_argument_group("source options (one device; beds.toml: per [[device]])")
     opt.add_argument("--profile", help="profile name or path (default: the source's own)")
-    opt.add_argument("--device", help=f"device name / topic level (default: {DEFAULT_DEVICE})")
+    opt.add_argument(
+        "--device",
+        type=st.argtype(DEVICE),
+        help=f"device name / topic level (default: {DEFAULT_DEVICE}) [env SLEEPSTREAM_DEVICE]",
+    )
     from sleepstream.commands._daemon_args import _add
 
     _add(opt, list(SOURCE_SETTINGS), "run", none_defaults=True, shown={})

@@ -25,7 +25,7 @@ Policies in one place (details in the modules):
   ``amplitude``, ``line_noise``, ``time_backwards``, ``clock_reset`` lower the
   confidence (:func:`~sleepstream.dsp.quality.confidence_factor`).
 * **latency** - an epoch is emitted when its last input sample (plus the resampler's
-  ~0.2-s look-ahead when fs != 100 Hz, plus up to 0.25 s while a late timestamp
+  look-ahead, ~0.4 s at 250 Hz, when fs != 100 Hz, plus up to 0.25 s while a late timestamp
   awaits confirmation) has arrived; ``last_sample_at`` is the ``received_at`` of the
   chunk that completed it.
 

@@ -101,22 +101,13 @@ def _recorder(config: Any, ctx: DaemonContext) -> SinkFactory | None:
 
     def make(d: DeviceContext) -> Sink:
         from sleepstream.sinks.recorder import Recorder
-
-        class RecorderSink(Recorder):  # transitional, until Recorder has end_of_stream
-            async def __aenter__(self) -> RecorderSink:
-                await super().__aenter__()
-                return self
-
-            async def end_of_stream(self) -> None:
-                return None
-
         from sleepstream.sources.base import parse_source_spec
 
         start = d.device.options.get("start")
         source = d.source
         kind, arg = parse_source_spec(d.device.source)
         path = arg if kind == "edf" else None  # the recording a file source reads
-        return RecorderSink(
+        return Recorder(
             ctx.state_dir,
             device=d.name,
             profile=d.profile.name,
