@@ -73,6 +73,8 @@ WINDOW = 32
 STATUS_TIMEOUT_S = 3.0
 #: Seconds to wait for the daemon's own probe message to come back after connecting.
 PROBE_TIMEOUT_S = 5.0
+#: A connection lost sooner than this after it was accepted counts as "thrown off".
+SHORT_SESSION_S = 2.0
 
 
 def daemon_status_topic(prefix: str, daemon: str) -> str:
@@ -148,6 +150,8 @@ class MqttLink:
         self._retained: dict[str, bytes] = {}
         self._retain_due: set[str] = set()
         self._sessions_up = 0
+        self._connected_at = 0.0
+        self._short_sessions = 0
         self._stop = asyncio.Event()  # stop delivering: publish offline and leave
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -287,12 +291,26 @@ class MqttLink:
                     return
             if self._sessions_up != up_before:
                 attempt = 0  # it was connected: back-off starts again
+                self._count_short_session()
             if self._closing and not self.pending and attempt >= 2:
                 return  # nothing left to deliver; the will says offline
             delay = jittered_backoff(attempt, cap=self.retry_cap_s[self._config_fault()])
             attempt += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
+
+    def _count_short_session(self) -> None:
+        """A broker that closes our connection right after accepting it, again and again,
+        is usually throwing us off for another client with the same client id."""
+        lasted = time.monotonic() - self._connected_at
+        self._short_sessions = self._short_sessions + 1 if lasted < SHORT_SESSION_S else 0
+        if self._short_sessions and self._short_sessions % 3 == 0:
+            log.error(
+                "MQTT %s: the broker closed our connection right after accepting it %d times "
+                "in a row: another client is probably connected with the same client id "
+                "%r; give each daemon its own --mqtt-client-id",
+                self.settings.url(), self._short_sessions, self.client_id,
+            )  # fmt: skip
 
     def _config_fault(self) -> bool:
         return self.last_failure is not None and self.last_failure.config
@@ -373,6 +391,7 @@ class MqttLink:
                 log.info("MQTT %s: connected again", self.settings.url())
             self.last_failure = None
             self._sessions_up += 1
+            self._connected_at = time.monotonic()
             self._paho.take()
             for dev in self.devices:
                 self._set_connected(dev, True)

@@ -568,3 +568,25 @@ def test_mqtt_daemon_kind_gives_each_shard_its_own_client_id_and_daemon_id(tmp_p
     assert [k.client_id for k in links] == ["ward3-1of2", "ward3-2of2"]
     assert links[0].daemon != links[1].daemon
     assert links[0].status_topic != links[1].status_topic
+
+
+def test_mqtt_link_names_a_client_id_shared_with_another_client(mosquitto, tmp_path, caplog):
+    """Two daemons configured with one client id throw each other off in a loop; each
+    says so (ERROR naming the id) instead of reconnecting quietly all night."""
+    caplog.set_level(logging.INFO, logger="sleepstream.sinks.mqtt_link")
+    settings = mqtt_settings(mosquitto.url, client_id="ward3")
+
+    async def scenario():
+        links = [
+            MqttLink(settings, outbox=Outbox(tmp_path / f"{b}.sqlite"), devices=[b])
+            for b in ("bed-a", "bed-b")
+        ]
+        async with links[0], links[1]:
+            for _ in range(100):
+                if any("same client id" in r.getMessage() for r in caplog.records):
+                    break
+                await asyncio.sleep(0.1)
+
+    asyncio.run(scenario())
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("same client id 'ward3'" in m and "--mqtt-client-id" in m for m in errors)
