@@ -266,7 +266,7 @@ def write_raw_segment(
             data_record_duration=duration,
         )
         _write_atomic(path, lambda tmp: edf.write(tmp))
-    return pad
+    return int(pad)
 
 
 def write_stages_edf(

@@ -15,7 +15,7 @@ from sleepstream.types import EPOCH_SECONDS, UNSCORED, Epoch, StagePrediction, s
 class StageRow(NamedTuple):
     """One epoch's recorded verdict (the latest one: a revision replaces the first)."""
 
-    index: int
+    epoch_index: int
     start: str  # ISO-8601 of the epoch's start on the night's clock
     onset_s: float  # from the night start
     stage: int  # -1 = unscored
@@ -57,7 +57,7 @@ def write_stage_files(
         night_dir / "hypnogram.csv",
         files.HYPNOGRAM_COLUMNS,
         [
-            (r.index, r.start, f"{r.onset_s:.3f}", stage_name(r.stage), f"{r.confidence:.4f}",
+            (r.epoch_index, r.start, f"{r.onset_s:.3f}", stage_name(r.stage), f"{r.confidence:.4f}",
              r.reasons)
             for r in rows
         ],
@@ -65,11 +65,11 @@ def write_stage_files(
     files.write_csv_atomic(
         night_dir / "hypnodensity.csv",
         files.HYPNODENSITY_COLUMNS,
-        [(r.index, r.start, *(f"{p:.5f}" for p in r.probabilities)) for r in rows],
+        [(r.epoch_index, r.start, *(f"{p:.5f}" for p in r.probabilities)) for r in rows],
     )
     # the EDF+ hypnogram is continuous: epochs never published are "Sleep stage ?"
-    by_index = {r.index: r for r in rows}
-    indices = range(rows[0].index, rows[-1].index + 1) if rows else range(0)
+    by_index = {r.epoch_index: r for r in rows}
+    indices = range(rows[0].epoch_index, rows[-1].epoch_index + 1) if rows else range(0)
     onsets = [grid_offset_s + k * EPOCH_SECONDS for k in indices]
     stages = [by_index[k].stage if k in by_index else UNSCORED for k in indices]
     files.write_stages_edf(night_dir / "stages.edf", onsets, stages, edf_start)
