@@ -57,6 +57,10 @@ def _apply_env_defaults(parser: argparse.ArgumentParser, env_prefix: str) -> Non
                 raise UsageError(f"environment {key}={raw!r}: {exc}") from None
         else:
             value = raw
+        if action.choices is not None and value not in action.choices:
+            # set_defaults bypasses argparse's own choices check
+            valid = ", ".join(map(str, action.choices))
+            raise UsageError(f"environment {key}={raw!r}: expected one of {valid}")
         parser.set_defaults(**{action.dest: value})
 
 

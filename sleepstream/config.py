@@ -74,12 +74,20 @@ class DeviceConfig:
         Profile name or path; None = the source kind's default.
     options : dict
         Extra keyword arguments for the source constructor (``serial_port``, ``speed``...).
+    where : str
+        Where the device was described, for error messages: ``""`` (command-line flags)
+        or ``"<beds.toml>: device[i]"`` (an option is then named as its key there).
     """
 
     name: str
     source: str
     profile: str | None = None
     options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    where: str = field(default="", compare=False)
+
+    def option_name(self, key: str) -> str:
+        """How the user wrote option ``key``: ``--serial-port`` or ``beds.toml: device[0].x``."""
+        return f"{self.where}.{key}" if self.where else "--" + key.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -338,7 +346,18 @@ def _device(path: Path, i: int, dev: Any) -> DeviceConfig:
             raise ConfigError(f"{path}: {where}.{key} = {dev[key]!r}: expected str")
     names.check_device(dev["name"], f"{path}: {where}.name", error=ConfigError)
     options = {k: v for k, v in dev.items() if k not in _DEVICE_KEYS}
-    return DeviceConfig(dev["name"], dev["source"], dev.get("profile"), options)
+    from sleepstream.wiring import SOURCE_SETTINGS
+
+    known = {s.key: s for s in SOURCE_SETTINGS}
+    for key, value in options.items():
+        if key in known:  # the options run also takes as flags: the same checks
+            try:
+                options[key] = known[key].from_toml(value)
+            except ValueError as exc:
+                raise ConfigError(f"{path}: {where}.{key} = {value!r}: {exc}") from None
+    return DeviceConfig(
+        dev["name"], dev["source"], dev.get("profile"), options, where=f"{path}: {where}"
+    )
 
 
 def load_beds(

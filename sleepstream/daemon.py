@@ -18,7 +18,8 @@ setting, file or board is reported before anything listens or writes:
    then one sink per device and kind;
 7. one pipeline per device (:mod:`sleepstream.pipeline`), inference batched across them.
 
-Signals: SIGTERM, SIGINT and SIGHUP all stop gracefully (a terminal hang-up ends the
+Signals: SIGTERM, SIGINT and SIGHUP all stop gracefully (during start-up they end it
+where it is: a board still connecting is left, nothing else starts) (a terminal hang-up ends the
 daemon like a Ctrl-C: the sources stop, epochs already read are scored and published,
 the night's open segment is closed, the outboxes are flushed, ``offline`` is published).
 To change settings, restart (systemd: ``systemctl restart``). A second signal during
@@ -340,7 +341,17 @@ class Daemon:
 
     async def _run(self, results: dict[str, DeviceResult]) -> None:
         async with AsyncExitStack() as stack:
-            await self._startup(stack)
+            # a stop during start-up (a board that takes long to answer, an LSL stream
+            # being resolved) ends it there: what was started is undone by the stack
+            startup = asyncio.ensure_future(self._startup(stack))
+            await self._until_stopped(startup)
+            if not startup.done():
+                startup.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await startup
+                log.info("stopped during start-up")
+                return
+            startup.result()  # a start-up error ends the run here
             for p in self.pipelines:
                 results[p.name] = DeviceResult(p.name, self._sessions[p.name])
             assert self.stager is not None

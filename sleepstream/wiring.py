@@ -64,9 +64,19 @@ def _channels(raw: str) -> tuple[str, ...]:
     return names
 
 
-#: Per-device source and montage options of ``sleepstream run`` (beds.toml: keys of a
-#: ``[[device]]`` table). Each reaches the source constructor's keyword of the same name,
-#: except ``channel`` / ``reference``, which reach the profile (:func:`device_profile`).
+def _channel_list(value: str | list[object]) -> tuple[str, ...]:
+    """A beds.toml ``reference``: a name, comma-separated names, or a list of names."""
+    if isinstance(value, str):
+        return _channels(value)
+    if not value or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ValueError("expected a list of channel names")
+    return tuple(str(v).strip() for v in value)
+
+
+#: Per-device source and montage options of ``sleepstream run`` (beds.toml: the same keys
+#: in a ``[[device]]`` table, checked the same way by ``load_beds``). Each reaches the
+#: source constructor's keyword of the same name, except ``channel`` / ``reference``,
+#: which reach the profile (:func:`device_profile`).
 SOURCE_SETTINGS: tuple[Setting, ...] = (
     Setting("serial_port", "serial_port", "board serial port (OpenBCI dongle)", st.text,
             commands=("run",), beds=False),
@@ -74,23 +84,25 @@ SOURCE_SETTINGS: tuple[Setting, ...] = (
             commands=("run",), beds=False),
     Setting("ip_address", "ip_address", "board IP address (WiFi shield)", st.text,
             commands=("run",), beds=False),
-    Setting("ip_port", "ip_port", "board IP port", st.port, commands=("run",), beds=False),
+    Setting("ip_port", "ip_port", "board IP port", st.port, int, commands=("run",),
+            beds=False),
     Setting("serial_number", "serial_number", "board serial number (BLE boards)", st.text,
             commands=("run",), beds=False),
     Setting("file", "file", "board playback: the BrainFlow CSV recording", st.path,
             commands=("run",), beds=False),
     Setting("speed", "speed", "replay speed of edf / synthetic-night: 1 = real time, max",
-            _speed, commands=("run",), beds=False),
-    Setting("start", "start", "edf: start offset in seconds", st.number(0.0),
+            _speed, (str, int, float), commands=("run",), beds=False),
+    Setting("start", "start", "edf: start offset in seconds", st.number(0.0), (int, float),
             commands=("run",), beds=False),
     Setting("loop", "loop", "edf: start over at the end", switch=True, commands=("run",),
             beds=False),
     Setting("timeout", "timeout", "seconds to find the board / resolve the LSL stream",
-            st.number(0.001), commands=("run",), beds=False),
+            st.number(0.001), (int, float), commands=("run",), beds=False),
     Setting("channel", "channel", "channel to stage (overrides the profile's; edf: the "
             "label to read)", st.text, commands=("run",), beds=False),
     Setting("reference", "reference", "reference channel(s) subtracted from --channel, "
-            "comma-separated (their mean)", _channels, commands=("run",), beds=False),
+            "comma-separated (their mean)", _channels, (str, list), check=_channel_list,
+            commands=("run",), beds=False),
 )  # fmt: skip
 
 
@@ -131,10 +143,6 @@ def device_profile(dev: DeviceConfig) -> Profile:
 resolve_profile = device_profile
 
 
-def _flag(key: str) -> str:
-    return "--" + key.replace("_", "-")
-
-
 def default_source(dev: DeviceConfig) -> tuple[Source, float | None]:
     """The device's source from the registry, and the stream time to stop at (or None).
 
@@ -150,7 +158,9 @@ def default_source(dev: DeviceConfig) -> tuple[Source, float | None]:
     params = inspect.signature(source_class(kind)).parameters
     for key in options:
         if key not in params:
-            raise UsageError(f"{_flag(key)} does not apply to {kind} sources (device {dev.name})")
+            raise UsageError(
+                f"{dev.option_name(key)} does not apply to {kind} sources (device {dev.name})"
+            )
     from_profile: dict[str, Any] = {}
     if kind == "edf":
         channels = (profile.channel, *profile.reference)

@@ -256,3 +256,51 @@ def test_files_are_private_whatever_the_umask_and_open_state_dir_warns(
             assert mode == 0o700, (p, oct(mode))
         else:
             assert mode & 0o077 == 0, (p, oct(mode))
+
+
+class SlowBoard:
+    """Stands in for a board that takes minutes to answer (hardware is mocked here: no
+    physical board); every other part of the daemon is real."""
+
+    name = "slow-board"
+    fs = 250.0
+    channels: tuple[str, ...] = ()
+    received_samples = dropped_samples = reconnects = queue_depth = 0
+    start_datetime = None
+    from_file = False
+
+    def __init__(self) -> None:
+        self.entering = asyncio.Event()
+
+    async def __aenter__(self):
+        self.entering.set()
+        await asyncio.sleep(3600)
+        return self
+
+    async def __aexit__(self, *exc):
+        return None
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        raise StopAsyncIteration
+
+
+@pytest.mark.network
+def test_stop_during_start_up_ends_it_where_it_is(tmp_path, tiny_model, mosquitto):
+    """SIGTERM while a board is still connecting: the start-up is abandoned (nothing
+    listens, no sink starts) and run() returns normally."""
+    board = SlowBoard()
+    cfg = _config(tmp_path, mosquitto, tiny_model, record=True)
+
+    async def scenario():
+        daemon = Daemon(cfg, install_signals=False, build_source=lambda dev: (board, None))
+        task = asyncio.create_task(daemon.run())
+        await asyncio.wait_for(board.entering.wait(), 60)
+        daemon.request_stop()
+        return daemon, await asyncio.wait_for(task, 60)
+
+    daemon, result = asyncio.run(scenario())
+    assert result.stopped_by_signal and not daemon.started.is_set()
+    assert daemon.factories == {} and not (tmp_path / "state" / "nights").exists()

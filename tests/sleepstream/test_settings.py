@@ -294,3 +294,41 @@ def test_flag_with_an_optional_value_from_flag_env_and_beds(tmp_path, monkeypatc
             assert (got.prefix if got else None) == want, value
     finally:
         unregister_sink("probe_opt")
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ("speed = -3", "device[0].speed = -3"),
+        ('start = "soon"', "device[0].start"),
+        ("ip_port = 70000", "device[0].ip_port = 70000"),
+        ("reference = []", "device[0].reference"),
+    ],
+)
+def test_beds_device_options_are_checked_like_their_flags(tmp_path, line, needle):
+    """A [[device]] key that `run` also takes as a flag is checked by the same parser, and
+    the error names the file and the key (not the flag)."""
+    beds = tmp_path / "beds.toml"
+    beds.write_text(f'[[device]]\nname = "a"\nsource = "synthetic-night"\n{line}\n')
+    with pytest.raises(ConfigError) as err:
+        load_beds(beds)
+    assert str(beds) in str(err.value) and needle in str(err.value)
+
+
+def test_beds_option_the_source_does_not_take_names_the_key(tmp_path):
+    """An option the device's source kind does not take names the beds key, not a flag."""
+    from sleepstream.wiring import default_source
+
+    beds = tmp_path / "beds.toml"
+    beds.write_text('[[device]]\nname = "a"\nsource = "lsl:X"\nserial_port = "/dev/x"\n')
+    (dev,) = load_beds(beds).devices
+    with pytest.raises(UsageError, match=r"device\[0\]\.serial_port does not apply to lsl"):
+        default_source(dev)
+
+
+def test_environment_value_outside_the_choices_is_refused(monkeypatch):
+    """SLEEPSTREAM_LOG_LEVEL=loud is refused naming the variable (argparse's choices
+    check does not see environment defaults)."""
+    monkeypatch.setenv("SLEEPSTREAM_LOG_LEVEL", "loud")
+    with pytest.raises(UsageError, match="SLEEPSTREAM_LOG_LEVEL='loud': expected one of debug"):
+        _apply_env_defaults(_parser("run"), "SLEEPSTREAM")
