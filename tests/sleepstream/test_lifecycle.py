@@ -170,6 +170,9 @@ FAILING_SOURCES = {
     "missing-hypnogram": (["--source", "synthetic-night:/nonexistent/hyp.txt"], None),
     "missing-profile": (["--board", "synthetic", "--profile", "/nonexistent/p.toml"], 6),
     "bad-option-for-source": (["--board", "synthetic", "--speed", "3"], 2),
+    "missing-model": (["--model", "/nonexistent/model.onnx"], 7),
+    "missing-tls-ca-file": (["--mqtt", "mqtts://127.0.0.1:1", "--mqtt-ca-file", "/none.pem"], None),
+    "unwritable-state-dir": (["--state-dir", "/proc/sleepstream"], 10),
 }
 
 
@@ -181,7 +184,7 @@ def test_failing_source_or_profile_starts_nothing(case, tmp_path, capsys, caplog
     argv, code = FAILING_SOURCES[case]
     port, state = helpers.free_port(), tmp_path / "state"
     caplog.set_level(logging.INFO)
-    rc = main(["run", *argv, "--state-dir", str(state), "--broker-port", str(port),
+    rc = main(["run", "--state-dir", str(state), *argv, "--broker-port", str(port),
                "--metrics-port", "0"])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert rc != 0 and (code is None or rc == code), (rc, err)
