@@ -244,3 +244,34 @@ def test_file_source_with_a_board_profile_reads_that_board_layout(tmp_path):
     assert src.board == "cyton" and src.from_file
     src, _ = wiring.default_source(DeviceConfig("a", f"file:{tmp_path / 'r.csv'}", "playback"))
     assert src.board == load_profile("playback").master_board
+
+
+@pytest.mark.parametrize(
+    "key", [s.key for s in wiring.SOURCE_SETTINGS if s.key not in wiring.MONTAGE_OPTIONS]
+)
+def test_every_source_option_reaches_the_source_object(key, tmp_path):
+    """Each per-device source flag of `run` ends up on the source it was given for (the
+    first source kind whose constructor takes it), with the value the flag parsed."""
+    import inspect
+
+    from sleepstream.sources.base import SOURCES, source_class
+
+    setting = next(s for s in wiring.SOURCE_SETTINGS if s.key == key)
+    specs = {"board": "board:playback", "lsl": "lsl:X", "edf": f"edf:{tmp_path / 'x.edf'}",
+             "synthetic-night": "synthetic-night"}  # fmt: skip
+    kind = next(k for k in SOURCES if key in inspect.signature(source_class(k)).parameters)
+    raw = {"loop": None, "file": str(tmp_path / "rec.csv"), "speed": "7", "start": "5"}.get(
+        key, "2"
+    )
+    value = True if setting.switch else setting.parse(raw)
+    options = {key: value}
+    if kind == "board" and key != "file":
+        options["file"] = tmp_path / "rec.csv"  # the playback board needs one
+    src, _ = wiring.default_source(DeviceConfig("a", specs[kind], None, options))
+    got = getattr(src, key)
+    if key == "speed":
+        assert got == 7.0
+    elif key == "timeout" and kind == "board":
+        assert got == int(value)
+    else:
+        assert got == value, (kind, key, got, value)
