@@ -38,10 +38,7 @@ import asyncio
 import contextlib
 import logging
 import os
-import secrets
 import socket
-import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -55,6 +52,7 @@ from sleepstream.sinks.mqtt_client import (
     race,
     watch_connection,
 )
+from sleepstream.sinks.mqtt_health import LinkHealth, Probe
 from sleepstream.sinks.mqtt_queue import DeliveryQueue, DeviceStats
 from sleepstream.sinks.mqtt_settings import (
     ConnectFailure,
@@ -71,10 +69,6 @@ log = logging.getLogger(__name__)
 WINDOW = 32
 #: Seconds allowed for publishing the ``offline`` statuses at shutdown.
 STATUS_TIMEOUT_S = 3.0
-#: Seconds to wait for the daemon's own probe message to come back after connecting.
-PROBE_TIMEOUT_S = 5.0
-#: A connection lost sooner than this after it was accepted counts as "thrown off".
-SHORT_SESSION_S = 2.0
 
 
 def daemon_status_topic(prefix: str, daemon: str) -> str:
@@ -133,14 +127,14 @@ class MqttLink:
         self.probe_topic = f"{settings.topic_prefix}/_daemon/{self.daemon}/probe"
         self.metrics = metrics
         self.link_metrics = LinkMetrics.of(metrics.registry) if metrics is not None else None
+        self.health = LinkHealth(
+            settings, self.client_id, self.link_metrics,
+            max_crashes=max_crashes, crash_window_s=crash_window_s,
+        )  # fmt: skip
         self.flush_timeout = flush_timeout
         self.on_fatal = on_fatal
-        self.max_crashes = max_crashes
-        self.crash_window_s = crash_window_s
         self.retry_cap_s = retry_cap_s
         self.connected = asyncio.Event()
-        #: The last failed connection (None once connected again).
-        self.last_failure: ConnectFailure | None = None
         #: Set when the delivery task gave up (see ``on_fatal``).
         self.fatal: BaseException | None = None
         self.queue = DeliveryQueue(
@@ -150,14 +144,11 @@ class MqttLink:
         self._retained: dict[str, bytes] = {}
         self._retain_due: set[str] = set()
         self._sessions_up = 0
-        self._connected_at = 0.0
-        self._short_sessions = 0
         self._stop = asyncio.Event()  # stop delivering: publish offline and leave
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._first: asyncio.Future[ConnectFailure | None] | None = None
         self._paho = PahoLog()
-        self._crashes: deque[float] = deque()
 
     # -- lifecycle -----------------------------------------------------------------------
     async def __aenter__(self) -> MqttLink:
@@ -291,62 +282,32 @@ class MqttLink:
                     return
             if self._sessions_up != up_before:
                 attempt = 0  # it was connected: back-off starts again
-                self._count_short_session()
+                self.health.session_ended()
             if self._closing and not self.pending and attempt >= 2:
                 return  # nothing left to deliver; the will says offline
-            delay = jittered_backoff(attempt, cap=self.retry_cap_s[self._config_fault()])
+            delay = jittered_backoff(attempt, cap=self.retry_cap_s[self.health.config_fault])
             attempt += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
 
-    def _count_short_session(self) -> None:
-        """A broker that closes our connection right after accepting it, again and again,
-        is usually throwing us off for another client with the same client id."""
-        lasted = time.monotonic() - self._connected_at
-        self._short_sessions = self._short_sessions + 1 if lasted < SHORT_SESSION_S else 0
-        if self._short_sessions and self._short_sessions % 3 == 0:
-            log.error(
-                "MQTT %s: the broker closed our connection right after accepting it %d times "
-                "in a row: another client is probably connected with the same client id "
-                "%r; give each daemon its own --mqtt-client-id",
-                self.settings.url(), self._short_sessions, self.client_id,
-            )  # fmt: skip
-
-    def _config_fault(self) -> bool:
-        return self.last_failure is not None and self.last_failure.config
+    @property
+    def last_failure(self) -> ConnectFailure | None:
+        """The last failed connection (None once connected again)."""
+        return self.health.last_failure
 
     def _failed_attempt(self, failure: ConnectFailure) -> None:
-        repeated = self.last_failure == failure
-        self.last_failure = failure
-        if self.link_metrics is not None:
-            self.link_metrics.connect_errors.labels(failure.reason).inc()
-        if self._first is not None and not self._first.done():
+        first = self._first is not None and not self._first.done()
+        if self._first is not None and first:
             self._first.set_result(failure)
-            if failure.config:
-                return  # __aenter__ raises it as the one start-up line
-        level = logging.ERROR if failure.config else logging.WARNING
-        if repeated and failure.reason == "unreachable":
-            level = logging.DEBUG if self._closing else logging.INFO
-        log.log(level, "%s; %d event(s) queued", failure.message(self.settings), self.pending)
+        # a refusal at the first attempt becomes the one start-up line (__aenter__)
+        self.health.failed(failure, self.pending, silent=first and failure.config,
+                           closing=self._closing)  # fmt: skip
 
     def _crashed(self, exc: Exception) -> bool:
-        """Log an unexpected failure; True when it is fatal (too many, too fast)."""
-        now = time.monotonic()
-        self._crashes.append(now)
-        while self._crashes and now - self._crashes[0] > self.crash_window_s:
-            self._crashes.popleft()
-        if self.link_metrics is not None:
-            self.link_metrics.restarts.inc()
-        if len(self._crashes) > self.max_crashes:
-            log.critical(
-                "MQTT delivery failed %d times in %.0f s (%s: %s); giving up: %d event(s) "
-                "stay in the outbox",
-                len(self._crashes), self.crash_window_s, type(exc).__name__, exc, self.pending,
-            )  # fmt: skip
+        """Log an unexpected failure; True (and give up) when it is fatal."""
+        if self.health.crashed(exc, self.pending):
             self._give_up(exc)
             return True
-        log.error("MQTT delivery failed (%s: %s); restarting it", type(exc).__name__, exc,
-                  exc_info=exc)  # fmt: skip
         return False
 
     def _give_up(self, exc: BaseException) -> None:
@@ -376,30 +337,20 @@ class MqttLink:
         )  # fmt: skip
         await client.__aenter__()
         clean = True  # leave with a DISCONNECT (the broker then drops our will)
-        token = secrets.token_hex(8).encode()
-        echoed = asyncio.get_running_loop().create_future()
-
-        def on_message(message: Any) -> None:
-            mine = str(message.topic) == self.probe_topic and message.payload == token
-            if mine and not echoed.done():
-                echoed.set_result(None)
-
-        watcher = asyncio.create_task(watch_connection(client, on_message), name="mqtt-watch")
-        probe: asyncio.Task[None] | None = None
+        probe = Probe(self.settings, self.probe_topic, self.link_metrics)
+        watcher = asyncio.create_task(watch_connection(client, probe.on_message), name="mqtt-watch")
+        checking: asyncio.Task[None] | None = None
         try:
-            if self.last_failure is not None:
-                log.info("MQTT %s: connected again", self.settings.url())
-            self.last_failure = None
+            self.health.connected()
             self._sessions_up += 1
-            self._connected_at = time.monotonic()
             self._paho.take()
             for dev in self.devices:
                 self._set_connected(dev, True)
             if self._first is not None and not self._first.done():
                 self._first.set_result(None)
             await race(self._publish_statuses(client, b"online"), watcher)
-            await race(self._send_probe(client, token), watcher)
-            probe = asyncio.create_task(self._check_probe(echoed), name="mqtt-probe")
+            await race(probe.send(client), watcher)
+            checking = asyncio.create_task(probe.check(), name="mqtt-probe")
             await self._drain(client, watcher)
             # bounded by __aexit__ (STATUS_TIMEOUT_S), then cancelled
             await race(self._publish_statuses(client, b"offline"), watcher)
@@ -416,7 +367,7 @@ class MqttLink:
                 )
             raise
         finally:
-            for task in (watcher, probe):
+            for task in (watcher, checking):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -425,28 +376,6 @@ class MqttLink:
                 self._set_connected(dev, False)
             if clean:
                 await client.__aexit__(None, None, None)
-
-    async def _send_probe(self, client: Any, token: bytes) -> None:
-        """Subscribe to our own probe topic and publish a random token on it."""
-        await client.subscribe(self.probe_topic, qos=1)
-        await client.publish(self.probe_topic, token, qos=1)
-
-    async def _check_probe(self, echoed: asyncio.Future[None]) -> None:
-        """A broker that PUBACKs and drops our messages (an ACL under MQTT 3.1.1) would
-        stop delivery without a word: say so when the probe never comes back."""
-        try:
-            await asyncio.wait_for(asyncio.shield(echoed), PROBE_TIMEOUT_S)
-        except TimeoutError:
-            if self.link_metrics is not None:
-                self.link_metrics.probe_failures.inc()
-            log.warning(
-                "MQTT %s: the broker acknowledged our probe on %s but did not deliver it "
-                "back within %.0f s: it may be dropping this daemon's publishes (check its "
-                "ACL: write on %s/#). If this client may write but not read, grant it read "
-                "on %s to silence this check",
-                self.settings.url(), self.probe_topic, PROBE_TIMEOUT_S,
-                self.settings.topic_prefix, self.probe_topic,
-            )  # fmt: skip
 
     async def _publish_statuses(self, client: Any, state: bytes) -> None:
         """``online``: daemon first, then each device (and its ``daemon`` pointer);

@@ -88,7 +88,15 @@ def test_broker_and_mqtt_modules_use_no_private_api_of_other_objects():
     root = Path(__file__).resolve().parents[2] / "sleepstream"
     files = ["broker.py", "names.py", "commands/watch.py"] + [
         f"sinks/{n}.py"
-        for n in ("mqtt", "mqtt_client", "mqtt_link", "mqtt_queue", "mqtt_settings", "outbox")
+        for n in (
+            "mqtt",
+            "mqtt_client",
+            "mqtt_health",
+            "mqtt_link",
+            "mqtt_queue",
+            "mqtt_settings",
+            "outbox",
+        )
     ]
     found = []
     for rel in files:

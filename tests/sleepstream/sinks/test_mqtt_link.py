@@ -477,11 +477,11 @@ def test_mqtt_link_says_so_when_the_broker_silently_drops_its_publishes(
     import tempfile
     from pathlib import Path
 
-    import sleepstream.sinks.mqtt_link as mqtt_link
+    import sleepstream.sinks.mqtt_health as mqtt_health
 
     if helpers.mosquitto_binary() is None:
         pytest.skip("mosquitto binary not found")
-    monkeypatch.setattr(mqtt_link, "PROBE_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(mqtt_health, "PROBE_TIMEOUT_S", 1.0)
     work = Path(tempfile.mkdtemp(prefix="sleepstream-acl-"))  # readable by user mosquitto
     work.chmod(0o755)
     (work / "acl").write_text("topic read sleepstream/#\n")
