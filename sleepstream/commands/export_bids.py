@@ -4,8 +4,9 @@ Writes, under ``--bids-root``, ``sub-S/ses-N/eeg/sub-S_ses-N_task-sleep_``:
 
 - ``eeg.edf``: the night's raw channels joined into one continuous EDF, in µV (the
   recorder's segments times the profile's ``scale_to_uv``), starting at the night start
-  (UTC clock time; the recorder's time base). A gap in the recording is zeros there and
-  a ``BAD_ACQ_SKIP`` event in the events file;
+  (``night.json`` ``start``: UTC clock time for a live night, the recording's own
+  zone-less local time for a replayed file; ``events.json`` says which). A gap in the
+  recording is zeros there and a ``BAD_ACQ_SKIP`` event in the events file;
 - ``events.tsv``: one row per scored 30-s epoch: ``onset``, ``duration`` (30),
   ``trial_type`` (``Sleep stage W/N1/N2/N3/R``, unscored ``Sleep stage ?``) and the
   columns ``stage``, ``confidence``, ``quality`` (the epoch's flags, ``ok`` when none),
@@ -91,7 +92,9 @@ def _csv_rows(path: Path) -> dict[int, dict[str, str]]:
 
 
 def _night_start(manifest: dict[str, Any], night_dir: Path) -> dt.datetime:
-    raw = manifest.get("start_utc") or manifest.get("start")
+    """The night's start for the EDF header: a UTC start as UTC clock time, a recording's
+    zone-less local start as it is (EDF has no zone either)."""
+    raw = manifest.get("start") or manifest.get("start_utc")
     try:
         t = dt.datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
     except ValueError:
@@ -217,7 +220,9 @@ def export_night(
         "ModelCardSHA256": card_sha,
         "Profile": manifest.get("profile"),
         "StagedChannel": manifest.get("staged_channel"),
-        "NightStartUTC": manifest.get("start_utc") or manifest.get("start"),
+        "NightStart": manifest.get("start") or manifest.get("start_utc"),
+        "TimeNote": manifest.get("time_note")
+        or "times are UTC (the recorder's clock at the first sample)",
     }
     sidecar.write_text(json.dumps(doc, indent=2) + "\n")
     return Path(bids_path.fpath)
