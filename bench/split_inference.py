@@ -10,9 +10,9 @@ ways (``bench/_harness.py export_model``) and timed, 1 ONNX Runtime intra-op thr
 - ``graph, batch 1``: window graph on ``(1, S, 1, 3000)`` vs encoder on ``(1, 1, 3000)``
   + head on ``(1, S, D)``: one device, one epoch;
 - ``graph, batch 64``: the same for 64 devices' new epochs in one call each;
-- ``stager, batch 64``: the public API with its numpy work: ``Stager.predict`` on 64
-  window-carrying epochs (the old path) vs ``ContextStager.score`` of 64 epochs of 64
-  devices (the new path).
+- ``stager, batch 64``: the daemon's API with its numpy work: ``ContextStager.score`` of
+  64 epochs of 64 devices, on the window-mode export (its ring holds epochs and every
+  epoch runs its whole window: the old cost) vs on the split export.
 
 Repetitions alternate window and split (A B A B ...) so load changes hit both; the result
 is the median time per scored epoch of each and their ratio.
@@ -50,14 +50,6 @@ class _Ep:
     unscored_reasons: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class _WindowEp:
-    index: int
-    window: np.ndarray
-    quality: tuple[str, ...] = ()
-    unscored_reasons: tuple[str, ...] = ()
-
-
 def _cases(window, split, rng: np.random.Generator) -> dict[str, tuple]:
     """name -> (n epochs per call, window callable, split callable)."""
     from sleepstream.inference import ContextStager
@@ -68,21 +60,23 @@ def _cases(window, split, rng: np.random.Generator) -> dict[str, tuple]:
     e1, e64 = w1[:, -1], w64[:, -1]
     r1 = (rng.standard_normal((1, s, d))).astype(np.float32)
     r64 = (rng.standard_normal((64, s, d))).astype(np.float32)
-    ctx = ContextStager(split)
-    nxt = [0]
-    eps = [_WindowEp(1000, w64[i, :, 0]) for i in range(64)]
 
-    def ctx64() -> None:
-        i = nxt[0]
-        ctx.score([(dev, _Ep(i, e64[dev, 0])) for dev in range(64)])
-        nxt[0] += 1
+    def ctx64(model):
+        ctx, nxt = ContextStager(model), [0]
+
+        def run() -> None:
+            i = nxt[0]
+            ctx.score([(dev, _Ep(i, e64[dev, 0])) for dev in range(64)])
+            nxt[0] += 1
+
+        return run
 
     return {
         "graph, batch 1": (1, lambda: window.head(w1[:, :, 0]), lambda: split.head(
             np.concatenate([r1[:, 1:], split.encode(e1)[:, None]], axis=1))),
         "graph, batch 64": (64, lambda: window.head(w64[:, :, 0]), lambda: split.head(
             np.concatenate([r64[:, 1:], split.encode(e64)[:, None]], axis=1))),
-        "stager, batch 64": (64, lambda: window.predict(eps), ctx64),
+        "stager, batch 64": (64, ctx64(window), ctx64(split)),
     }  # fmt: skip
 
 

@@ -76,39 +76,45 @@ class Chunk:
 
 @dataclass(frozen=True, slots=True)
 class Epoch:
-    """One 30-s epoch ready for scoring, with its causal sequence context.
+    """One 30-s epoch ready for scoring (the DSP's output; no model context).
+
+    The DSP does not know the model's sequence length: the stager keeps each device's
+    context (:class:`sleepstream.inference.ContextStager`: a ring of per-epoch states in
+    split mode, of model-input epochs in window mode).
 
     Attributes
     ----------
     index : int
-        Epoch number on the stream's 30-s grid (0 = first epoch of the session).
+        Epoch number on the stream's 30-s grid (0 = first epoch of the session). A
+        device's indices are contiguous: every grid epoch is emitted once, in order, gap
+        epochs included.
     start_time : float
         Stream time of the epoch's first sample, seconds.
     start_utc : str
         Wall-clock start, UTC ISO-8601.
-    window : ndarray, shape (seq, 3000), float32
-        Model input in µV at 100 Hz; the scored epoch is the last row, earlier
-        rows are the past epochs (zeros before the session started).
+    samples : ndarray, shape (3000,), float32
+        The epoch in µV at 100 Hz (filtered, resampled; gaps filled, see ``gap_fraction``).
     gap_fraction : float
         Fraction of the epoch's samples that were missing and filled.
     quality : tuple of str
         Quality flags (``flat``, ``clipping``, ``nonfinite``, ``amplitude``,
         ``line_noise``, ``electrode_off``, ``gap``, ``time_backwards``, ``clock_reset``).
     unscored_reasons : tuple of str
-        Non-empty when the epoch must not get a stage.
+        Non-empty when the epoch must not get a stage (it still is context for the next
+        epochs, as its samples were in a window before).
     last_sample_at : float
         ``time.perf_counter()`` when the epoch's last sample arrived.
     input_scale : float
         The device's causal normalisation factor at this epoch: the model input is
         ``samples * input_scale`` (1.0 when the model declares no normalisation; see
-        :mod:`sleepstream.dsp.normalise`). Past rows of ``window`` keep the factor they
-        were emitted with.
+        :mod:`sleepstream.dsp.normalise`). A past epoch in the model's context keeps the
+        factor it was emitted with.
     """
 
     index: int
     start_time: float
     start_utc: str
-    window: np.ndarray
+    samples: np.ndarray
     gap_fraction: float = 0.0
     quality: tuple[str, ...] = ()
     unscored_reasons: tuple[str, ...] = ()
@@ -120,9 +126,10 @@ class Epoch:
         return not self.unscored_reasons
 
     @property
-    def samples(self) -> np.ndarray:
-        """This epoch's own samples, shape (3000,), float32 µV at 100 Hz (``window[-1]``)."""
-        row: np.ndarray = self.window[-1]
+    def window(self) -> np.ndarray:
+        """Transitional (until request S4 to glue is done): ``samples`` as a one-row
+        window, shape (1, 3000). The context is the stager's now."""
+        row: np.ndarray = self.samples[None, :]
         return row
 
 

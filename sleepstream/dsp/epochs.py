@@ -15,8 +15,9 @@ depend on how the input is chunked):
 5. :class:`~sleepstream.dsp.resample.StreamingResampler` to 100 Hz (identity at 100 Hz;
    its group delay is compensated, so sample ``k`` of the output is at stream time
    ``grid0 + k / 100``).
-6. Assembly into 3000-sample epochs with ``seq_len - 1`` past epochs of context (zeros
-   before the first epoch) and :func:`~sleepstream.dsp.quality.assess`.
+6. Assembly into 3000-sample epochs and :func:`~sleepstream.dsp.quality.assess`. Each
+   :class:`~sleepstream.types.Epoch` carries its own samples only: the buffer does not
+   know the model's sequence length (the stager keeps each device's context).
 
 The grid: epoch ``index`` starts at stream time ``origin + 30 * index``; with
 ``origin=None`` the grid starts at the first sample (index 0).  With an explicit origin
@@ -28,7 +29,6 @@ complete epochs, unless ``emit_partial`` pads the last one with gap fill.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -48,12 +48,10 @@ def _mask(m: np.ndarray | None, n: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class EpochConfig:
-    """Epoch grid, context and timestamp policy.
+    """Epoch grid and timestamp policy.
 
     Attributes
     ----------
-    seq_len : int
-        Rows of ``Epoch.window`` (the scored epoch plus ``seq_len - 1`` past epochs).
     origin : float or None
         Stream time (s) of epoch index 0; None = the first sample's timestamp.
     utc_origin : datetime or None
@@ -75,9 +73,11 @@ class EpochConfig:
         shorter ones drop the overlapping samples.
     emit_partial : bool
         :meth:`EpochBuffer.flush` pads and emits a trailing partial epoch.
+    seq_len : None
+        Transitional and ignored (until request S4 to glue is done): the DSP no longer
+        builds model windows.
     """
 
-    seq_len: int = 20
     origin: float | None = None
     utc_origin: datetime | None = None
     max_drift_samples: float = 2.0
@@ -86,10 +86,9 @@ class EpochConfig:
     max_gap_s: float = 12 * 3600.0
     backwards_reset_s: float = 30.0
     emit_partial: bool = False
+    seq_len: int | None = None
 
     def __post_init__(self) -> None:
-        if self.seq_len < 1:
-            raise ConfigError(f"epochs: seq_len={self.seq_len} must be >= 1")
         if self.max_drift_samples < 0.5:
             raise ConfigError(f"epochs: max_drift_samples={self.max_drift_samples} must be >= 0.5")
         if self.utc_origin is not None and self.utc_origin.tzinfo is None:
@@ -144,7 +143,6 @@ class EpochBuffer:
         self._data: dict[int, np.ndarray] = {}
         self._raw: dict[int, RawStats] = {}
         self._next = 0  # next relative epoch to emit
-        self._context: deque[np.ndarray] = deque(maxlen=max(0, config.seq_len - 1))
         self._utc0: datetime | None = config.utc_origin
         self._closed = False
         self.n_epochs = 0
@@ -156,17 +154,6 @@ class EpochBuffer:
     def first_index(self) -> int:
         """Epoch index of the first emitted epoch (0 unless an origin is set)."""
         return self.timeline.first_index
-
-    def context_indices(self, index: int) -> np.ndarray:
-        """Epoch index of each row of the window of epoch ``index``; -1 = zero padding.
-
-        Returns
-        -------
-        ndarray, shape (seq_len,), int64
-        """
-        idx = np.arange(index - self.config.seq_len + 1, index + 1, dtype=np.int64)
-        idx[idx < self.first_index] = -1
-        return idx
 
     def push(
         self,
@@ -306,15 +293,6 @@ class EpochBuffer:
 
     def _make_epoch(self, r: int, data: np.ndarray, stats: RawStats) -> Epoch:
         flags, reasons, gap = assess(stats, data, self.quality)
-        row = data.astype(np.float32)
-        seq = self.config.seq_len
-        window = np.zeros((seq, EPOCH_SAMPLES), dtype=np.float32)
-        past = list(self._context)
-        if past:
-            window[seq - 1 - len(past) : seq - 1] = np.stack(past)
-        window[-1] = row
-        if seq > 1:
-            self._context.append(row)
         index = self.first_index + r
         start = self.timeline.grid0 + r * EPOCH_SECONDS
         utc = self._utc0 or datetime.now(UTC)
@@ -324,7 +302,7 @@ class EpochBuffer:
             index=index,
             start_time=float(start),
             start_utc=(utc + timedelta(seconds=start)).isoformat(timespec="milliseconds"),
-            window=window,
+            samples=data.astype(np.float32),
             gap_fraction=gap,
             quality=flags,
             unscored_reasons=reasons,

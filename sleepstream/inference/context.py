@@ -30,6 +30,7 @@ factor, computed at its own time; see :mod:`sleepstream.dsp.normalise`).
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
@@ -40,12 +41,27 @@ import numpy as np
 from sleepstream.inference.stager import Stager, scored, softmax, unscored
 from sleepstream.types import EPOCH_SAMPLES, StagePrediction
 
+log = logging.getLogger(__name__)
+
 #: Format tag of :meth:`ContextStager.state_dict`.
 CONTEXT_FORMAT = "sleepstream-context/1"
 
 
 class ContextError(RuntimeError):
-    """A device's epoch indices are not contiguous (a bug upstream of the stager)."""
+    """A device's epoch indices are not contiguous (a bug upstream of the stager).
+
+    Attributes
+    ----------
+    device : hashable
+        The device.
+    position : int
+        Position in the scored batch of the first epoch that does not continue it.
+    """
+
+    def __init__(self, message: str, device: Hashable, position: int) -> None:
+        super().__init__(message)
+        self.device = device
+        self.position = position
 
 
 class ScoringEpoch(Protocol):
@@ -119,6 +135,18 @@ class ContextStager:
         A loaded model (window or split mode).
     lookahead : int
         ``K > 0``: also revise epoch ``t - K`` from epoch ``t``'s output (``K < seq_len``).
+    strict : bool
+        True: an epoch that does not continue its device's indices raises
+        :class:`ContextError` (nothing of the batch is changed). False (the daemon): the
+        error is logged, counted in :attr:`context_resets` and that device's context
+        restarts padded at that epoch; the rest of the batch is scored as usual.
+
+    Attributes
+    ----------
+    model_id, card, seq_len, normalisation :
+        The model's (see :class:`~sleepstream.inference.stager.Stager`).
+    context_resets : dict
+        Device -> number of contexts restarted because an index did not follow.
 
     Notes
     -----
@@ -126,14 +154,22 @@ class ContextStager:
     ORT work inside a call is spread over the stager's bounded pool.
     """
 
-    def __init__(self, stager: Stager, *, lookahead: int = 0) -> None:
-        if not 0 <= lookahead < stager.seq_len:
-            raise ValueError(f"lookahead {lookahead} must be in [0, seq_len={stager.seq_len})")
+    def __init__(self, stager: Stager, *, lookahead: int = 0, strict: bool = True) -> None:
         self.stager = stager
-        self.lookahead = int(lookahead)
+        self.model_id = stager.model_id
+        self.card = stager.card
         self.seq_len = stager.seq_len
+        self.normalisation = stager.normalisation
         self.truncate = stager.pad_kind == "truncate"
+        self.strict = strict
+        self.context_resets: dict[Hashable, int] = {}
         self._rings: dict[Hashable, _Ring] = {}
+        self.lookahead = self._check_lookahead(lookahead)
+
+    def _check_lookahead(self, k: int) -> int:
+        if not 0 <= k < self.seq_len:
+            raise ValueError(f"lookahead {k} must be in [0, seq_len={self.seq_len})")
+        return int(k)
 
     # -- per device -----------------------------------------------------------------
     def _new_ring(self) -> _Ring:
@@ -217,7 +253,9 @@ class ContextStager:
             if want is not None and ep.index != want:
                 raise ContextError(
                     f"device {key!r}: epoch {ep.index} follows epoch {want - 1}; "
-                    "ring indices must be contiguous (every epoch, gaps included, in order)"
+                    "ring indices must be contiguous (every epoch, gaps included, in order)",
+                    key,
+                    i,
                 )
             expect[key] = ep.index + 1
             by_key.setdefault(key, []).append(i)
@@ -225,7 +263,9 @@ class ContextStager:
             self.reset(key)
         return by_key
 
-    def score(self, items: Sequence[tuple[Hashable, Any]]) -> list[Scored]:
+    def score(
+        self, items: Sequence[tuple[Hashable, Any]], lookahead: int | None = None
+    ) -> list[Scored]:
         """Score new epochs of any devices; one :class:`Scored` per item, same order.
 
         Parameters
@@ -234,15 +274,38 @@ class ContextStager:
             Each device's epochs in index order, continuing its ring; devices may
             interleave. ``epoch.samples`` is ``(3000,)`` µV, ``epoch.input_scale`` its
             normalisation factor.
+        lookahead : int, optional
+            The stager's ``lookahead`` (None); another value is accepted only before any
+            device has a context (the ring keeps the last K epochs), and then kept.
 
         Raises
         ------
         ContextError
-            A device's index is not the next one (nothing is changed then).
+            With ``strict``: a device's index is not the next one (nothing is changed).
         """
+        if lookahead is not None and lookahead != self.lookahead:
+            if self._rings:
+                raise ValueError(
+                    f"lookahead {lookahead}: this stager already scores with {self.lookahead}"
+                )
+            self.lookahead = self._check_lookahead(lookahead)
         if not items:
             return []
-        by_key = self._plan(items)
+        try:
+            by_key = self._plan(items)
+        except ContextError as exc:
+            if self.strict:
+                raise
+            log.error("%s; that device's context restarts", exc)
+            self.context_resets[exc.device] = self.context_resets.get(exc.device, 0) + 1
+            head = self.score(items[: exc.position])
+            self.reset(exc.device)
+            return head + self.score(items[exc.position :])
+        return self._score(items, by_key)
+
+    def _score(
+        self, items: Sequence[tuple[Hashable, Any]], by_key: dict[Hashable, list[int]]
+    ) -> list[Scored]:
         x = np.stack([model_input(ep) for _, ep in items])
         finite = np.isfinite(x).all(axis=1)
         x[~finite] = 0.0

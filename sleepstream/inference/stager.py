@@ -23,6 +23,7 @@ runs is the graph that was checked. ORT calls of one batch may run on a bounded 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,7 +41,7 @@ from sleepstream.inference.card import (
     card_path_for,
     load_card,
 )
-from sleepstream.types import EPOCH_SAMPLES, N_STAGES, UNSCORED, Epoch, StagePrediction
+from sleepstream.types import EPOCH_SAMPLES, N_STAGES, UNSCORED, StagePrediction
 
 #: Folder of the models shipped with the package.
 MODELS_DIR: Path = Path(__file__).resolve().parents[1] / "models"
@@ -225,60 +226,6 @@ class Stager:
         b, s = x.shape[:2]
         return self.head(self.encode(x.reshape(b * s, EPOCH_SAMPLES)).reshape(b, s, -1))
 
-    # -- window-carrying epochs (until the pipeline hands over single epochs) ----------
-    def predict(self, epochs: Sequence[Epoch], lookahead: int = 0) -> list[StagePrediction]:
-        """Stage each epoch from its ``window`` (batched).
-
-        Parameters
-        ----------
-        epochs : sequence of Epoch
-            Each ``window`` is ``(seq, 3000)`` µV, the newest epoch last.
-        lookahead : int
-            0 (causal): score the last row, i.e. ``epoch.index`` itself. ``k > 0``: score the
-            row ``k`` epochs before the last (``epoch.index - k``), using ``k`` epochs of
-            future context; the prediction is then ``k`` epochs late. The quality flags and
-            unscored reasons of the given epoch are carried over.
-
-        Returns
-        -------
-        list of StagePrediction
-            One per input epoch, same order. Unscorable epochs (non-empty
-            ``unscored_reasons``, non-finite samples, or ``index - lookahead < 0``) get
-            ``stage = UNSCORED``, zero probabilities, confidence 0 and the reasons. Note that
-            N1 is the least reliable stage for every stager.
-        """
-        if not 0 <= lookahead < self.seq_len:
-            raise ModelError(
-                f"{self.card.path}: lookahead {lookahead} must be in [0, seq_len={self.seq_len})"
-            )
-        pos = self.seq_len - 1 - lookahead
-        results: list[StagePrediction | None] = [None] * len(epochs)
-        todo: list[int] = []
-        for i, ep in enumerate(epochs):
-            reasons = tuple(ep.unscored_reasons)
-            win = np.asarray(ep.window)
-            if win.shape != (self.seq_len, EPOCH_SAMPLES):
-                raise ModelError(
-                    f"{self.card.path}: epoch {ep.index} window shape {win.shape}, "
-                    f"model needs ({self.seq_len}, {EPOCH_SAMPLES})"
-                )
-            if not reasons and not np.isfinite(win).all():
-                reasons = ("nonfinite",)
-            if not reasons and ep.index - lookahead < 0:
-                reasons = ("no_context",)
-            if reasons:
-                results[i] = unscored(ep.index - lookahead, self.model_id, ep.quality, reasons)
-            else:
-                todo.append(i)
-        if todo:
-            batch = np.stack([np.asarray(epochs[i].window, dtype=np.float32) for i in todo])
-            probs = softmax(self.logits(batch[:, :, None, :])[:, pos, :])
-            for j, i in enumerate(todo):
-                results[i] = scored(
-                    epochs[i].index - lookahead, probs[j], self.model_id, epochs[i].quality
-                )
-        return [r for r in results if r is not None]
-
 
 def scored(
     index: int, probs: np.ndarray, model_id: str, quality: Sequence[str] = ()
@@ -320,7 +267,7 @@ def load_stager(
     *,
     intra_op_num_threads: int = 1,
     max_batch: int = 64,
-    workers: int = 1,
+    workers: int | None = None,
 ) -> Stager:
     """Load an exported stager and check it against its card.
 
@@ -336,9 +283,9 @@ def load_stager(
     max_batch : int
         Most epochs encoded by one ONNX Runtime call (a window of S epochs counts S; the
         sequence head counts one per row). ORT keeps the peak memory of its largest call.
-    workers : int
-        Threads that run the chunks of one batch concurrently (a bounded pool; 1 = the
-        calling thread only).
+    workers : int, optional
+        Threads that run the ORT calls of one batch concurrently (a bounded pool; 1 = the
+        calling thread only). Default: 2, or 1 on a one-core machine.
 
     Raises
     ------
@@ -378,6 +325,8 @@ def load_stager(
             )
         sessions[role] = _open_session(data, gpath, intra_op_num_threads)
         _check_io(sessions[role], graph.input, graph.output, gpath)
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1)
     stager = Stager(sessions, card, normalisation, max_batch=max_batch, workers=workers)
     _probe(stager)
     return stager

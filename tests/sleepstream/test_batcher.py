@@ -1,91 +1,127 @@
-"""The stager seam: predictions per (device, epoch); the window stager's model input is
-each row times the factor of the epoch it holds, per device."""
+"""The batcher: batches cross devices, results go to each device in order, contexts end
+with their device; a broken index sequence restarts only that device's context."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pytest
 
-from sleepstream.batcher import InferenceBatcher, Scored, Stager, WindowStager, as_stager
-from sleepstream.dsp.normalise import NormalisationSpec
-from sleepstream.types import Epoch, StagePrediction
-
-
-@dataclass
-class _Card:
-    sha256: str = "x"
+from sleepstream.batcher import InferenceBatcher, Scored, Stager, as_stager
+from sleepstream.inference import ContextError, ContextStager, load_stager, softmax
+from sleepstream.types import Epoch
 
 
-class FakeWindowModel:
-    """A window-mode model stand-in that records the windows it is given (no ONNX)."""
-
-    model_id = "fake"
-    card = _Card()
-    seq_len = 3
-    normalisation = NormalisationSpec()
-
-    def __init__(self) -> None:
-        self.seen: list[np.ndarray] = []
-
-    def predict(self, epochs, lookahead=0):
-        out = []
-        for e in epochs:
-            self.seen.append(np.array(e.window))
-            p = np.array([1.0, 0, 0, 0, 0])
-            out.append(StagePrediction(e.index - lookahead, 0, p, 1.0, "fake"))
-        return out
+def _epoch(i: int, seed: int, scale: float = 1.0) -> Epoch:
+    x = (np.random.default_rng(seed * 1000 + i).standard_normal(3000) * 30).astype(np.float32)
+    return Epoch(i, 30.0 * i, "", x, input_scale=scale)
 
 
-def _epoch(i: int, scale: float, value: float) -> Epoch:
-    window = np.full((3, 3000), value, np.float32)
-    window[: max(0, 2 - i)] = 0.0  # zero padding before the first epoch
-    return Epoch(i, 30.0 * i, "", window, input_scale=scale)
+class Consumer:
+    def __init__(self, name: str) -> None:
+        self.name, self.got, self.done = name, [], False
+
+    def accept(self, scored: Scored) -> None:
+        self.got.append(scored)
+
+    def finish(self) -> None:
+        self.done = True
 
 
-def test_window_stager_scales_each_row_by_its_own_epoch_factor_per_device():
-    """Row j of epoch t's window is multiplied by the factor epoch t-2+j was emitted with,
-    each device with its own history; interleaved devices do not mix."""
-    model = FakeWindowModel()
-    stager = WindowStager(model)
-    assert isinstance(stager, Stager) and as_stager(stager) is stager
-    batch = [("a", _epoch(0, 2.0, 1.0)), ("b", _epoch(0, 5.0, 1.0))]
-    batch += [("a", _epoch(1, 3.0, 1.0)), ("b", _epoch(1, 7.0, 1.0)), ("a", _epoch(2, 4.0, 1.0))]
-    results = stager.score(batch)
-    assert [(r.device, r.epoch.index) for r in results] == [(d, e.index) for d, e in batch]
-    rows = [w[:, 0].tolist() for w in model.seen]
-    assert rows[0] == [0.0, 0.0, 2.0] and rows[1] == [0.0, 0.0, 5.0]
-    assert rows[2] == [0.0, 2.0, 3.0] and rows[3] == [0.0, 5.0, 7.0]
-    assert rows[4] == [2.0, 3.0, 4.0]
-    assert results[0].epoch.window[-1, 0] == 1.0  # the submitted epoch stays in µV
+class CountingStager:
+    """A real ContextStager that records the devices of each call (spy, no fake model)."""
+
+    def __init__(self, inner: ContextStager) -> None:
+        self.inner = inner
+        self.model_id, self.card = inner.model_id, inner.card
+        self.seq_len, self.normalisation = inner.seq_len, inner.normalisation
+        self.calls: list[list[str]] = []
+        self.resets: list[str] = []
+
+    def score(self, batch, lookahead=None):
+        self.calls.append([d for d, _ in batch])
+        return self.inner.score(batch, lookahead)
+
+    def reset(self, device) -> None:
+        self.resets.append(device)
+        self.inner.reset(device)
 
 
-def test_batcher_routes_results_to_each_device_in_order():
-    """Each consumer gets its own device's results, in submission order, then finish()."""
+@pytest.fixture(scope="module")
+def model(tiny_model: Path):
+    return load_stager(tiny_model)
 
-    class Consumer:
-        def __init__(self, name):
-            self.name, self.got, self.done = name, [], False
 
-        def accept(self, scored: Scored):
-            self.got.append((scored.device, scored.epoch.index))
-
-        def finish(self):
-            self.done = True
-
-    a, b = Consumer("a"), Consumer("b")
-    batcher = InferenceBatcher(FakeWindowModel(), lookahead=1)
-
-    async def go():
-        task = asyncio.create_task(batcher.run([a, b]))
-        for i in range(3):
-            await batcher.submit(a, _epoch(i, 1.0, 1.0))
-            await batcher.submit(b, _epoch(i, 1.0, 1.0))
-        await batcher.end(a)
-        await batcher.end(b)
+def _run(batcher: InferenceBatcher, consumers: dict[str, Consumer], n: int) -> None:
+    async def go() -> None:
+        task = asyncio.create_task(batcher.run(list(consumers.values())))
+        for i in range(n):
+            for k, c in enumerate(consumers.values()):
+                await batcher.submit(c, _epoch(i, k))
+        for c in consumers.values():
+            await batcher.end(c)
         await task
 
     asyncio.run(go())
-    assert a.got == [("a", 0), ("a", 1), ("a", 2)] and a.done
-    assert b.got == [("b", 0), ("b", 1), ("b", 2)] and b.done
+
+
+def test_batcher_batches_cross_devices_and_route_in_order(model) -> None:
+    """Epochs of all devices share stager calls; each consumer gets its own results in
+    order (equal to scoring that device alone), then finish(); its context is freed."""
+    spy = CountingStager(ContextStager(model))
+    assert isinstance(spy, Stager) and as_stager(spy) is spy
+    consumers = {name: Consumer(name) for name in ("a", "b", "c")}
+    _run(InferenceBatcher(spy, max_batch=64), consumers, 6)
+    assert any(len(set(call)) > 1 for call in spy.calls)  # a batch crossed devices
+    assert sorted(spy.resets) == ["a", "b", "c"] and spy.inner.devices == []
+    for k, (name, c) in enumerate(consumers.items()):
+        assert c.done and [s.epoch.index for s in c.got] == list(range(6))
+        alone = ContextStager(model).score([(name, _epoch(i, k)) for i in range(6)])
+        for got, ref in zip(c.got, alone, strict=True):
+            np.testing.assert_allclose(got.prediction.probabilities, ref.prediction.probabilities)
+
+
+def test_batcher_lookahead_revisions_carry_their_epoch(model) -> None:
+    """With lookahead 1 every epoch but the first brings the revision of the one before,
+    together with that epoch, from the same stager call."""
+    spy = CountingStager(as_stager(model, lookahead=1))
+    c = Consumer("a")
+    _run(InferenceBatcher(spy, lookahead=1), {"a": c}, 4)
+    revised = [(s.epoch.index, s.revised_epoch.index) for s in c.got if s.revised is not None]
+    assert revised == [(1, 0), (2, 1), (3, 2)]
+    assert all(s.revised.epoch_index == s.revised_epoch.index for s in c.got if s.revised)
+    assert len(spy.calls) <= 4  # one call per batch, no second pass for the revisions
+
+
+def test_daemon_stager_survives_a_broken_index_sequence(model) -> None:
+    """The daemon's stager (as_stager) logs, counts and restarts only the device whose
+    index jumps; strict stagers raise ContextError naming it."""
+    strict = ContextStager(model)
+    strict.score([("a", _epoch(0, 0))])
+    with pytest.raises(ContextError, match="'a': epoch 5 follows epoch 0") as info:
+        strict.score([("b", _epoch(0, 1)), ("a", _epoch(5, 0))])
+    assert (info.value.device, info.value.position) == ("a", 1)
+    lenient = as_stager(model)
+    assert isinstance(lenient, ContextStager) and not lenient.strict
+    lenient.score([("a", _epoch(0, 0)), ("b", _epoch(0, 1))])
+    out = lenient.score([("b", _epoch(1, 1)), ("a", _epoch(5, 0)), ("a", _epoch(6, 0))])
+    assert [s.epoch.index for s in out] == [1, 5, 6] and lenient.context_resets == {"a": 1}
+    fresh = ContextStager(model).score([("a", _epoch(5, 0)), ("a", _epoch(6, 0))])
+    np.testing.assert_allclose(out[2].prediction.probabilities, fresh[1].prediction.probabilities)
+    b_alone = ContextStager(model).score([("b", _epoch(0, 1)), ("b", _epoch(1, 1))])
+    np.testing.assert_allclose(out[0].prediction.probabilities, b_alone[1].prediction.probabilities)
+
+
+def test_batcher_applies_each_epochs_input_scale(model) -> None:
+    """The model input is samples x the epoch's own input_scale (µV stays in the epoch)."""
+    ctx = ContextStager(model)
+    e = _epoch(0, 3, scale=2.5)
+    (got,) = ctx.score([("a", e)])
+    x = np.zeros((1, model.seq_len, 3000), np.float32)
+    x[0, -1] = (e.samples.astype(np.float64) * 2.5).astype(np.float32)
+    np.testing.assert_allclose(
+        got.prediction.probabilities, softmax(model.logits(x)[0, -1]), atol=1e-6
+    )
+    assert got.epoch is e and float(got.epoch.samples[0]) == float(e.samples[0])

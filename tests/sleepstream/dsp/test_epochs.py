@@ -1,4 +1,4 @@
-"""Epochs out of the chain: chunk-size independence, grid, context, gaps, bad input."""
+"""Epochs out of the chain: chunk-size independence, grid, gaps, bad input (no model context)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def _key(e):
 def _assert_same(a, b):
     assert [_key(e) for e in a] == [_key(e) for e in b]
     for x, y in zip(a, b, strict=True):
-        np.testing.assert_allclose(x.window, y.window, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(x.samples, y.samples, rtol=0, atol=1e-6)
 
 
 def _messy_100hz(eeg, n_epochs=4):
@@ -42,7 +42,7 @@ def _messy_100hz(eeg, n_epochs=4):
 
 
 def test_epochs_identical_for_any_chunk_size_100hz(eeg, chunk_signal, chain_factory, run):
-    """Windows, indices and flags are identical for chunks of 1, 7, 250 and 3000 samples."""
+    """Samples, indices and flags are identical for chunks of 1, 7, 250 and 3000 samples."""
     x, ts, eoff, fs = _messy_100hz(eeg)
     outs = []
     for size in SIZES:
@@ -66,9 +66,7 @@ def test_epochs_identical_for_any_chunk_size_250hz(eeg, chunk_signal, chain_fact
     x[9000:9100] = np.nan
     outs = []
     for size in SIZES:
-        chain = chain_factory(
-            fs=fs, filters=FilterConfig(notch_hz=50.0, bandpass_hz=(0.3, 35.0)), seq_len=2
-        )
+        chain = chain_factory(fs=fs, filters=FilterConfig(notch_hz=50.0, bandpass_hz=(0.3, 35.0)))
         outs.append(run(chain, chunk_signal(x, ts, fs, size)))
     assert [e.index for e in outs[0]] == [0, 1]
     assert outs[0][0].start_time == 1000.0 and outs[0][1].start_time == 1030.0
@@ -76,36 +74,33 @@ def test_epochs_identical_for_any_chunk_size_250hz(eeg, chunk_signal, chain_fact
         _assert_same(out, outs[0])
 
 
-def test_epochs_window_is_signal_on_grid_without_filters(eeg, chunk_signal, chain_factory, run):
-    """At 100 Hz without filters the scored row is exactly the input on the 30-s grid."""
+def test_epochs_samples_are_signal_on_grid_without_filters(eeg, chunk_signal, chain_factory, run):
+    """At 100 Hz without filters each epoch's samples are exactly the input on the 30-s grid."""
     fs = 100.0
     x = eeg(4 * 3000, fs, seed=3)
-    out = run(chain_factory(fs=fs, seq_len=3), chunk_signal(x, np.arange(x.size) / fs, fs, 128))
+    out = run(chain_factory(fs=fs), chunk_signal(x, np.arange(x.size) / fs, fs, 128))
     assert len(out) == 4
     for e in out:
         np.testing.assert_array_equal(
-            e.window[-1], x[e.index * 3000 : (e.index + 1) * 3000].astype(np.float32)
+            e.samples, x[e.index * 3000 : (e.index + 1) * 3000].astype(np.float32)
         )
-        assert e.window.shape == (3, EPOCH_SAMPLES) and e.window.dtype == np.float32
-        assert e.start_time == 30.0 * e.index
+        assert e.samples.shape == (EPOCH_SAMPLES,) and e.samples.dtype == np.float32
+        assert e.start_time == 30.0 * e.index and e.input_scale == 1.0
         assert e.start_utc == (UTC0 + timedelta(seconds=30 * e.index)).isoformat(
             timespec="milliseconds"
         )
         assert e.scorable and e.quality == ()
 
 
-def test_epochs_context_rows_and_indices(eeg, chunk_signal, chain_factory, run):
-    """Row -2 of epoch k is epoch k-1; rows before the session are zeros (index -1)."""
+def test_epochs_carry_no_model_context(eeg, chunk_signal, chain_factory, run):
+    """The DSP does not know the model's sequence length: an epoch holds only its own
+    3000 samples (the stager keeps each device's context), not a window of past epochs."""
     fs = 100.0
     x = eeg(4 * 3000, fs, seed=4)
-    chain = chain_factory(fs=fs, seq_len=3)
+    chain = chain_factory(fs=fs)
     out = run(chain, chunk_signal(x, np.arange(x.size) / fs, fs, 1000))
-    np.testing.assert_array_equal(out[0].window[:2], 0.0)
-    np.testing.assert_array_equal(out[1].window[0], 0.0)
-    np.testing.assert_array_equal(out[1].window[1], out[0].window[2])
-    np.testing.assert_array_equal(out[3].window[:2], np.stack([out[1].window[2], out[2].window[2]]))
-    assert chain.context_indices(0).tolist() == [-1, -1, 0]
-    assert chain.context_indices(3).tolist() == [1, 2, 3]
+    assert all(e.samples.shape == (EPOCH_SAMPLES,) for e in out)
+    assert not hasattr(chain.buffer, "_context") and not hasattr(chain.buffer, "context_indices")
 
 
 def test_epochs_gap_inside_epoch_unscored(eeg, chunk_signal, chain_factory, run):
@@ -121,7 +116,7 @@ def test_epochs_gap_inside_epoch_unscored(eeg, chunk_signal, chain_factory, run)
     assert out[1].gap_fraction == pytest.approx(500 / 3000)
     assert out[0].scorable and out[2].scorable
     # after the gap the samples are back on the grid
-    np.testing.assert_array_equal(out[2].window[-1], x[6000:9000].astype(np.float32))
+    np.testing.assert_array_equal(out[2].samples, x[6000:9000].astype(np.float32))
 
 
 def test_epochs_short_gap_flagged_but_scorable(eeg, chunk_signal, chain_factory, run):
@@ -147,7 +142,7 @@ def test_epochs_multi_epoch_gap_emits_every_index(eeg, chunk_signal, chain_facto
     reasons = [e.unscored_reasons for e in out]
     assert reasons == [(), ("gap",), ("gap",), ("gap",), ("gap",), (), (), ()]
     assert [round(e.gap_fraction, 3) for e in out[1:5]] == [0.5, 1.0, 1.0, 0.833]
-    np.testing.assert_array_equal(out[5].window[-1], x[15000:18000].astype(np.float32))
+    np.testing.assert_array_equal(out[5].samples, x[15000:18000].astype(np.float32))
 
 
 def test_epochs_backwards_timestamps_dropped_and_flagged(eeg, chunk_signal, chain_factory, run):
@@ -162,7 +157,7 @@ def test_epochs_backwards_timestamps_dropped_and_flagged(eeg, chunk_signal, chai
     assert out[1].quality == ("time_backwards",) and out[1].scorable
     assert chain.stats().samples_dropped == 200
     # the re-sent samples did not shift the grid: epoch 2 holds samples stamped 60..90 s
-    np.testing.assert_array_equal(out[2].window[-1], x[6200:9200].astype(np.float32))
+    np.testing.assert_array_equal(out[2].samples, x[6200:9200].astype(np.float32))
 
 
 def test_epochs_nan_burst_flagged_and_next_epoch_clean(eeg, chunk_signal, chain_factory, run):
@@ -177,11 +172,11 @@ def test_epochs_nan_burst_flagged_and_next_epoch_clean(eeg, chunk_signal, chain_
     bad[int(40 * fs) + 10] = -np.inf
     dirty = run(chain_factory(fs=fs, filters=filt), chunk_signal(bad, ts, fs, 500))
     assert dirty[1].unscored_reasons == ("nonfinite",)
-    assert all(np.isfinite(e.window).all() for e in dirty)
+    assert all(np.isfinite(e.samples).all() for e in dirty)
     assert dirty[0].scorable and dirty[0].quality == ()
     for k in (3, 4):
         assert dirty[k].quality == () and dirty[k].scorable
-        np.testing.assert_allclose(dirty[k].window[-1], clean[k].window[-1], atol=1e-3)
+        np.testing.assert_allclose(dirty[k].samples, clean[k].samples, atol=1e-3)
 
 
 def test_epochs_small_nan_burst_scorable(eeg, chunk_signal, chain_factory, run):
@@ -203,7 +198,6 @@ def test_epochs_explicit_origin_aligns_grid(eeg, chunk_signal, chain_factory, ru
     assert [e.index for e in out] == [1, 2, 3]
     assert [e.start_time for e in out] == [30.0, 60.0, 90.0]
     assert out[0].gap_fraction == pytest.approx(15.3 / 30) and out[0].unscored_reasons == ("gap",)
-    assert chain.context_indices(1).tolist() == [-1, -1, 1]
 
 
 def test_epochs_flush_partial_policy(eeg, chunk_signal, chain_factory, run):
@@ -229,12 +223,13 @@ def test_epochs_last_sample_at_is_arrival_of_last_sample(eeg, chunk_signal, chai
 def test_epoch_buffer_standalone_100hz(eeg):
     """EpochBuffer takes 100-Hz µV samples with timestamps directly."""
     x = eeg(6000, 100.0, seed=14)
-    buf = EpochBuffer(config=EpochConfig(seq_len=2, utc_origin=UTC0))
+    buf = EpochBuffer(config=EpochConfig(utc_origin=UTC0))
     out = buf.push(x[:3500], np.arange(3500) / 100, 1.0) + buf.push(
         x[3500:], np.arange(3500, 6000) / 100, 2.0
     )
     assert [e.index for e in out] == [0, 1]
-    np.testing.assert_array_equal(out[1].window[0], x[:3000].astype(np.float32))
+    np.testing.assert_array_equal(out[0].samples, x[:3000].astype(np.float32))
+    np.testing.assert_array_equal(out[1].samples, x[3000:].astype(np.float32))
     with pytest.raises(ValueError, match="timestamps"):
         buf.push(x[:10], np.arange(5), 3.0)
 
@@ -316,6 +311,6 @@ def test_epochs_random_chunking_equals_one_shot(eeg, chain_factory, seed):
     assert [e.index for e in one] == [0, 1, 2]
     assert s1 == s2
     _assert_same(many, one)
-    assert all(np.isfinite(e.window).all() for e in one)
+    assert all(np.isfinite(e.samples).all() for e in one)
     flags = set().union(*(e.quality for e in one))
     assert {"nonfinite", "gap", "time_backwards", "electrode_off"} <= flags

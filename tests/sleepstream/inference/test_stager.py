@@ -10,30 +10,34 @@ import numpy as np
 import pytest
 
 from sleepstream.errors import ModelError
-from sleepstream.inference import load_stager, softmax
+from sleepstream.inference import ContextStager, load_stager, softmax
 from sleepstream.types import UNSCORED, Epoch
 
 
-def _epochs(n: int, seq: int, seed: int = 0) -> list[Epoch]:
+def _epochs(n: int, seed: int = 0) -> list[Epoch]:
     rng = np.random.default_rng(seed)
     return [
         Epoch(
-            index=i,
-            start_time=30.0 * i,
-            start_utc="2026-01-01T00:00:00Z",
-            window=(rng.standard_normal((seq, 3000)) * 30).astype(np.float32),
+            i, 30.0 * i, "2026-01-01T00:00:00Z", (rng.standard_normal(3000) * 30).astype(np.float32)
         )
         for i in range(n)
     ]
 
 
-def test_predict_matches_logits_softmax(tiny_onnx: Path) -> None:
-    """predict() returns softmax of the last position's logits, argmax stage, max-prob confidence."""
+def _windows(stager, eps: list[Epoch]) -> np.ndarray:
+    """Zero-padded causal windows (n, seq, 1, 3000) of consecutive epochs of one device."""
+    s = stager.seq_len
+    x = np.concatenate([np.zeros((s - 1, 3000), np.float32), np.stack([e.samples for e in eps])])
+    return np.stack([x[i : i + s] for i in range(len(eps))])[:, :, None, :]
+
+
+def test_predictions_are_softmax_of_last_position(tiny_onnx: Path) -> None:
+    """A prediction is the softmax of its window's last logits, argmax stage, max-prob
+    confidence, the model's id; every epoch scored once."""
     stager = load_stager(tiny_onnx)
-    eps = _epochs(4, stager.seq_len)
-    preds = stager.predict(eps)
-    logits = stager.logits(np.stack([e.window for e in eps])[:, :, None, :])
-    probs = softmax(logits[:, -1])
+    eps = _epochs(4)
+    preds = [sc.prediction for sc in ContextStager(stager).score([("d", e) for e in eps])]
+    probs = softmax(stager.logits(_windows(stager, eps))[:, -1])
     assert [p.epoch_index for p in preds] == [0, 1, 2, 3]
     for p, ref in zip(preds, probs, strict=True):
         np.testing.assert_allclose(p.probabilities, ref, atol=1e-6)
@@ -41,54 +45,38 @@ def test_predict_matches_logits_softmax(tiny_onnx: Path) -> None:
         assert p.model_id == stager.model_id and abs(p.probabilities.sum() - 1) < 1e-6
 
 
-def test_predict_batched_equals_one_by_one(tiny_onnx: Path) -> None:
-    """Batching (max_batch smaller than the input) does not change any prediction."""
-    stager = load_stager(tiny_onnx, max_batch=2)
-    eps = _epochs(5, stager.seq_len, seed=1)
-    batched = stager.predict(eps)
-    single = [stager.predict([e])[0] for e in eps]
-    for a, b in zip(batched, single, strict=True):
-        np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-6)
-
-
-def test_predict_unscorable_epochs(tiny_onnx: Path) -> None:
-    """Epochs with unscored reasons or non-finite samples get UNSCORED, zero probs, reasons."""
-    stager = load_stager(tiny_onnx)
-    good, flagged, nan = _epochs(3, stager.seq_len)
-    flagged = Epoch(1, 30.0, "t", flagged.window, quality=("flat",), unscored_reasons=("flat",))
-    win = nan.window.copy()
-    win[-1, 10] = np.nan
-    nan = Epoch(2, 60.0, "t", win)
-    preds = stager.predict([good, flagged, nan])
-    assert preds[0].stage != UNSCORED
-    assert (
-        preds[1].stage == UNSCORED
-        and preds[1].reasons == ("flat",)
-        and preds[1].quality == ("flat",)
+def test_small_max_batch_changes_nothing(tiny_onnx: Path) -> None:
+    """ORT calls split by max_batch (here 1 window each) give the same logits."""
+    x = _windows(load_stager(tiny_onnx), _epochs(5, seed=1))
+    np.testing.assert_allclose(
+        load_stager(tiny_onnx, max_batch=2).logits(x), load_stager(tiny_onnx).logits(x), atol=1e-6
     )
-    assert preds[2].stage == UNSCORED and preds[2].reasons == ("nonfinite",)
-    assert not preds[1].probabilities.any() and preds[1].confidence == 0.0
 
 
-def test_predict_lookahead_scores_earlier_row(tiny_onnx: Path) -> None:
-    """lookahead=k scores row seq-1-k and labels it epoch index-k; too early -> no_context."""
-    stager = load_stager(tiny_onnx)
-    eps = _epochs(3, stager.seq_len, seed=2)
-    preds = stager.predict(eps, lookahead=1)
-    logits = stager.logits(np.stack([e.window for e in eps])[:, :, None, :])
-    assert preds[0].stage == UNSCORED and preds[0].reasons == ("no_context",)
-    np.testing.assert_allclose(preds[2].probabilities, softmax(logits[2, -2]), atol=1e-6)
-    assert preds[2].epoch_index == 1
-    with pytest.raises(ModelError, match="lookahead"):
-        stager.predict(eps, lookahead=stager.seq_len)
+def test_bounded_pool_gives_same_logits(tiny_onnx: Path) -> None:
+    """Chunks run on a pool of 2 ORT threads come back in order, equal to one thread."""
+    x = _windows(load_stager(tiny_onnx), _epochs(9, seed=2))
+    pooled = load_stager(tiny_onnx, max_batch=5, workers=2)
+    try:
+        np.testing.assert_array_equal(
+            pooled.logits(x), load_stager(tiny_onnx, max_batch=5).logits(x)
+        )
+    finally:
+        pooled.close()
 
 
-def test_predict_wrong_window_shape_raises(tiny_onnx: Path) -> None:
-    """A window that is not (seq_len, 3000) raises ModelError naming the shape."""
-    stager = load_stager(tiny_onnx)
-    (ep,) = _epochs(1, stager.seq_len + 1)
-    with pytest.raises(ModelError, match="window shape"):
-        stager.predict([ep])
+def test_unscorable_epochs_get_reasons(tiny_onnx: Path) -> None:
+    """Epochs with unscored reasons get UNSCORED, zero probabilities, their reasons and flags."""
+    good, flagged = _epochs(2)
+    flagged = Epoch(1, 30.0, "t", flagged.samples, quality=("flat",), unscored_reasons=("flat",))
+    preds = [
+        sc.prediction
+        for sc in ContextStager(load_stager(tiny_onnx)).score([("d", good), ("d", flagged)])
+    ]
+    assert preds[0].stage != UNSCORED
+    assert preds[1].stage == UNSCORED and preds[1].reasons == ("flat",)
+    assert preds[1].quality == ("flat",) and preds[1].confidence == 0.0
+    assert not preds[1].probabilities.any()
 
 
 def test_logits_dynamic_batch_and_shape(tiny_onnx: Path) -> None:
