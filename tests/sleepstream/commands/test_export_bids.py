@@ -120,3 +120,22 @@ def test_export_bids_of_a_folder_that_is_no_night(tmp_path):
 
     with pytest.raises(DataFileError, match="no night.json"):
         export_bids.run(_args(tmp_path, tmp_path / "bids"))
+
+
+def test_export_bids_command_line(recorded_night, tmp_path, helpers):
+    """`sleepstream export-bids` prints the EEG file it wrote; a bad session label is one
+    line on stderr with the usage exit code."""
+    ok = subprocess.run(
+        helpers.sleepstream_cmd("export-bids", str(recorded_night), "--bids-root",
+                                str(tmp_path / "b"), "--subject", "03", "--session", "2"),
+        capture_output=True, text=True, timeout=120, env=helpers.daemon_env(),
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert ok.stdout.strip().endswith("sub-03_ses-2_task-sleep_eeg.edf")
+    bad = subprocess.run(
+        helpers.sleepstream_cmd("export-bids", str(recorded_night), "--bids-root",
+                                str(tmp_path / "b"), "--subject", "03", "--session", "x-1"),
+        capture_output=True, text=True, timeout=120, env=helpers.daemon_env(),
+    )  # fmt: skip
+    assert bad.returncode == UsageError.exit_code
+    assert len(bad.stderr.strip().splitlines()) == 1 and "--session 'x-1'" in bad.stderr
