@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from sleepstream.batcher import InferenceBatcher, Stager, WindowModel, as_stager
+from sleepstream.batcher import InferenceBatcher, Model, Stager
 from sleepstream.config import DeviceConfig, RunConfig
 from sleepstream.dsp.chain import EpochNormaliser
 from sleepstream.errors import AlreadyRunningError, SleepstreamError, StorageError
@@ -220,14 +220,15 @@ class Daemon:
     Parameters
     ----------
     config : RunConfig
-    stager : Stager, optional
-        Already loaded (a :class:`~sleepstream.batcher.Stager`, or a window-mode model
-        with ``predict``); default: ``load_stager(config.model)`` in a thread.
+    stager : Stager or Model, optional
+        Already loaded (a :class:`~sleepstream.batcher.Stager`, or a loaded model the
+        batcher wraps in a per-device context stager); default:
+        ``load_stager(config.model)`` in a thread.
     build_source : callable, optional
         ``build_source(device_config) -> (source, until)``; default:
         :func:`~sleepstream.wiring.default_source`.
     make_dsp : callable, optional
-        ``make_dsp(device_config, open_source, seq_len) -> EpochChain``; default:
+        ``make_dsp(device_config, open_source) -> EpochChain``; default:
         :func:`~sleepstream.wiring.default_dsp`.
     extra_sinks : callable, optional
         ``extra_sinks(device_name) -> list[Sink]``, delivered after the registered
@@ -244,16 +245,16 @@ class Daemon:
         self,
         config: RunConfig,
         *,
-        stager: Stager | WindowModel | None = None,
+        stager: Stager | Model | None = None,
         build_source: Callable[[DeviceConfig], tuple[Source, float | None]] | None = None,
-        make_dsp: Callable[[DeviceConfig, Source, int], EpochChain] | None = None,
+        make_dsp: Callable[[DeviceConfig, Source], EpochChain] | None = None,
         extra_sinks: Callable[[str], Sequence[Any]] | None = None,
         install_signals: bool = True,
         stdout: TextIO | None = None,
         stay: bool | None = None,
     ) -> None:
         self.config = config
-        self.stager: Stager | None = as_stager(stager) if stager is not None else None
+        self.stager: Stager | Model | None = stager
         self.build_source = build_source or default_source
         self.make_dsp = make_dsp or default_dsp
         self.extra_sinks = extra_sinks
@@ -428,11 +429,12 @@ class Daemon:
         for dev in cfg.devices:
             stack.enter_context(DeviceLock(state_dir, dev.name))
         # 3. the model
-        if self.stager is None:
+        stager = self.stager
+        if stager is None:
             from sleepstream.inference import load_stager
 
-            self.stager = as_stager(await asyncio.to_thread(load_stager, cfg.model))
-        stager = self.stager
+            loaded: Model = await asyncio.to_thread(load_stager, cfg.model)
+            stager = self.stager = loaded
         log.info("model %s (seq_len %d)", stager.model_id, stager.seq_len)
         # 4. the sources, opened (and closed on the way out)
         self.metrics = metrics = Metrics()
@@ -440,14 +442,11 @@ class Daemon:
             source, until = built[dev.name]
 
             def make(src: Source, dev: DeviceConfig = dev) -> EpochChain:
-                chain = self.make_dsp(dev, src, stager.seq_len)
+                chain = self.make_dsp(dev, src)
                 chain.normaliser = self._normaliser(stack, dev, profiles[dev.name], src)
                 return chain
 
-            pipe = DevicePipeline(
-                dev.name, source, make, [], metrics=metrics, until=until,
-                lookahead=cfg.lookahead,
-            )  # fmt: skip
+            pipe = DevicePipeline(dev.name, source, make, [], metrics=metrics, until=until)
             self.pipelines.append(pipe)
             stack.push_async_callback(pipe.reader.close)
             await pipe.reader.open()

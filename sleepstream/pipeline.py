@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -93,7 +92,6 @@ class PredictionFanout:
         sinks: Sequence[Sink],
         *,
         metrics: Metrics | None = None,
-        lookahead: int = 0,
     ) -> None:
         self.name = name
         self.sinks = list(sinks)
@@ -101,14 +99,11 @@ class PredictionFanout:
         self.n_published = 0
         self.sink_errors = 0
         self._queue: asyncio.Queue[tuple[Epoch, StagePrediction, int] | None] = asyncio.Queue()
-        # an epoch is kept until its revision (computed from epoch t + K) has come
-        self._recent: deque[Epoch] = deque(maxlen=max(1, lookahead + 1))
 
     # -- called by the batcher (Consumer protocol) -----------------------------------
     def accept(self, scored: Scored) -> None:
         """A causal verdict, then the revision it carries (if any), queued in order."""
         epoch, prediction = scored.epoch, scored.prediction
-        self._recent.append(epoch)
         if prediction.stage >= 0 and epoch.quality:
             prediction = dataclasses.replace(
                 prediction, confidence=prediction.confidence * confidence_factor(epoch.quality)
@@ -116,15 +111,10 @@ class PredictionFanout:
         if self.metrics is not None:
             self.metrics.epochs.labels(self.name, prediction.stage_name).inc()
         self._queue.put_nowait((epoch, prediction, 0))
-        if scored.revised is not None:
-            self._accept_revised(scored.revised, scored.epoch.index - scored.revised.epoch_index)
-
-    def _accept_revised(self, prediction: StagePrediction, lookahead: int) -> None:
-        for old in self._recent:
-            if old.index == prediction.epoch_index:
-                fixed = dataclasses.replace(prediction, quality=tuple(old.quality))
-                self._queue.put_nowait((old, fixed, lookahead))
-                return
+        old = scored.revised_epoch
+        if scored.revised is not None and old is not None:
+            revised = dataclasses.replace(scored.revised, quality=tuple(old.quality))
+            self._queue.put_nowait((old, revised, epoch.index - old.index))
 
     def finish(self) -> None:
         self._queue.put_nowait(None)
@@ -355,8 +345,6 @@ class DevicePipeline:
     metrics : Metrics, optional
     until : float, optional
         Stop after this stream time in seconds (samples at or past it are not used).
-    lookahead : int
-        K > 0: sinks also get revised verdicts of epoch ``t - K``.
     reopen_backoff : Backoff, optional
         Delays (s) between attempts to re-enter a source that failed mid-stream.
     """
@@ -370,11 +358,10 @@ class DevicePipeline:
         *,
         metrics: Metrics | None = None,
         until: float | None = None,
-        lookahead: int = 0,
         reopen_backoff: Backoff | None = None,
     ) -> None:
         self.name = name
-        self.fanout = PredictionFanout(name, sinks, metrics=metrics, lookahead=lookahead)
+        self.fanout = PredictionFanout(name, sinks, metrics=metrics)
         self.reader = SourceReader(
             name, source, make_dsp, sinks, self.fanout, metrics=metrics, until=until,
             reopen_backoff=reopen_backoff,

@@ -204,7 +204,6 @@ def source_start(source: Source) -> dt.datetime | None:
 def default_dsp(
     dev: DeviceConfig,
     source: Source,
-    seq_len: int,
     *,
     utc_origin: dt.datetime | None = None,
     normaliser: EpochNormaliser | None = None,
@@ -221,7 +220,6 @@ def default_dsp(
     from_file = source.from_file
     chain = SignalChain.from_profile(
         device_profile(dev),
-        seq_len=seq_len,
         utc_origin=utc_origin or source_start(source),
         rate_from_source=from_file,
         normaliser=normaliser,

@@ -11,8 +11,8 @@ Policies in one place (details in the modules):
 * **grid** - epoch ``index`` starts at stream time ``origin + 30 * index`` (origin =
   the first sample's time unless ``EpochConfig.origin``); ``start_utc`` is
   ``EpochConfig.utc_origin + start_time``.  Every index is emitted exactly once, in
-  order; ``Epoch.window[-1]`` is the scored epoch, earlier rows the past epochs (zeros
-  before the first, see :meth:`SignalChain.context_indices`).
+  order; ``Epoch.samples`` is the epoch's own 3000 samples (µV, 100 Hz). The model's
+  context (past epochs) is the stager's (:mod:`sleepstream.inference.context`).
 * **timestamps** (:mod:`~sleepstream.dsp.timeline`) - placed by counting; jitter up
   to max(2 samples, 20 ms) ignored; a late stamp is a gap only if it stays late for
   0.25 s; gaps are filled (last valid value held) and counted in ``gap_fraction``;
@@ -140,7 +140,6 @@ class SignalChain:
         cls,
         profile: Profile,
         *,
-        seq_len: int,
         utc_origin: datetime | None = None,
         origin: float | None = None,
         rate_from_source: bool = False,
@@ -163,7 +162,7 @@ class SignalChain:
             Montage(profile.channel, reference, float(profile.scale_to_uv)),
             filters=FilterConfig(notch_hz=profile.notch_hz, bandpass_hz=profile.bandpass_hz),
             quality=QualityConfig.from_thresholds(profile.quality, line_hz=profile.notch_hz),
-            epochs=EpochConfig(seq_len=seq_len, utc_origin=utc_origin, origin=origin),
+            epochs=EpochConfig(utc_origin=utc_origin, origin=origin),
             expected_fs=profile.fs,
             fs_tolerance=profile.fs_tolerance,
             allow_other_fs=rate_from_source,
@@ -213,12 +212,6 @@ class SignalChain:
             factor = float(self.normaliser.apply(e.samples, usable))
             out.append(dataclasses.replace(e, input_scale=factor))
         return out
-
-    def context_indices(self, index: int) -> np.ndarray:
-        """Epoch index of each window row of epoch ``index`` (-1 = zero padding)."""
-        if self.buffer is None:
-            raise RuntimeError("no chunk pushed yet")
-        return self.buffer.context_indices(index)
 
     def stats(self) -> ChainStats:
         """Counters for metrics: samples in / filled / dropped, epochs, unscored."""

@@ -41,7 +41,7 @@ from sleepstream.errors import UsageError
 from sleepstream.settings import Setting, assign
 
 if TYPE_CHECKING:
-    from sleepstream.batcher import Stager
+    from sleepstream.batcher import Model, Stager
     from sleepstream.config import DeviceConfig, RunConfig
     from sleepstream.metrics import Metrics
     from sleepstream.profiles import Profile
@@ -83,7 +83,7 @@ class DaemonContext:
     config: RunConfig
     state_dir: Path
     metrics: Metrics
-    stager: Stager
+    stager: Stager | Model
     mqtt_url: str = ""
     stdout: TextIO | None = None
     factories: Mapping[str, SinkFactory] = field(default_factory=dict)

@@ -82,8 +82,8 @@ def test_every_signal_and_quality_key_changes_the_dsp_chain(name):
         )
     else:
         changed = dataclasses.replace(base, **{name: _perturbed(getattr(base, name), name)})
-    a = _fingerprint(SignalChain.from_profile(base, seq_len=2))
-    b = _fingerprint(SignalChain.from_profile(changed, seq_len=2))
+    a = _fingerprint(SignalChain.from_profile(base))
+    b = _fingerprint(SignalChain.from_profile(changed))
     assert a != b, f"profile key {name} does not reach the DSP chain"
 
 
@@ -116,7 +116,7 @@ def test_channel_option_overrides_profile_channel_and_reference():
     dev = DeviceConfig("a", "board:openbci", None, {"channel": "C4"})
     assert (wiring.device_profile(dev).channel, wiring.device_profile(dev).reference) == ("C4", ())
     dev = DeviceConfig("a", "board:openbci", None, {"channel": "C4", "reference": ("O1", "O2")})
-    chain = SignalChain.from_profile(wiring.device_profile(dev), seq_len=1)
+    chain = SignalChain.from_profile(wiring.device_profile(dev))
     assert chain.montage.name == "C4-mean(O1,O2)"
 
 

@@ -55,7 +55,6 @@ def make_chain(
     fs: float | None = None,
     filters: FilterConfig | None = None,
     quality: QualityConfig | None = None,
-    seq_len: int = 3,
     **epoch_kw,
 ) -> SignalChain:
     """A chain on channel ``EEG`` with a fixed UTC origin (deterministic ``start_utc``)."""
@@ -63,7 +62,7 @@ def make_chain(
         Montage("EEG"),
         filters=filters,
         quality=quality,
-        epochs=EpochConfig(seq_len=seq_len, utc_origin=UTC0, **epoch_kw),
+        epochs=EpochConfig(utc_origin=UTC0, **epoch_kw),
         expected_fs=fs,
     )
 
@@ -101,7 +100,7 @@ def chunk_signal():
 
 @pytest.fixture
 def chain_factory():
-    """``chain_factory(fs=..., filters=..., quality=..., seq_len=3, **epoch_kw)``."""
+    """``chain_factory(fs=..., filters=..., quality=..., **epoch_kw)``."""
     return make_chain
 
 

@@ -100,7 +100,7 @@ def test_chain_real_sc4001_epochs_on_hypnogram_grid(sc4001_night):
     n_ep = 240  # the first 2 h keep the test fast; the grid logic is the same all night
     x = night.signal[: n_ep * 3000 + 1700].astype(np.float64)
     ts = np.arange(x.size) / night.fs
-    chain = SignalChain(Montage("EEG Fpz-Cz"), epochs=EpochConfig(seq_len=4), expected_fs=100.0)
+    chain = SignalChain(Montage("EEG Fpz-Cz"), epochs=EpochConfig(), expected_fs=100.0)
     out = []
     for i in range(0, x.size, 256):
         out += chain.push(
@@ -110,8 +110,7 @@ def test_chain_real_sc4001_epochs_on_hypnogram_grid(sc4001_night):
     assert [e.index for e in out] == list(range(n_ep))
     np.testing.assert_array_equal([e.start_time for e in out], night.hypnogram.onsets[:n_ep])
     ref = night.epochs()[:n_ep]
-    np.testing.assert_array_equal(np.stack([e.window[-1] for e in out]), ref)
-    np.testing.assert_array_equal(out[-1].window[:3], ref[-4:-1])
+    np.testing.assert_array_equal(np.stack([e.samples for e in out]), ref)
     assert all(e.scorable and e.quality == () for e in out)  # real EEG: no false alarms
 
 
@@ -125,7 +124,7 @@ def test_chain_real_sc4001_filtered_scored_epochs_unflagged(sc4001_night):
     chain = SignalChain(
         Montage("EEG Fpz-Cz"),
         filters=FilterConfig(notch_hz=50.0, bandpass_hz=(0.3, 35.0)),
-        epochs=EpochConfig(seq_len=1, origin=0.0),
+        epochs=EpochConfig(origin=0.0),
         expected_fs=100.0,
     )
     out = []
@@ -138,7 +137,7 @@ def test_chain_real_sc4001_filtered_scored_epochs_unflagged(sc4001_night):
     assert (stages >= 0).sum() > 200
     flagged = [e.index for e, s in zip(out, stages, strict=True) if s >= 0 and not e.scorable]
     assert flagged == []
-    assert np.median([e.window[-1].std() for e in out]) > 5.0
+    assert np.median([e.samples.std() for e in out]) > 5.0
 
 
 def _stream(chain: SignalChain, x: np.ndarray, fs: float, channel: str, size: int) -> list:
@@ -157,10 +156,10 @@ def test_chain_real_dreams_resampled_like_offline(dreams_dir, excerpt, tol):
 
     x, fs, channel = read_dreams_signal(dreams_dir / f"excerpt{excerpt}.txt")
     x = x[: int(300 * fs)].astype(np.float64)
-    chain = SignalChain(Montage(channel), epochs=EpochConfig(seq_len=1), expected_fs=fs)
+    chain = SignalChain(Montage(channel), epochs=EpochConfig(), expected_fs=fs)
     out = _stream(chain, x, fs, channel, 97)
     assert [e.index for e in out] == list(range(10))
-    y = np.concatenate([e.window[-1] for e in out]).astype(np.float64)
+    y = np.concatenate([e.samples for e in out]).astype(np.float64)
     ref = resample_signal(x, fs)[: y.size].astype(np.float64)
     core = slice(100, -100)
     assert np.std(y[core] - ref[core]) < tol * np.std(ref[core])
@@ -228,7 +227,7 @@ def test_chain_from_shipped_profiles(eeg):
     assert "cyton" in names and "edf-replay" in names
     for name in names:
         p = load_profile(name)
-        chain = SignalChain.from_profile(p, seq_len=2)
+        chain = SignalChain.from_profile(p)
         assert chain.expected_fs == p.fs and chain.fs_tolerance == p.fs_tolerance
         assert chain.quality_config.clip_uv == p.quality.clip_uv
         assert chain.filter_config.notch_hz == p.notch_hz
@@ -253,7 +252,7 @@ def test_chain_from_profile_mean_reference():
     from sleepstream.profiles import load_profile
 
     p = dataclasses.replace(load_profile("edf-replay"), channel="C3", reference=("A1", "A2"))
-    chain = SignalChain.from_profile(p, seq_len=1)
+    chain = SignalChain.from_profile(p)
     assert chain.montage.name == "C3-mean(A1,A2)" and chain.fs_tolerance == p.fs_tolerance
 
 

@@ -73,8 +73,8 @@ def test_quality_line_noise_seen_before_notch(eeg, chain_factory, chunk_signal, 
     # the model input has the hum removed: it matches the hum-free signal closely
     (ref,) = _one_epoch(base, fs, chain_factory, chunk_signal, run, filters=filt)
     assert ref.quality == ()
-    resid = e.window[-1, 500:] - ref.window[-1, 500:]
-    assert np.std(resid) < 0.05 * np.std(ref.window[-1, 500:])
+    resid = e.samples[500:] - ref.samples[500:]
+    assert np.std(resid) < 0.05 * np.std(ref.samples[500:])
 
 
 def test_quality_electrode_off_unscored_above_fraction(eeg, chain_factory, chunk_signal, run):

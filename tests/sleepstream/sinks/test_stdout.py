@@ -11,7 +11,7 @@ from sleepstream.types import UNSCORED, Epoch, StagePrediction
 
 
 def _epoch(i: int, reasons=()) -> Epoch:
-    return Epoch(i, 30.0 * i, "2026-01-01T23:00:30Z", np.zeros((2, 3000), np.float32),
+    return Epoch(i, 30.0 * i, "2026-01-01T23:00:30Z", np.zeros(3000, np.float32),
                  unscored_reasons=reasons)  # fmt: skip
 
 
