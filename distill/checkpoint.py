@@ -49,29 +49,62 @@ def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tens
     return tensors, {"param_groups": groups, "scalars": scalars}
 
 
+def _staged(path: Path) -> Path:
+    """Where the next version of a checkpoint file is written before it replaces ``path``."""
+    return path.with_name(path.name + ".new")
+
+
 def save_checkpoint(
     path: Path | str,
     model: torch.nn.Module,
     sidecar: dict[str, Any],
     optimizer: torch.optim.Optimizer | None = None,
 ) -> Path:
-    """Write weights, sidecar JSON and (optionally) the optimiser state; return the weights path."""
+    """Write weights, sidecar JSON and (optionally) the optimiser state; return the weights path.
+
+    Crash-safe as a set: the three files are first written as ``*.new`` (the sidecar last,
+    its presence marking a complete set), then renamed over the old ones. A reader that
+    finds a complete ``*.new`` set finishes the renames (:func:`_settle`); an incomplete
+    one is discarded, so a process killed mid-write leaves the previous checkpoint or the
+    new one, never a mix (what resuming after a killed rank relies on).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _settle(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata={"format": FORMAT})
+    save_file(state, str(_staged(path)), metadata={"format": FORMAT})
     meta = dict(sidecar, format=FORMAT)
     if optimizer is not None:
         tensors, rest = _optimizer_tensors(optimizer)
-        save_file(tensors, str(optim_path(path)), metadata={"format": FORMAT})
+        save_file(tensors, str(_staged(optim_path(path))), metadata={"format": FORMAT})
         meta["optimizer"] = rest
     else:
         meta.pop("optimizer", None)
-        optim_path(path).unlink(missing_ok=True)
     tmp = sidecar_path(path).with_suffix(".json.tmp")
     tmp.write_text(json.dumps(meta, indent=2, default=_json_default) + "\n")
-    tmp.replace(sidecar_path(path))
+    tmp.replace(_staged(sidecar_path(path)))  # the set is complete from here on
+    _settle(path)
     return path
+
+
+def _settle(path: Path) -> None:
+    """Finish an interrupted :func:`save_checkpoint` of ``path`` (or drop a partial one)."""
+    side_new = _staged(sidecar_path(path))
+    files = (path, optim_path(path))
+    if not side_new.is_file():
+        for f in files:
+            _staged(f).unlink(missing_ok=True)
+        return
+    try:  # another process (a torchrun peer) may be settling the same set
+        has_optim = "optimizer" in json.loads(side_new.read_text())
+        for f in files:
+            if _staged(f).is_file():
+                _staged(f).replace(f)
+        if not has_optim:
+            optim_path(path).unlink(missing_ok=True)
+        side_new.replace(sidecar_path(path))
+    except FileNotFoundError:
+        pass
 
 
 def _json_default(obj: Any) -> Any:
@@ -84,6 +117,7 @@ def _json_default(obj: Any) -> Any:
 
 def read_sidecar(path: Path | str) -> dict[str, Any]:
     """The JSON sidecar of a checkpoint; :class:`ModelError` if missing or malformed."""
+    _settle(Path(path))
     side = sidecar_path(Path(path))
     try:
         meta = json.loads(side.read_text())
@@ -99,6 +133,7 @@ def read_sidecar(path: Path | str) -> dict[str, Any]:
 def load_weights(path: Path | str, model: torch.nn.Module) -> None:
     """Load safetensors weights into ``model`` (strict)."""
     path = Path(path)
+    _settle(path)
     if not path.is_file():
         raise ModelError(f"{path}: checkpoint not found")
     try:

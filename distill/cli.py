@@ -15,6 +15,8 @@ COMMANDS = {
     "distill": "distill.commands.distill",
     "compare": "distill.commands.compare",
     "ablate": "distill.commands.ablate",
+    "prepare": "distill.commands.prepare",
+    "reproduce": "distill.commands.reproduce",
 }
 
 

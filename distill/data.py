@@ -24,7 +24,8 @@ hypnogram-assembled windows) are in :mod:`distill.trainset`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -63,12 +64,17 @@ class Recording:
         Stage codes 0..4, ``-1`` for unscored epochs.
     dataset : str
         ``"sc4001"``, ``"dreams"``, ...
+    sources : tuple of (str, str)
+        File name and SHA-256 of the recording file(s).
     """
 
     name: str
     signals: dict[str, np.ndarray]
     labels: np.ndarray
     dataset: str = ""
+    #: ``((file name, sha256), ...)`` of the PSG the night came from (model cards list
+    #: them so replay/report can say "this is a training recording").
+    sources: tuple = ()
 
     @property
     def n_epochs(self) -> int:
@@ -120,10 +126,13 @@ def recording_from_arrays(
 
 def load_sc4001_recording(data_dir, channels: Sequence[str] = SC4001_CHANNELS) -> Recording:
     """SC4001 (trimmed, 841 epochs) with the given derivations, via ``sleepstream.io``."""
-    from sleepstream.io.datasets import load_sc4001
+    from sleepstream.io.cache import file_digest
+    from sleepstream.io.datasets import SC4001_PSG, load_sc4001
 
     nights = [load_sc4001(data_dir, channel=ch) for ch in channels]
-    return recording_from_nights("SC4001", nights, dataset="sc4001")
+    rec = recording_from_nights("SC4001", nights, dataset="sc4001")
+    psg = Path(data_dir) / SC4001_PSG
+    return replace(rec, sources=((psg.name, file_digest(psg)),))
 
 
 def load_dreams_recordings(data_dir) -> list[Recording]:
@@ -319,6 +328,49 @@ def full_night_fold(rec: Recording, k: int = 5, guard: int = 20, val_block: int 
     return Fold(
         "full", "full", {rec.name: _guarded(n, [v], guard)}, {rec.name: runs_to_mask([v], n)}
     )
+
+
+def subject_kfold(
+    recs: Sequence[Recording],
+    subject_of: dict[str, str],
+    k: int,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    protocol: str = "subject-kfold",
+) -> list[Fold]:
+    """Folds by subject: every night of a subject lands in the same fold.
+
+    Subjects are shuffled with ``seed`` and cut into ``k`` near-equal groups; fold ``j``
+    tests on group ``j`` and validates (early stopping) on ``max(1, round(val_fraction *
+    n))`` of the other subjects (seeded per fold); the rest train. ``k`` equal to the
+    number of subjects is leave-one-subject-out.
+
+    Raises
+    ------
+    UsageError
+        With fewer than 3 subjects or ``k`` outside ``[2, n_subjects]``.
+    """
+    subs = sorted({subject_of[r.name] for r in recs})
+    if len(subs) < 3:
+        raise UsageError(f"{protocol} needs at least 3 subjects, got {len(subs)}")
+    if not 2 <= k <= len(subs):
+        raise UsageError(f"{protocol}: --folds {k} with {len(subs)} subjects (2..{len(subs)})")
+    order = [subs[i] for i in np.random.default_rng(seed).permutation(len(subs))]
+    groups = np.array_split(np.arange(len(subs)), k)
+    folds = []
+    for j, g in enumerate(groups):
+        test = {order[i] for i in g}
+        rest = [s for s in order if s not in test]
+        n_val = max(1, round(val_fraction * len(rest)))
+        pick = np.random.default_rng([seed, j]).permutation(len(rest))[:n_val]
+        val = {rest[i] for i in pick}
+
+        def masks(which: set[str]) -> dict[str, np.ndarray]:
+            return {r.name: np.full(r.n_epochs, subject_of[r.name] in which) for r in recs}
+
+        train = set(rest) - val
+        folds.append(Fold(f"fold{j}", protocol, masks(train), masks(val), masks(test)))
+    return folds
 
 
 def nightwise_kfold(recs: Sequence[Recording], k: int, seed: int = 0) -> list[Fold]:

@@ -28,7 +28,9 @@ import torch
 
 from distill import methods
 from distill.checkpoint import load_model, save_checkpoint
+from distill.runtime import barrier, is_main
 from distill.train import (
+    Runtime,
     TrainConfig,
     fit,
     run_metadata,
@@ -116,6 +118,8 @@ def distil_run(
     out_dir: Path | None = None,
     progress: bool = True,
     extra_meta: dict[str, Any] | None = None,
+    runtime: Runtime | None = None,
+    resume: bool = False,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Train ``cfg.model`` from ``guides`` with ``spec``'s loss, both stages; one chain link.
 
@@ -129,16 +133,21 @@ def distil_run(
     """
     from distill import models
 
-    set_determinism(cfg.seed, cfg.threads)
+    rt = runtime or Runtime()
+    set_determinism(cfg.seed, cfg.threads, rt.deterministic)
     student = models.build(cfg.model, **cfg.model_kwargs)
     distiller = methods.build(spec.name, student, guides, **spec.options)
+    device = rt.torch_device
+    for g in guides:  # the teacher's inference runs where the student trains (each rank
+        g.to(device)  # computes its own slice of every batch: sharded like the student)
+    distiller.to(device)
     t0 = time.perf_counter()
     data = stage_data(cfg, recs, fold)
     weights = data.weights
     if cfg.balance == "weights":
-        distiller.class_weights = torch.as_tensor(weights, dtype=torch.float32)
+        distiller.class_weights = torch.as_tensor(weights, dtype=torch.float32, device=device)
     sidecar = {
-        **run_metadata(cfg, recs, fold, weights),
+        **run_metadata(cfg, recs, fold, weights, rt),
         "distillation": {
             "method": spec.name,
             "options": dict(spec.options),
@@ -155,6 +164,9 @@ def distil_run(
         sidecar=sidecar,
         progress=progress,
         parameters=list(distiller.parameters()),
+        runtime=rt,
+        state_module=distiller,  # -last checkpoints keep alignment maps: exact resume
+        resume=resume,
     )
     loss_fn = distiller.callback()
     summary: dict[str, Any] = {}
@@ -170,8 +182,9 @@ def distil_run(
                  validate=val2, stage_name="sequence", stage_index=2, **common)  # fmt: skip
         summary["sequence"] = r2.summary()
     summary["wall_s"] = time.perf_counter() - t0
-    if out_dir is not None:
+    if out_dir is not None and is_main():  # rank 0 alone writes
         save_checkpoint(Path(out_dir) / "best.safetensors", student, dict(sidecar, summary=summary))
+    barrier()  # the others read it only after rank 0 wrote it
     return student.eval(), summary
 
 
@@ -234,6 +247,8 @@ def run_chain(
     reuse: bool = True,
     progress: bool = True,
     extra_meta: dict[str, Any] | None = None,
+    runtime: Runtime | None = None,
+    resume: bool = False,
 ) -> ChainResult:
     """Teacher (trained, loaded or given) → [TA] → student for one method.
 
@@ -248,9 +263,14 @@ def run_chain(
         ``teacher/`` (unless given), ``ta/`` and ``student/`` checkpoints go here.
     teacher : nn.Module, optional
         A trained teacher; otherwise ``out_dir/teacher`` is reused or trained.
+    runtime : Runtime, optional
+        Device, precision, loader, processes of every link.
+    resume : bool
+        Continue an interrupted link from its ``-last`` checkpoints.
     """
     names = family_models(family)
-    kw = dict(stage_sequences=stage_sequences, progress=progress, extra_meta=extra_meta)
+    kw = dict(stage_sequences=stage_sequences, progress=progress, extra_meta=extra_meta,
+              runtime=runtime, resume=resume)  # fmt: skip
     summaries: dict[str, Any] = {}
     if teacher is None:
         teacher, summaries["teacher"] = train_plain(

@@ -36,11 +36,20 @@ from sleepstream.types import N_STAGES
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 
-PROTOCOLS = ("within-night-blocks", "cross-dataset", "nightwise-kfold", "cross-derivation")
+PROTOCOLS = (
+    "within-night-blocks",
+    "cross-dataset",
+    "nightwise-kfold",
+    "cross-derivation",
+    "subject-kfold",
+    "loso",
+)
 PROTOCOL_LABELS = {
     "within-night-blocks": "within-night-blocks (optimistic: same night)",
     "cross-dataset": "cross-dataset (trained on SC4001, tested on the 8 DREAMS excerpts)",
     "nightwise-kfold": "nightwise-kfold (folds by night)",
+    "subject-kfold": "subject-wise k-fold (every night of a subject in the same fold)",
+    "loso": "leave-one-subject-out",
     "cross-derivation": "cross-derivation proxy (SC4001 only: trained on one derivation, "
     "scored on the other; same night and subject: a model-selection proxy, not a "
     "generalisation result)",
@@ -48,13 +57,16 @@ PROTOCOL_LABELS = {
 
 
 def torch_predictor(model, key: str = "logits") -> Predictor:
-    """``windows (B, seq, 1, 3000)`` µV → ``outputs[key]`` ``(B, seq, 5)`` in eval mode."""
+    """``windows (B, seq, 1, 3000)`` µV → ``outputs[key]`` ``(B, seq, 5)`` in eval mode
+    (float32, on the model's device)."""
     import torch
 
     def predict(x: np.ndarray) -> np.ndarray:
         model.eval()
+        dev = next(model.parameters()).device
         with torch.no_grad():
-            return model(torch.from_numpy(np.ascontiguousarray(x)))[key].numpy()
+            out = model(torch.from_numpy(np.ascontiguousarray(x)).to(dev))[key]
+            return out.float().cpu().numpy()
 
     return predict
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from sleepstream.types import STAGE_NAMES
+
 #: Headline metrics of every table.
 HEAD: tuple[str, ...] = ("accuracy", "macro_f1", "kappa")
 
@@ -142,10 +144,20 @@ def table_rows(
                 "per_seed": list(ps.values()),
                 "mean": {k: float(v.mean()) for k, v in arr.items()},
                 "sd": {k: float(v.std(ddof=1)) if v.size > 1 else 0.0 for k, v in arr.items()},
+                "per_stage_f1": _mean_stage_f1(ps.values()),
                 "n_seeds": len(ps),
             }
         rows.append(row)
     return rows
+
+
+def _mean_stage_f1(figs) -> dict[str, float | None]:
+    """Mean over seeds of each stage's F1 (None when the stage never occurs)."""
+    out: dict[str, float | None] = {}
+    for name in STAGE_NAMES:
+        vals = [f["per_stage_f1"][name] for f in figs if f["per_stage_f1"].get(name) is not None]
+        out[name] = float(np.mean(vals)) if vals else None
+    return out
 
 
 def paired_differences(

@@ -140,8 +140,8 @@ class AssembledNights:
     ----------
     stage_sequences : list of ndarray (n_i,), int
         Real 30-s stage sequences (e.g. the trimmed Sleep-EDF-20 hypnograms).
-    pools : dict of str to ndarray, shape (n_pool, 3000), float32, µV
-        Training epochs per derivation (same rows in every derivation).
+    pools : dict of str to ndarray (n_pool, 3000) or PoolRows, float32, µV
+        Training epochs per derivation (same rows in every derivation), indexed by row.
     pool_labels : ndarray, shape (n_pool,), int
         Stage of each pool epoch.
     pool_index : ndarray, shape (n_pool, 2), int, optional
@@ -167,24 +167,19 @@ class AssembledNights:
         index = np.concatenate(
             [np.stack([np.full(int(keeps[i].sum()), i), np.flatnonzero(keeps[i])], 1) for i in used]
         ).astype(np.int64)
-        pools = {ch: _pool_rows({i: recs[i].signals for i in used}, index, ch) for ch in chans}
+        signals = [r.signals for r in recs]
+        pools = {ch: PoolRows(signals, index, ch) for ch in chans}
         labels = np.concatenate([recs[i].labels[keeps[i]] for i in used])
         return cls(list(stage_sequences), pools, labels, index)
 
-    def pass_pools(self, views: Sequence[PassView]) -> dict[str, np.ndarray]:
-        """The pools as one pass shows them: rows cut from the pass's (augmented)
-        signals and multiplied by the pass's normalisation factors."""
+    def pass_pools(self, views: Sequence[PassView]) -> dict[str, PoolRows]:
+        """The pools as one pass shows them: rows of the pass's (augmented) signals,
+        multiplied by the pass's normalisation factors."""
         if self.pool_index is None:
             raise UsageError("assembled nights: no pool index; build with from_recordings")
-        r, e = self.pool_index[:, 0], self.pool_index[:, 1]
-        out = {}
-        for ch in self.pools:
-            rows = _pool_rows({i: v.signals for i, v in enumerate(views)}, self.pool_index, ch)
-            if views[0].scales is not None:
-                f = np.array([views[int(i)].scales[ch][int(j)] for i, j in zip(r, e, strict=True)])
-                rows = rows * f.astype(np.float32)[:, None]
-            out[ch] = rows
-        return out
+        signals = [v.signals for v in views]
+        scales = [v.scales for v in views] if views[0].scales is not None else None
+        return {ch: PoolRows(signals, self.pool_index, ch, scales) for ch in self.pools}
 
     def sample(
         self,
@@ -192,7 +187,7 @@ class AssembledNights:
         seq: int,
         rng: np.random.Generator,
         channel_swap: bool = True,
-        pools: dict[str, np.ndarray] | None = None,
+        pools: dict[str, Any] | None = None,
         others: bool = False,
     ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """``n`` windows: ``x (n, seq, 1, 3000)`` float32, ``y (n, seq)`` int64, and (with
@@ -229,17 +224,35 @@ class AssembledNights:
                 extra[name] = np.zeros_like(x)
                 for i in range(n):
                     alt = ch if picked[i] != ch else chans[0]
-                    ok = rows[i] >= 0
-                    extra[name][i, ok, 0] = pools[alt][rows[i, ok]]
+                    for p in np.flatnonzero(rows[i] >= 0):
+                        extra[name][i, p, 0] = pools[alt][rows[i, p]]
         return x, y, extra
 
 
-def _pool_rows(signals: dict[int, dict[str, np.ndarray]], index: np.ndarray, ch: str):
-    """Rows ``(len(index), 3000)`` of derivation ``ch``: epoch ``e`` of recording ``r``."""
-    out = np.empty((len(index), EPOCH_SAMPLES), np.float32)
-    for k, (r, e) in enumerate(index):
-        out[k] = signals[int(r)][ch][int(e) * EPOCH_SAMPLES : (int(e) + 1) * EPOCH_SAMPLES]
-    return out
+class PoolRows:
+    """Pool row ``k`` = epoch ``index[k, 1]`` of recording ``index[k, 0]``, derivation
+    ``ch``, read on access (nothing copied: memory-mapped nights stay on disk), times
+    the epoch's normalisation factor when ``scales`` is given. Indexable like an
+    ``(n_pool, 3000)`` array by one row."""
+
+    def __init__(
+        self,
+        signals: Sequence[dict[str, np.ndarray]],
+        index: np.ndarray,
+        ch: str,
+        scales: Sequence[dict[str, np.ndarray] | None] | None = None,
+    ) -> None:
+        self.signals, self.index, self.ch, self.scales = signals, index, ch, scales
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, k) -> np.ndarray:
+        r, e = (int(v) for v in self.index[int(k)])
+        row = np.asarray(self.signals[r][self.ch][e * EPOCH_SAMPLES : (e + 1) * EPOCH_SAMPLES])
+        if self.scales is not None:
+            return (row * self.scales[r][self.ch][e]).astype(np.float32)
+        return row
 
 
 # ------------------------------------------------------------------------------ pass views

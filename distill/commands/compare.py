@@ -202,8 +202,13 @@ def run_rows(
     title: str,
     stem: str,
     extra_rows: tuple[str, ...] = ("teacher", "ta"),
+    setup: Setup | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train and score every row for every seed and fold; write JSON + Markdown.
+
+    ``setup`` (default: :func:`make_setup` of ``args.protocol``) gives the recordings,
+    folds and test sets; ``extra`` is merged into the result JSON.
 
     ``rows`` are ``(label, MethodSpec | "scratch")``; the teacher row (and the TA of the
     first chain that trains one, ``sleepkd`` preferred) is added per ``extra_rows``.
@@ -213,17 +218,19 @@ def run_rows(
     per-seed differences (vs the from-scratch student and vs plain KD) are rewritten
     after every unit.
     """
-    from distill.commands.train import command_line, config_from_args
+    from distill.commands.train import command_line, config_from_args, runtime_from_args
     from distill.distillation import family_models, load_teacher, n_params, run_chain, train_plain
     from distill.evaluate import PROTOCOL_LABELS, check_modes, machine
     from distill.runs import Eta, ScoreStore
+    from distill.runtime import barrier, is_main
 
     t0 = time.perf_counter()
     args = apply_quick(args)
+    rt = runtime_from_args(args)
     modes = check_modes(args.mode)
     names = family_models(args.family)
     base_cfg = config_from_args(args, names["student"])
-    setup = make_setup(args, base_cfg.seq_len)
+    setup = setup or make_setup(args, base_cfg.seq_len)
     ta_from = ta_source(rows, args.family) if "ta" in extra_rows else None
     labels = ["teacher"] * ("teacher" in extra_rows) + [lab for lab, _ in rows]
     labels += ["TA"] * (ta_from is not None)
@@ -247,6 +254,7 @@ def run_rows(
         "machine": machine(),
         "runs": str(root),
         **({"ta_from": ta_from} if ta_from else {}),
+        **(extra or {}),
     }
     eta = Eta(total=len(seeds) * len(fold_names) * len(labels))
     for seed in seeds:
@@ -254,7 +262,7 @@ def run_rows(
         for fold in setup.folds:
             base = root / f"seed{seed}" / fold.name
             kw = dict(stage_sequences=setup.hyps, progress=not args.no_progress,
-                      extra_meta={"command": result["command"]})  # fmt: skip
+                      extra_meta={"command": result["command"]}, runtime=rt)  # fmt: skip
             memo: dict[str, Any] = {}
 
             def teacher(cfg=cfg, fold=fold, base=base, kw=kw, memo=memo):
@@ -274,7 +282,7 @@ def run_rows(
                     memo[("chain", label)] = run_chain(
                         specs[label], args.family, cfg, setup.recs, fold,
                         out_dir=base / _slug(label), teacher=teacher(),
-                        reuse=not args.fresh, **kw,
+                        reuse=not args.fresh, resume=not args.fresh, **kw,
                     )  # fmt: skip
                 return memo[("chain", label)]
 
@@ -293,18 +301,24 @@ def run_rows(
                                            **kw)  # fmt: skip
                 else:
                     model = chain(lab).student
-                scored = score(model, setup, fold, cfg.seq_len, modes, cfg.normalise)
                 wall = time.perf_counter() - t1
-                store.save(lab, seed, fold.name, scored, n_params=n_params(model), wall_s=wall)
+                if is_main():  # rank 0 scores and writes; the others wait for it
+                    scored = score(model, setup, fold, cfg.seq_len, modes, cfg.normalise)
+                    wall = time.perf_counter() - t1
+                    store.save(lab, seed, fold.name, scored, n_params=n_params(model),
+                               wall_s=wall)  # fmt: skip
+                    _update(result, store, labels, seeds, fold_names, modes, t0)
+                    write(result, args.out, stem)
                 eta.finished(wall, cached=False)
-                _update(result, store, labels, seeds, fold_names, modes, t0)
-                write(result, args.out, stem)
-                print(json.dumps({"row": lab, "seed": seed, "fold": fold.name,
-                                  "wall_s": round(wall, 1), "progress": eta.line()}),
-                      flush=True)  # fmt: skip
-    _update(result, store, labels, seeds, fold_names, modes, t0)
-    write(result, args.out, stem)
-    print(to_markdown(result))
+                if is_main():
+                    print(json.dumps({"row": lab, "seed": seed, "fold": fold.name,
+                                      "wall_s": round(wall, 1), "progress": eta.line()}),
+                          flush=True)  # fmt: skip
+                barrier()
+    if is_main():
+        _update(result, store, labels, seeds, fold_names, modes, t0)
+        write(result, args.out, stem)
+        print(to_markdown(result))
     return result
 
 
@@ -341,8 +355,8 @@ def to_markdown(result: dict[str, Any]) -> str:
              f"on {result['machine']['cpu_count']} CPU cores ({result['machine']['processor']})",
              ""]  # fmt: skip
     for mode in result["modes"]:
-        lines += [f"### {mode}", "", "| model | params | accuracy % | macro-F1 % | kappa |",
-                  "|---|---|---|---|---|"]  # fmt: skip
+        lines += [f"### {mode}", "", "| model | params | accuracy % | macro-F1 % | kappa | "
+                  "F1 W | F1 N1 | F1 N2 | F1 N3 | F1 REM |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for row in result.get("rows", []):
             r = row["modes"].get(mode)
             if r is None:
@@ -352,7 +366,12 @@ def to_markdown(result: dict[str, Any]) -> str:
             lines.append(
                 f"| {row['label']} | {p} | {100 * mu['accuracy']:.2f} ± {100 * sd['accuracy']:.2f}"
                 f" | {100 * mu['macro_f1']:.2f} ± {100 * sd['macro_f1']:.2f}"
-                f" | {mu['kappa']:.3f} ± {sd['kappa']:.3f} |"
+                f" | {mu['kappa']:.3f} ± {sd['kappa']:.3f} | "
+                + " | ".join(
+                    "—" if v is None else f"{100 * v:.1f}"
+                    for v in (r.get("per_stage_f1") or {}).values()
+                )  # fmt: skip
+                + " |"
                 + ("" if r["n_seeds"] == result.get("seeds_done") else f" ({r['n_seeds']} seeds)")
             )
         lines.append("")

@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         default_data_dir,
         load_recordings,
         make_folds,
+        runtime_from_args,
     )
     from distill.distillation import (
         MethodSpec,
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     args = apply_quick(args)
+    rt = runtime_from_args(args)
     spec = MethodSpec.parse(args.method.replace(";", ","))
     names = family_models(args.family)
     modes = check_modes(args.mode)
@@ -68,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     cmd = command_line(args)
     chain = run_chain(spec, args.family, cfg, recs, fold, out_dir=out, teacher=teacher,
                       stage_sequences=hyps, reuse=not args.fresh, progress=not args.no_progress,
-                      extra_meta={"command": cmd})  # fmt: skip
+                      extra_meta={"command": cmd}, runtime=rt,
+                      resume=not args.fresh)  # fmt: skip
     models = {"teacher": chain.teacher, "ta": chain.ta, "student": chain.student}
     test = [] if args.no_eval else _dreams(args, default_data_dir)
     report: dict = {"method": spec.label, "family": args.family, "command": cmd, "models": {}}

@@ -117,8 +117,10 @@ def run(args: argparse.Namespace) -> int:
     source = ""
     norms: list[dict] = []  # the normalisation each scored model declares
     if args.model:
+        from distill.commands.train import runtime_from_args
         from distill.train import train_run
 
+        rt = runtime_from_args(args)
         cfg = config_from_args(args, args.model)
         split = "full" if proto == "cross-dataset" else proto
         if split == "cross-derivation":
@@ -139,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
                 out_dir=out,
                 progress=not args.no_progress,
                 extra_meta={"command": command_line(args), "split": split},
+                runtime=rt,
             )
             trecs, test = _test_of(args, proto, test_recs, fold)
             norms.append(cfg.normalise)

@@ -179,6 +179,33 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "epochs, each from a cold start like a DREAMS excerpt (0 = in place, with history)",
     )
     g.add_argument("--no-progress", action="store_true")
+    r = parser.add_argument_group("where it runs (distill.runtime; not part of the run's identity)")
+    r.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:<i> (default cpu)")
+    r.add_argument(
+        "--amp",
+        choices=("auto", "off", "bf16", "fp16"),
+        default="auto",
+        help="autocast on CUDA: auto = bf16 where supported, else fp16; off on CPU",
+    )
+    r.add_argument(
+        "--loader",
+        choices=("memory", "dataloader"),
+        default="memory",
+        help="memory: windows cut in the training process (original path); dataloader: "
+        "torch DataLoader over (night, window) items, one rng per item (always under torchrun)",
+    )
+    r.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    r.add_argument(
+        "--micro-batches",
+        type=int,
+        default=1,
+        help="split each batch into N slices (gradient accumulation; = N torchrun processes)",
+    )
+    r.add_argument(
+        "--no-deterministic",
+        action="store_true",
+        help="allow non-deterministic kernels (faster on GPU)",
+    )
     parser.set_defaults(_parser=parser)
 
 
@@ -227,6 +254,23 @@ def config_from_args(args: argparse.Namespace, model: str):
         session_len=args.session_len,
         start_windows=args.start_windows,
     )
+
+
+def runtime_from_args(args: argparse.Namespace):
+    """The :class:`~distill.runtime.Runtime` of the command line; joins the torchrun group
+    when launched by torchrun (``WORLD_SIZE > 1``)."""
+    from distill.runtime import Runtime, init_distributed
+
+    rt = Runtime(
+        device=args.device,
+        amp=args.amp,
+        loader=args.loader,
+        workers=args.workers,
+        micro_batches=args.micro_batches,
+        deterministic=not args.no_deterministic,
+    )
+    init_distributed(rt.torch_device)
+    return rt
 
 
 def load_recordings(args: argparse.Namespace, datasets=("sc4001",)):
@@ -321,9 +365,11 @@ def command_line(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     import time
 
+    from distill.runtime import is_main
     from distill.train import train_run
 
     t0 = time.perf_counter()
+    rt = runtime_from_args(args)
     cfg = config_from_args(args, args.model)
     datasets = (
         tuple(d.strip() for d in args.datasets.split(","))
@@ -346,6 +392,7 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             progress=not args.no_progress,
             extra_meta={"command": cmd, "split": args.split},
+            runtime=rt,
         )
         done.append(
             {
@@ -357,6 +404,8 @@ def run(args: argparse.Namespace) -> int:
                 ),
             }
         )
-        print(json.dumps(done[-1]), flush=True)
-    print(json.dumps({"command": cmd, "wall_s": time.perf_counter() - t0, "runs": done}))
+        if is_main():
+            print(json.dumps(done[-1]), flush=True)
+    if is_main():
+        print(json.dumps({"command": cmd, "wall_s": time.perf_counter() - t0, "runs": done}))
     return 0

@@ -133,3 +133,29 @@ def test_load_sc4001_recording_has_both_derivations(sc4001_dir):
         125,
     ]
     assert not np.allclose(rec.signals["EEG Fpz-Cz"], rec.signals["EEG Pz-Oz"])
+
+
+def test_subject_kfold_keeps_a_subjects_nights_together():
+    """Both nights of a subject share their role in every fold; each subject is tested
+    once; validation subjects are neither trained nor tested; k = subjects is LOSO."""
+    from distill.data import subject_kfold
+
+    recs = [id_recording(8, name=f"SC4{s:02d}{n}") for s in range(7) for n in (1, 2)]
+    subj = {r.name: r.name[:5] for r in recs}
+    for k in (3, 7):
+        folds = subject_kfold(recs, subj, k, seed=1)
+        assert len(folds) == k
+        tested: list[str] = []
+        for f in folds:
+            roles = {}
+            for r in recs:
+                role = [n for n in ("train", "val", "test") if getattr(f, n)[r.name].all()]
+                assert len(role) == 1 and not any(
+                    getattr(f, n)[r.name].any() for n in ("train", "val", "test") if n != role[0]
+                )
+                assert roles.setdefault(subj[r.name], role[0]) == role[0]
+            tested += [s for s, role in roles.items() if role == "test"]
+            assert "val" in roles.values() and "train" in roles.values()
+        assert sorted(tested) == sorted(set(subj.values()))
+    with pytest.raises(UsageError, match="--folds 8"):
+        subject_kfold(recs, subj, 8)
