@@ -12,6 +12,7 @@ import html
 import re
 from typing import Any
 
+from sleepstream.report.stats import largest_differences
 from sleepstream.types import STAGE_NAMES
 
 CSS = """
@@ -72,7 +73,7 @@ def _statistics(report: dict[str, Any]) -> str:
             ],
             [bool(r["flag"]) for r in rows],
         )  # fmt: skip
-        flagged = [r["label"] for r in rows if r["flag"]]
+        flagged = [r["label"] for r in largest_differences(rows)]
         note = (
             f"<p>Highlighted: the model and the reference differ most in "
             f"{_e(', '.join(flagged))}.</p>"

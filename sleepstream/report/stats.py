@@ -220,7 +220,7 @@ def comparison_text(rows: list[dict[str, Any]]) -> str:
             f"{name:<36}{f(r['model'], u):>9}{f(r['reference'], u):>11}"
             f"{f(r['difference'], u, True):>12}{mark}"
         )
-    flagged = [r for r in rows if r["flag"]]
+    flagged = largest_differences(rows)
     if flagged:
         worst = ", ".join(
             f"{r['label']} {f(r['model'], r['unit'])} vs {f(r['reference'], r['unit'])}"
@@ -229,3 +229,13 @@ def comparison_text(rows: list[dict[str, Any]]) -> str:
         )
         lines.append(f"the model and the reference differ most in: {worst}")
     return "\n".join(lines)
+
+
+def largest_differences(rows: list[dict[str, Any]], n_minutes: int = 3) -> list[dict[str, Any]]:
+    """The flagged rows worth a summary line: the ``n_minutes`` flagged durations with the
+    largest differences in minutes, then the other flagged rows (%, counts, one side
+    missing)."""
+    flagged = [r for r in rows if r["flag"]]
+    minutes = [r for r in flagged if r["unit"] == "min" and r["difference"] is not None]
+    minutes.sort(key=lambda r: -abs(r["difference"]))
+    return minutes[:n_minutes] + [r for r in flagged if r not in minutes]
