@@ -125,6 +125,37 @@ PANELS: list[tuple[str, dict[str, Any]]] = [
               "{{device}} dropped / 5 min"),
         ],
     }),
+    # the daemon's one MQTT connection: its series have no device label (one per daemon)
+    ("timeseries", {
+        "title": "MQTT connection failures by reason, per 5 min (auth, tls, refused: alert)",
+        "unit": "short", "w": 12, "bars": True,
+        "targets": [q("sum by (instance, reason) "
+                      "(increase(sleepstream_mqtt_connect_errors_total[5m]))",
+                      "{{instance}} {{reason}}")],
+    }),
+    ("timeseries", {
+        "title": "MQTT delivery task restarts and failed publish probes (broker drops "
+                 "our publishes: ACL), per 5 min",
+        "unit": "short", "w": 12, "bars": True,
+        "targets": [
+            q("sum by (instance) (increase(sleepstream_mqtt_delivery_restarts_total[5m]))",
+              "{{instance}} delivery restarts"),
+            q("sum by (instance) (increase(sleepstream_mqtt_probe_failures_total[5m]))",
+              "{{instance}} probe failures"),
+        ],
+    }),
+    ("row", {"title": "Night recording"}),
+    ("timeseries", {
+        "title": "Night recorder write failures by kind, per 5 min (staging goes on)",
+        "unit": "short", "w": 12, "bars": True,
+        "targets": [q(f"sum by (device, kind) (increase(sleepstream_storage_errors_total{{{DEV}}}"
+                      "[5m]))", "{{device}} {{kind}}")],
+    }),
+    ("timeseries", {
+        "title": "Raw EEG held in memory, not yet written (0 = all on disk)",
+        "unit": "bytes", "w": 12,
+        "targets": [q(f"sleepstream_recorder_backlog_bytes{{{DEV}}}", "{{device}}")],
+    }),
 ]  # fmt: skip
 
 

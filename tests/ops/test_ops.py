@@ -56,15 +56,29 @@ def rule_queries() -> list[str]:
 
 
 def test_rules_pass_promtool_check():
-    """`promtool check rules` accepts the rule file (5 rules)."""
+    """`promtool check rules` accepts the rule file (10 rules)."""
     out = run_promtool("check", "rules", RULES.name, cwd=RULES.parent)
-    assert "SUCCESS: 5 rules found" in out
+    assert "SUCCESS: 10 rules found" in out
 
 
 def test_rules_unit_tests_pass():
     """`promtool test rules`: each alert fires when it should and not before."""
     out = run_promtool("test", "rules", "sleepstream-rules.test.yml", cwd=RULES.parent)
     assert "SUCCESS" in out
+
+
+def test_every_alert_has_a_unit_test_where_it_fires():
+    """Each alert of the rule file fires in at least one promtool test case."""
+    tests = yaml.safe_load((RULES.parent / "sleepstream-rules.test.yml").read_text())["tests"]
+    fired = {
+        case["alertname"]
+        for t in tests
+        for case in t.get("alert_rule_test", [])
+        if case.get("exp_alerts")
+    }
+    alerts = [r["alert"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+    assert len(alerts) == 10
+    assert sorted(set(alerts) - fired) == []
 
 
 def test_example_prometheus_config_is_valid():
