@@ -2,6 +2,7 @@
 order per device through outages, statuses and the will, loud faults, supervision."""
 
 import asyncio
+import json
 import logging
 import re
 import shutil
@@ -191,16 +192,34 @@ def test_mqtt_link_kill9_turns_the_daemon_offline_by_its_will_and_a_restart_reco
     assert got["bed1"] == list(range(5)) + list(range(3))  # session "first", then "second"
 
 
+def _authenticated_subscriber(port: int, topic: str, user: str, password: str):
+    """A paho subscriber (own thread) logged in as ``user``; waits for its SUBACK."""
+    import threading
+
+    import paho.mqtt.client as paho
+
+    got: list[dict] = []
+    subscribed = threading.Event()
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"test-auth-sub-{port}")
+    client.username_pw_set(user, password)
+    client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(topic, qos=1)
+    client.on_subscribe = lambda *a: subscribed.set()
+    client.on_message = lambda c, u, m: got.append(json.loads(m.payload))
+    client.connect(host="127.0.0.1", port=port, keepalive=30)
+    client.loop_start()
+    if not subscribed.wait(10):
+        raise RuntimeError(f"subscriber {user!r} could not subscribe on port {port}")
+    return client, got
+
+
 def test_mqtt_link_credentials_refused_mid_run_are_loud_counted_and_recovered(
     tmp_path, helpers, caplog
 ):
     """The broker restarts refusing our credentials: every refusal is an ERROR naming
-    the fix and counted under reason "auth"; events wait in the outbox; once it accepts
-    us again every event is delivered."""
+    the fix and counted under reason "auth"; events wait in the outbox; once the broker
+    accepts us again (password file reloaded) every event arrives, in order."""
     if helpers.mosquitto_binary() is None:
         pytest.skip("mosquitto binary not found")
-    import shutil
-
     if not shutil.which("mosquitto_passwd"):
         pytest.skip("mosquitto_passwd not available")
     import tempfile
@@ -220,12 +239,20 @@ def test_mqtt_link_credentials_refused_mid_run_are_loud_counted_and_recovered(
     broker = helpers.Mosquitto(work, port, extra_config=open_conf).start()
     metrics = Metrics()
     caplog.set_level(logging.INFO, logger="sleepstream.sinks.mqtt_link")
+    sub = None
+
+    def refusals() -> float:
+        value = metrics.registry.get_sample_value(
+            "sleepstream_mqtt_connect_errors_total", {"reason": "auth"}
+        )
+        return value or 0.0
 
     async def scenario():
-        nonlocal broker
+        nonlocal broker, sub
+        settings = mqtt_settings(f"mqtt://127.0.0.1:{port}", username="sleep", password="pw")
         link = MqttLink(
-            mqtt_settings(f"mqtt://127.0.0.1:{port}"), outbox=Outbox(tmp_path / "o.sqlite"),
-            devices=["bed1"], metrics=metrics, retry_cap_s=(0.3, 0.3),
+            settings, outbox=Outbox(tmp_path / "o.sqlite"), devices=["bed1"], metrics=metrics,
+            retry_cap_s=(0.3, 0.3),
         )  # fmt: skip
         async with link:
             sink = MqttSink(link.settings, device="bed1", session="s", link=link)
@@ -233,29 +260,45 @@ def test_mqtt_link_credentials_refused_mid_run_are_loud_counted_and_recovered(
             await asyncio.wait_for(link.drained(), 10)
             broker.stop()
             broker = helpers.Mosquitto(work, port, extra_config=closed_conf).start()
+            # a reader the broker accepts, subscribed before the link can be accepted
+            sub = await asyncio.to_thread(
+                _authenticated_subscriber, port, "sleepstream/+/stage", "someone", "else"
+            )
             for i in range(1, 6):
                 await sink.publish(*_event(i))
-                await asyncio.sleep(0.3)
-            refused = metrics.registry.get_sample_value(
-                "sleepstream_mqtt_connect_errors_total", {"reason": "auth"}
+            deadline = time.monotonic() + 30
+            while refusals() < 2 and time.monotonic() < deadline:  # however slow the machine
+                await asyncio.sleep(0.05)
+            refused, pending = refusals(), link.pending
+            # the operator fixes it: our user is added and mosquitto reloads (SIGHUP)
+            await asyncio.to_thread(
+                subprocess.run, ["mosquitto_passwd", "-b", str(pw), "sleep", "pw"], check=True
             )
-            pending = link.pending
-            broker.stop()
-            broker = helpers.Mosquitto(work, port, extra_config=open_conf).start()
+            broker.proc.send_signal(signal.SIGHUP)
             await sink.publish(*_event(6))
-            await asyncio.wait_for(link.drained(), 20)
+            await asyncio.wait_for(link.drained(), 30)
         return refused, pending, link
 
     try:
         refused, pending, link = asyncio.run(scenario())
+        assert sub is not None
+        client, got = sub
+        deadline = time.monotonic() + 10  # PUBACKed to us; the broker forwards it at once
+        while len({e["epoch_index"] for e in got}) < 6 and time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
+        if sub is not None:
+            sub[0].loop_stop()
+            sub[0].disconnect()
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)
-    assert refused >= 2 and pending >= 5
+    assert refused >= 2 and pending == 5  # nothing got through while refused
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert any("Not authorized" in m and "--mqtt-username" in m for m in errors)
     assert any("connected again" in r.getMessage() for r in caplog.records)
     assert link.stats["bed1"].delivered == 7 and link.pending == 0
+    indices = list(dict.fromkeys(e["epoch_index"] for e in got))
+    assert indices == [1, 2, 3, 4, 5, 6]
 
 
 class _FailingOutbox(Outbox):
