@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from sleepstream.errors import DataFileError, UsageError
+from sleepstream.errors import UsageError
 from sleepstream.types import EPOCH_SECONDS, UNSCORED
 
 HELP = "show channels, rate, duration and trimmed stage counts of a recording or hypnogram"
@@ -71,7 +71,14 @@ def _kind(path: Path) -> str:
 def sibling_hypnogram(path: Path) -> Path | None:
     """Sleep-EDF ``SC4001E0-PSG.edf`` -> ``SC4001E?-Hypnogram.edf``; DREAMS
     ``excerptN.txt`` -> ``Hypnogram_excerptN.txt``; BIDS ``*_eeg.<ext>`` ->
-    ``*_events.tsv``."""
+    ``*_events.tsv``; None when there is none (or the folder cannot be read)."""
+    try:
+        return _sibling(path)
+    except OSError:
+        return None
+
+
+def _sibling(path: Path) -> Path | None:
     if path.name.endswith("-PSG.edf"):
         hits = sorted(path.parent.glob(f"{path.name[:7]}*-Hypnogram.edf"))
         return hits[0] if hits else None
@@ -127,9 +134,10 @@ def inspect_path(
     """The report as a dict (what ``--json`` prints)."""
     from sleepstream.io.processing import trim_hypnogram
     from sleepstream.io.readers import read_hypnogram
+    from sleepstream.io.recording import check_file
 
-    if hypnogram is not None and not hypnogram.exists():
-        raise DataFileError(f"{hypnogram}: file not found")
+    if hypnogram is not None:
+        check_file(hypnogram)
     kind = _kind(path)
     report: dict[str, Any] = {"path": str(path), "format": kind}
     if kind == "hypnogram":

@@ -125,10 +125,10 @@ def find_reference(path: Path, hypnogram: Path | None, recording: Any) -> Any:
     """The reference hypnogram: given, next to the file, or the file's own stages."""
     from sleepstream.commands.inspect import sibling_hypnogram
     from sleepstream.io.readers import own_hypnogram, read_hypnogram
+    from sleepstream.io.recording import check_file
 
     if hypnogram is not None:
-        if not hypnogram.is_file():
-            raise DataFileError(f"{hypnogram}: file not found")
+        check_file(hypnogram)
         return read_hypnogram(hypnogram)
     sibling = sibling_hypnogram(path)
     if sibling is not None:
@@ -194,12 +194,12 @@ def _training_match(card: Any, path: Path) -> bool:
 def run(args: argparse.Namespace) -> int:
     setup_logging("warning" if args.json_summary and args.log_level == "info" else args.log_level)
     from sleepstream.daemon import Daemon
+    from sleepstream.io.recording import check_file
     from sleepstream.sources.edf_replay import FileReplaySource, parse_speed
     from sleepstream.wiring import resolve_profile
 
     parse_speed(args.speed)  # UsageError before any work
-    if not args.path.is_file():
-        raise DataFileError(f"{args.path}: file not found")
+    check_file(args.path)
     options: dict[str, Any] = {} if args.channel is None else {"channel": args.channel}
     probe = DeviceConfig(check_device_name(args.device), f"edf:{args.path}", args.profile, options)
     profile = resolve_profile(probe)

@@ -61,6 +61,8 @@ def read_events_tsv(path: Path | str) -> Hypnogram:
                 events.append(_Event(onset, dur, row["trial_type"] or ""))
     except (UnicodeDecodeError, csv.Error) as exc:
         raise DataFileError(f"{p}: not a readable TSV ({exc})") from None
+    except OSError as exc:
+        raise DataFileError(f"{p}: cannot read: {exc.strerror or exc}") from None
     hyp = stage_hypnogram(events, str(p))
     if hyp is None:
         raise HypnogramError(f"{p}: no sleep stage events (trial_type 'Sleep stage ...')")

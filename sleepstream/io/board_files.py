@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from sleepstream.errors import DataFileError, UsageError
-from sleepstream.io.recording import Annotation, Block, ChannelInfo, check_file
+from sleepstream.io.recording import Annotation, Block, ChannelInfo, check_file, os_errors
 from sleepstream.sources.boards import BOARDS
 
 #: OpenBCI GUI ``%Board`` class name fragments -> board name, most specific first.
@@ -205,7 +205,7 @@ class BoardFileRecording:
         return out
 
     def _first_rows(self, path: Path) -> np.ndarray:
-        with path.open(encoding="utf-8", errors="replace") as f:
+        with os_errors(path), path.open(encoding="utf-8", errors="replace") as f:
             batch = list(itertools.islice(self._lines(f), 1))
         if not batch:
             raise DataFileError(f"{path}: {self.format} file holds no data rows")
@@ -213,8 +213,8 @@ class BoardFileRecording:
         return times
 
     def _last_time(self, path: Path) -> float:
-        size = path.stat().st_size
-        with path.open("rb") as f:
+        with os_errors(path), path.open("rb") as f:
+            size = path.stat().st_size
             f.seek(max(0, size - 65536))
             tail = f.read().decode("utf-8", errors="replace").splitlines()
         for line in reversed(tail[1:] if size > 65536 else tail):
@@ -252,7 +252,7 @@ class BoardFileRecording:
             raise DataFileError(f"{self.path}: no channel picked")
         n = max(1, int(round(block_s * self._fs)))
         last = self._t0
-        with self.path.open(encoding="utf-8", errors="replace") as f:
+        with os_errors(self.path), self.path.open(encoding="utf-8", errors="replace") as f:
             lines = self._lines(f)
             batch = list(itertools.islice(lines, n))
             while batch:
@@ -278,7 +278,7 @@ class BoardFileRecording:
 def _header(path: Path) -> tuple[list[str], str | None]:
     """The ``%`` lines and the first non-``%`` line of a text file."""
     meta: list[str] = []
-    with path.open(encoding="utf-8", errors="replace") as f:
+    with os_errors(path), path.open(encoding="utf-8", errors="replace") as f:
         for line in f:
             if line.startswith("%"):
                 meta.append(line.strip())
@@ -340,7 +340,7 @@ def _names(board: str | None, n: int) -> tuple[str, ...]:
 
 
 def _brainflow(path: Path, board: str | None) -> BoardFileRecording:
-    with path.open(encoding="utf-8", errors="replace") as f:
+    with os_errors(path), path.open(encoding="utf-8", errors="replace") as f:
         first = f.readline().rstrip("\r\n")
     n_cols = len(first.split("\t"))
     if board is None:

@@ -31,6 +31,7 @@ from sleepstream.io.recording import (
     Block,
     ChannelInfo,
     check_file,
+    os_errors,
     unit_factor,
 )
 
@@ -105,25 +106,42 @@ def read_header(path: Path | str) -> EdfHeader:
         Missing, empty, not EDF/BDF, or truncated (fewer bytes than the header declares).
     """
     p = check_file(path)
-    size = p.stat().st_size
+    with os_errors(p):
+        size = p.stat().st_size
+        head, rest = _read_head(p)
+    return _parse_header(p, size, head, rest)
+
+
+def _read_head(p: Path) -> tuple[bytes, bytes]:
+    """The fixed header and the signal headers (as many bytes as the file has)."""
     with p.open("rb") as f:
         head = f.read(256)
-        if len(head) < 256 or head[:8] not in EDF_MAGIC:
-            raise NotEdfError(f"{p}: not an EDF/BDF file (no EDF header)")
-        kind = "BDF" if head[:1] == b"\xff" else "EDF"
-        try:
-            header_bytes = int(head[184:192].decode("ascii").strip())
-            n_records = int(head[236:244].decode("ascii").strip())
-            record_s = float(head[244:252].decode("ascii").strip())
-            ns = int(head[252:256].decode("ascii").strip())
-        except (UnicodeDecodeError, ValueError):
-            raise NotEdfError(f"{p}: not an EDF/BDF file (unreadable header fields)") from None
-        if ns <= 0 or header_bytes != 256 * (ns + 1):
-            raise NotEdfError(
-                f"{p}: not an EDF/BDF file (header declares {ns} signals and {header_bytes} "
-                "header bytes)"
-            )
-        rest = f.read(256 * ns)
+        ns = 0
+        if len(head) >= 256 and head[:8] in EDF_MAGIC:
+            try:
+                ns = max(0, int(head[252:256].decode("ascii").strip()))
+            except (UnicodeDecodeError, ValueError):
+                ns = 0
+        return head, f.read(256 * min(ns, 100_000))
+
+
+def _parse_header(p: Path, size: int, head: bytes, rest: bytes) -> EdfHeader:
+    """Check and parse the header bytes read by :func:`_read_head`."""
+    if len(head) < 256 or head[:8] not in EDF_MAGIC:
+        raise NotEdfError(f"{p}: not an EDF/BDF file (no EDF header)")
+    kind = "BDF" if head[:1] == b"\xff" else "EDF"
+    try:
+        header_bytes = int(head[184:192].decode("ascii").strip())
+        n_records = int(head[236:244].decode("ascii").strip())
+        record_s = float(head[244:252].decode("ascii").strip())
+        ns = int(head[252:256].decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        raise NotEdfError(f"{p}: not an EDF/BDF file (unreadable header fields)") from None
+    if ns <= 0 or header_bytes != 256 * (ns + 1):
+        raise NotEdfError(
+            f"{p}: not an EDF/BDF file (header declares {ns} signals and {header_bytes} "
+            "header bytes)"
+        )
     if len(rest) < 256 * ns:
         raise TruncatedFileError(
             f"{p}: truncated EDF: the file ends inside its header ({size} of {header_bytes} bytes)"
@@ -136,8 +154,14 @@ def read_header(path: Path | str) -> EdfHeader:
         dmin = tuple(int(float(v)) for v in _fields(rest, ns, 120, 8))
         dmax = tuple(int(float(v)) for v in _fields(rest, ns, 128, 8))
         spr = tuple(int(v) for v in _fields(rest, ns, 216, 8))
-    except ValueError:
+    except (ValueError, OverflowError):  # "inf" reads as a float but is no integer
         raise NotEdfError(f"{p}: not an EDF/BDF file (unreadable signal header)") from None
+    bad = next((i for i in range(ns) if not np.isfinite(pmin[i]) or not np.isfinite(pmax[i])), None)
+    if bad is not None:
+        raise NotEdfError(
+            f"{p}: not an EDF/BDF file (signal {labels[bad]!r} has physical range "
+            f"{pmin[bad]}..{pmax[bad]})"
+        )
     if any(n < 0 for n in spr) or not np.isfinite(record_s) or record_s < 0:
         raise NotEdfError(f"{p}: not an EDF/BDF file (negative record size or duration)")
     header = EdfHeader(
@@ -321,7 +345,7 @@ class EdfRecording:
     def _raw(self, a: int, b: int) -> np.ndarray:
         h = self.header
         n = (b - a) * h.record_bytes
-        with self.path.open("rb") as f:
+        with os_errors(self.path), self.path.open("rb") as f:
             f.seek(h.header_bytes + a * h.record_bytes)
             buf = f.read(n)
         if len(buf) < n:

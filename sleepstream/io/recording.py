@@ -27,6 +27,7 @@ Units: every reader converts the file's unit to µV (``V``, ``mV``, ``µV``/``uV
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -209,15 +210,27 @@ def pick_channels(rec: Recording, channels: Sequence[str | None]) -> tuple[list[
 
 # ----------------------------------------------------------------------- opening
 def check_file(path: Path | str) -> Path:
-    """Raise :class:`DataFileError` if ``path`` is missing, a folder or empty."""
+    """Raise :class:`DataFileError` if ``path`` is missing, a folder, empty or cannot even
+    be probed (name too long, no permission on a parent, a symlink loop...)."""
     p = Path(path)
-    if not p.exists():
-        raise DataFileError(f"{p}: file not found")
-    if not p.is_file():
-        raise DataFileError(f"{p}: not a regular file")
-    if p.stat().st_size == 0:
-        raise EmptyFileError(f"{p}: empty file")
+    with os_errors(p, "cannot open"):
+        if not p.exists():
+            raise DataFileError(f"{p}: file not found")
+        if not p.is_file():
+            raise DataFileError(f"{p}: not a regular file")
+        if p.stat().st_size == 0:
+            raise EmptyFileError(f"{p}: empty file")
     return p
+
+
+@contextlib.contextmanager
+def os_errors(path: Path | str, doing: str = "cannot read") -> Iterator[None]:
+    """Turn an :class:`OSError` on ``path`` into a one-line :class:`DataFileError`."""
+    try:
+        yield
+    except OSError as exc:
+        why = exc.strerror or str(exc) or type(exc).__name__
+        raise DataFileError(f"{path}: {doing}: {why}") from None
 
 
 #: First bytes of EDF and BDF files.
@@ -235,7 +248,7 @@ def sniff_format(path: Path | str) -> str:
         Missing, a folder, or empty.
     """
     p = check_file(path)
-    with p.open("rb") as f:
+    with os_errors(p), p.open("rb") as f:
         head = f.read(4096)
     if head[:8] in EDF_MAGIC or p.suffix.lower() in EDF_SUFFIXES:
         return "edf"  # a .edf without the magic gets the EDF reader's own error

@@ -33,6 +33,8 @@ from sleepstream.types import Chunk
 
 log = logging.getLogger(__name__)
 
+#: Bounds of a paced replay's speed factor (1 = real time; beyond: ``max``).
+MIN_SPEED, MAX_SPEED = 0.01, 1e6
 #: Stream seconds per chunk at ``--speed max`` and when paced.
 MAX_SPEED_CHUNK_S = 30.0
 PACED_CHUNK_S = 1.0
@@ -60,6 +62,10 @@ def parse_speed(value: str | float | None) -> float | None:
         return None
     if not math.isfinite(factor) or factor <= 0:
         raise UsageError(f"--speed {value!r}: expected 'max' or a positive number")
+    if not MIN_SPEED <= factor <= MAX_SPEED:
+        raise UsageError(
+            f"--speed {value!r}: expected 'max' or a factor from {MIN_SPEED:g} to {MAX_SPEED:g}"
+        )
     return factor
 
 

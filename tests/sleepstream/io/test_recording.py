@@ -342,3 +342,26 @@ def test_fuzzed_edf_headers_and_annotations_never_escape_as_tracebacks(tmp_path_
             assert "fuzzed.edf" in str(exc) and "\n" not in str(exc)
 
     check()
+
+
+@pytest.mark.parametrize("field", ["digital_min", "physical_max"])
+@pytest.mark.parametrize("value", [b"inf     ", b"-inf    ", b"nan     "])
+def test_non_finite_signal_header_fields_are_not_edf(make_edf, tmp_path, field, value):
+    """A digital or physical limit written as inf/nan is 'not an EDF' in one line (faults R13)."""
+    path = make_edf(tmp_path / "a.edf", {"EEG A": np.zeros(300), "EEG B": np.zeros(300)}, 100.0)
+    data = bytearray(path.read_bytes())
+    ns, offset = 2, {"digital_min": 120, "physical_max": 112}[field]
+    pos = 256 + offset * ns + 8  # the second signal's field
+    data[pos : pos + 8] = value
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataFileError, match=r"a\.edf: not an EDF/BDF file"):
+        open_recording(path)
+
+
+def test_paths_that_cannot_be_probed_are_one_line_errors(tmp_path):
+    """A file name too long for the file system is 'cannot open', not an OSError (faults R9)."""
+    path = tmp_path / ("x" * 300 + ".edf")
+    with pytest.raises(DataFileError, match="cannot open: File name too long"):
+        open_recording(path)
+    with pytest.raises(DataFileError, match="cannot open: File name too long"):
+        read_hypnogram(tmp_path / ("y" * 300 + ".hyp"))

@@ -113,7 +113,7 @@ def test_edf_replay_start_past_end_is_usage_error(tmp_path):
         asyncio.run(_drain(EDFReplaySource(path, start=11.0)))
 
 
-@pytest.mark.parametrize("value", ["0", "-2", "fast", "nan"])
+@pytest.mark.parametrize("value", ["0", "-2", "fast", "nan", "1e-9", "1e-300", "1e7"])
 def test_parse_speed_rejects_bad_values(value):
     """Speed is 'max' or a positive finite factor."""
     with pytest.raises(UsageError):
