@@ -177,16 +177,28 @@ def _subscribe(args: argparse.Namespace) -> None:
 
 
 def bench_model() -> tuple[Path, str]:
-    """(model card path, description) of the student the daemon benchmarks run."""
-    from sleepstream.inference import load_card
+    """(model card path, description) of the student the daemon benchmarks run.
+
+    The shipped default student when it is a split model; otherwise (a window-mode
+    default, or none) the same architecture untrained and exported in split mode: speed
+    and memory do not depend on the weight values, and the daemon's speed goals are for
+    the split path (``$SLEEPSTREAM_BENCH_MODEL`` overrides, e.g. to time a window model).
+    """
+    from sleepstream.inference import card_path_for, load_card
     from sleepstream.inference.stager import default_model_path
 
+    override = os.environ.get("SLEEPSTREAM_BENCH_MODEL")
+    if override:
+        card = load_card(card_path_for(Path(override)))
+        return Path(override), f"{card.architecture} ({card.mode} mode, $SLEEPSTREAM_BENCH_MODEL)"
     default = default_model_path()
-    if default.exists():
-        mode = load_card(default).mode
-        return default, f"shipped default student (sleepstream/models/default.*, {mode} mode)"
+    if default.exists() and load_card(default).mode == "split":
+        return default, "shipped default student (sleepstream/models/default.*, split mode)"
     path = export_model("deepsleepnet-student", mode="split")
-    return path, "deepsleepnet-student, untrained (seed 0), exported with distill.export (split)"
+    return path, (
+        "deepsleepnet-student (the shipped default's architecture), untrained (seed 0), "
+        "exported in split mode with distill.export"
+    )
 
 
 def export_model(name: str, seed: int = 0, mode: str = "window") -> Path:
@@ -266,7 +278,7 @@ async def run_edf_daemon(
     import asyncio
 
     from sleepstream.config import DeviceConfig, MqttOptions, RunConfig
-    from sleepstream.daemon import Daemon, default_dsp
+    from sleepstream.daemon import Daemon
     from sleepstream.sources.edf_replay import EDFReplaySource
 
     psg = SC4001 / "SC4001E0-PSG.edf"
@@ -283,27 +295,25 @@ async def run_edf_daemon(
     def build_source(d):
         return EDFReplaySource(psg, "EEG Fpz-Cz", speed=speed, start=start), until
 
-    def make_dsp(d, source, seq_len):
-        return default_dsp(d, source, seq_len, utc_origin=utc_origin)
-
     extra = (
         (lambda name: [LastSampleSink(name, last_samples)]) if last_samples is not None else None
     )
     daemon = Daemon(
-        cfg, stager=stager, build_source=build_source, make_dsp=make_dsp,
+        cfg, stager=stager, build_source=build_source,
         extra_sinks=extra, install_signals=False,
     )  # fmt: skip
     task = asyncio.create_task(daemon.run())
     await asyncio.wait([task, asyncio.ensure_future(daemon.started.wait())],
                        return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
-    t_started = time.perf_counter()
+    t_started, cpu_started = time.perf_counter(), time.process_time()
     result = await task
-    t_end = time.perf_counter()
+    t_end, cpu_end = time.perf_counter(), time.process_time()
     r = result.devices[device]
     return {
         **histogram_totals(daemon.metrics),
         "t_started": t_started,
         "t_end": t_end,
+        "cpu_s": cpu_end - cpu_started,
         "epochs": r.epochs,
         "published": r.published,
         "delivered": r.delivered,

@@ -35,7 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import Subscriber, bench_model, mosquitto, run_edf_daemon, sc4001_window  # noqa: E402
 from common import RESULTS, emit, machine, median, percentile  # noqa: E402
 
-GOAL_P99_MS = 20.0
+#: Goals (issue 12): paced 30x through mosquitto, p50 <= 3 ms and p99 <= 6 ms.
+GOAL_P50_MS = 3.0
+GOAL_P99_MS = 6.0
 
 
 def stats(xs: list[float]) -> dict[str, float]:
@@ -87,6 +89,7 @@ def one_run(port: int, stager, model: Path, device: str, n_epochs: int, speed: f
         "ack_latency_ms": stats([x * 1e3 for x in res["ack_latencies_s"]]),
         "e2e_ms_all": [round(x, 3) for x in e2e],
         "load_avg_1min": [load0, os.getloadavg()[0]],
+        "cpu_ms_per_epoch": 1e3 * res["cpu_s"] / max(1, res["epochs"]),
         "inference_calls": res.get("inference_count"),
         "inference_ms_mean": 1e3
         * (res.get("inference_sum") or 0)
@@ -148,16 +151,17 @@ def main() -> None:
         "epochs_per_run": args.epochs,
         "e2e_ms_p50_median": p50,
         "e2e_ms_p99_median": p99,
+        "goal_p50_ms": GOAL_P50_MS,
         "goal_p99_ms": GOAL_P99_MS,
-        "goal_met": p99 <= GOAL_P99_MS,
+        "goal_met": p50 <= GOAL_P50_MS and p99 <= GOAL_P99_MS,
         "per_run": runs,
         "realtime_check": check,
     }
     row = (
         f"| e2e latency | SC4001, {args.epochs} epochs at {args.speed:g}x pace, mosquitto | "
-        f"p50 {p50:.2f} ms, p99 {p99:.2f} ms | p99 ≤ {GOAL_P99_MS:.0f} ms | "
-        f"{'met' if p99 <= GOAL_P99_MS else 'missed'} "
-        f"({(p99 / GOAL_P99_MS - 1) * 100:+.0f} %) |"
+        f"p50 {p50:.2f} ms, p99 {p99:.2f} ms | p50 ≤ {GOAL_P50_MS:.0f} ms, "
+        f"p99 ≤ {GOAL_P99_MS:.0f} ms | {'met' if result['goal_met'] else 'missed'} "
+        f"(p50 {(p50 / GOAL_P50_MS - 1) * 100:+.0f} %, p99 {(p99 / GOAL_P99_MS - 1) * 100:+.0f} %) |"
     )
     path = emit("e2e_latency", result, row, packages=["aiomqtt", "paho-mqtt"])
     write_markdown(json.loads(path.read_text()), args)
@@ -195,13 +199,18 @@ def write_markdown(r: dict, args: argparse.Namespace) -> None:
     lines += [
         "",
         f"**p50 {r['e2e_ms_p50_median']:.2f} ms, p99 {r['e2e_ms_p99_median']:.2f} ms** "
-        f"(n = {run['e2e_ms']['n']} of {run['epochs_streamed']} epochs). Goal p99 ≤ "
-        f"{r['goal_p99_ms']:.0f} ms: **{'met' if r['goal_met'] else 'missed'}** "
-        f"({(r['e2e_ms_p99_median'] / r['goal_p99_ms'] - 1) * 100:+.0f} %).",
+        f"(n = {run['e2e_ms']['n']} of {run['epochs_streamed']} epochs). Goal p50 ≤ "
+        f"{r.get('goal_p50_ms', 3.0):.0f} ms and p99 ≤ {r['goal_p99_ms']:.0f} ms: "
+        f"**{'met' if r['goal_met'] else 'missed'}** (p50 "
+        f"{(r['e2e_ms_p50_median'] / r.get('goal_p50_ms', 3.0) - 1) * 100:+.0f} %, p99 "
+        f"{(r['e2e_ms_p99_median'] / r['goal_p99_ms'] - 1) * 100:+.0f} %).",
         "",
-        f"Breakdown (medians): inference of one {r.get('seq_len', 20)}-epoch window took "
-        f"{run['inference_ms_mean']:.2f} ms on average (daemon's inference histogram, "
-        f"{run['inference_calls']} calls); last sample → event built "
+        f"Breakdown (medians): inference of one epoch (split: the encoder on the new epoch and "
+        f"the head over the device's ring of {r.get('seq_len', 20)} states) took "
+        f"{run['inference_ms_mean']:.2f} ms on average, thread hand-over included (daemon's "
+        f"inference histogram, {run['inference_calls']} calls); the daemon process used "
+        f"{run.get('cpu_ms_per_epoch', float('nan')):.2f} ms of CPU per epoch (all threads: "
+        f"DSP, inference, outbox, MQTT); last sample → event built "
         f"{run['event_latency_ms_field']['p50']:.2f} ms (DSP + queue + inference); event built → "
         f"subscriber {run['e2e_ms']['p50'] - run['event_latency_ms_field']['p50']:.2f} ms "
         "(outbox + QoS 1 publish + mosquitto + subscriber).",
