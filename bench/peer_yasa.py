@@ -3,7 +3,9 @@
 YASA (Vallat & Walker 2021) stages a whole recording offline (it sees the future and
 smooths over minutes). The student runs *causally*, exactly as the daemon does: each
 epoch is scored as the last position of a window of past epochs (zeros before the
-recording starts). Both score:
+recording starts), each recording normalised from its own start as the card declares
+(``input_contract.normalisation``, the daemon's
+:func:`sleepstream.dsp.normalise.normalise_night`; kind ``none`` for v1 cards). Both score:
 
 * the eight DREAMS excerpts (30-min, C3-A1/Cz-A1; 30-s labels by the majority rule of
   ``sleepstream.io.dreams``; excerpt 3 is upsampled from 50 Hz to 100 Hz for both), and
@@ -30,6 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit  # noqa: E402
 
+from sleepstream.dsp.normalise import normalise_night, usable_epochs  # noqa: E402
 from sleepstream.inference import load_stager  # noqa: E402
 from sleepstream.io.datasets import load_dreams, load_sc4001  # noqa: E402
 from sleepstream.scoring import agreement  # noqa: E402
@@ -47,7 +50,9 @@ def causal_windows(epochs: np.ndarray, seq: int) -> np.ndarray:
 
 
 def student_stages(stager, night) -> np.ndarray:
-    windows = causal_windows(night.epochs(), stager.seq_len)
+    x = night.epochs()
+    x = normalise_night(x, usable_epochs(x), stager.normalisation)
+    windows = causal_windows(x, stager.seq_len)
     logits = np.concatenate(
         [stager.logits(windows[i : i + 64]) for i in range(0, len(windows), 64)]
     )
@@ -104,7 +109,9 @@ def main() -> int:
         "model": stager.model_id,
         "model_sha256": stager.card.sha256,
         "runs": 1,
-        "note": "both deterministic; student causal (past only), YASA offline (whole recording)",
+        "normalisation": stager.normalisation.to_card(),
+        "note": "both deterministic; student causal (past only, normalised from each "
+        "recording's start as its card declares), YASA offline (whole recording)",
         "dreams": {
             "epochs": int(ref_d.size),
             "student_causal": summary(agreement(ref_d, stu_d)),
