@@ -13,7 +13,7 @@ import pytest
 
 from sleepstream.errors import DataFileError, UsageError
 
-pytestmark = pytest.mark.network  # the replay that records the night uses the broker
+pytestmark = [pytest.mark.network, pytest.mark.slow]  # a real replay records the night (~25 s)
 
 
 @pytest.fixture(scope="module")

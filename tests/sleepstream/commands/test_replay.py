@@ -269,6 +269,7 @@ def test_replay_brainflow_file_with_its_board_profile(sc4001_sleep, tiny_model, 
     assert summary["n_epochs_gap"] == 2 and summary["n_epochs_scored"] == 18
 
 
+@pytest.mark.slow
 def test_replay_of_a_training_recording_warns_and_says_so(
     sc4001_sleep, tiny_model, tmp_path, helpers
 ):
