@@ -84,6 +84,7 @@ def _truncated_copy(sc4001_dir: Path, tmp_path: Path) -> Path:
 
 
 # -- corrupt / truncated EDF ------------------------------------------------------------
+@pytest.mark.slow
 def test_bad_input_truncated_edf_replay_exits_with_truncated_file_code(sc4001_dir, tmp_path, cli):
     """``replay`` of a truncated EDF: TruncatedFileError's exit code, file named."""
     path = _truncated_copy(sc4001_dir, tmp_path)
@@ -91,6 +92,7 @@ def test_bad_input_truncated_edf_replay_exits_with_truncated_file_code(sc4001_di
     _error_line(proc, errors.TruncatedFileError.exit_code, str(path), "truncated")
 
 
+@pytest.mark.slow
 def test_bad_input_truncated_edf_run_source_exits_with_truncated_file_code(
     sc4001_dir, tmp_path, cli
 ):
@@ -100,6 +102,7 @@ def test_bad_input_truncated_edf_run_source_exits_with_truncated_file_code(
     _error_line(proc, errors.TruncatedFileError.exit_code, str(path), "truncated")
 
 
+@pytest.mark.slow
 def test_bad_input_corrupt_edf_header_exits_with_not_edf_code(sc4001_dir, tmp_path, cli):
     """An EDF whose fixed header is garbage: NotEdfError's code, for replay and run."""
     path = tmp_path / "corrupt.edf"
@@ -113,6 +116,7 @@ def test_bad_input_corrupt_edf_header_exits_with_not_edf_code(sc4001_dir, tmp_pa
 
 
 # -- wrong channel, unknown board -----------------------------------------------------
+@pytest.mark.slow
 def test_bad_input_wrong_channel_lists_available_channels(sc4001_dir, cli):
     """A channel that is not in the file: ChannelNotFoundError's code; the message lists
     the channels that are there."""
@@ -203,20 +207,32 @@ def test_bad_input_replay_invalid_speed_is_a_usage_error(sc4001_dir, cli):
 
 
 # -- models -----------------------------------------------------------------------------
-def _copy_model(model: Path, dest: Path) -> Path:
+def _graph_entries(card: dict) -> list[dict]:
+    """The card's graph entries (``onnx`` in window mode, ``split.encoder``/``head``)."""
+    if "onnx" in card:
+        return [card["onnx"]]
+    return [card["split"]["encoder"], card["split"]["head"]]
+
+
+def _copy_model(model: Path, dest: Path) -> tuple[Path, Path]:
+    """Copy a model (given as its ``.onnx`` or its ``.card.json``) with every graph its
+    card names; return (the copied card, the copied first graph file)."""
+    card = model if model.name.endswith(".card.json") else model.with_suffix(".card.json")
     dest.mkdir()
-    shutil.copy(model, dest / model.name)
-    shutil.copy(model.with_suffix(".card.json"), dest / model.with_suffix(".card.json").name)
-    return dest / model.name
+    shutil.copy(card, dest / card.name)
+    entries = _graph_entries(json.loads(card.read_text()))
+    for entry in entries:
+        shutil.copy(card.parent / entry["file"], dest / entry["file"])
+    return dest / card.name, dest / entries[0]["file"]
 
 
 def test_bad_input_model_sha256_mismatch_is_a_model_error(model, tmp_path, cli):
     """A model whose bytes changed after its card was written: ModelError's code, sha named."""
-    path = _copy_model(model, tmp_path / "m")
+    card_path, path = _copy_model(model, tmp_path / "m")
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    proc = cli("run", "--source", "synthetic-night", "--quiet", "--model", str(path),
+    proc = cli("run", "--source", "synthetic-night", "--quiet", "--model", str(card_path),
                model_flag=False)  # fmt: skip
     _error_line(proc, errors.ModelError.exit_code, str(path), "sha256")
 
@@ -224,22 +240,21 @@ def test_bad_input_model_sha256_mismatch_is_a_model_error(model, tmp_path, cli):
 def test_bad_input_unreadable_model_is_a_model_error(model, tmp_path, cli):
     """A truncated ONNX file whose card matches it (so the hash passes): ONNX Runtime
     cannot parse it; ModelError's code, file named."""
-    path = _copy_model(model, tmp_path / "m")
-    data = path.read_bytes()[:50_000]
+    card_path, path = _copy_model(model, tmp_path / "m")
+    data = path.read_bytes()[: min(50_000, path.stat().st_size // 2)]
     path.write_bytes(data)
-    card_path = path.with_suffix(".card.json")
     card = json.loads(card_path.read_text())
-    card["onnx"].update(size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    _graph_entries(card)[0].update(size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
     card_path.write_text(json.dumps(card))
-    proc = cli("run", "--source", "synthetic-night", "--quiet", "--model", str(path),
+    proc = cli("run", "--source", "synthetic-night", "--quiet", "--model", str(card_path),
                model_flag=False)  # fmt: skip
     _error_line(proc, errors.ModelError.exit_code, str(path))
 
 
 def test_bad_input_model_without_card_is_a_model_error(model, tmp_path, cli):
     """A model file with no card next to it is refused (models load only with a card)."""
-    path = _copy_model(model, tmp_path / "m")
-    path.with_suffix(".card.json").unlink()
+    card_path, path = _copy_model(model, tmp_path / "m")
+    card_path.unlink()
     proc = cli("run", "--source", "synthetic-night", "--quiet", "--model", str(path),
                model_flag=False)  # fmt: skip
     _error_line(proc, errors.ModelError.exit_code, "card")
@@ -286,6 +301,7 @@ def test_bad_input_saturated_burst_in_edf_is_flagged_and_later_epochs_scored(
     assert all("clipping" not in e["quality"] for e in clean[1:]), clean
 
 
+@pytest.mark.slow
 def test_bad_input_nan_inf_burst_from_lsl_gives_unscored_nonfinite_and_daemon_goes_on(
     sc4001_dir, tmp_path, helpers, model
 ):

@@ -159,6 +159,7 @@ def _gap_scenario(sc4001_dir, mosquitto, subscribe, tmp_path, model, *, give_up=
     return pipeline
 
 
+@pytest.mark.slow
 def test_daemon_lsl_outlet_gone_for_60s_of_stream_time_publishes_gap_and_resumes(
     sc4001_dir, mosquitto, subscribe, tmp_path, tiny_model
 ):
@@ -168,6 +169,7 @@ def test_daemon_lsl_outlet_gone_for_60s_of_stream_time_publishes_gap_and_resumes
     assert pipeline.source.reconnects >= 1
 
 
+@pytest.mark.slow
 def test_daemon_survives_a_source_that_gives_up_mid_stream(
     sc4001_dir, mosquitto, subscribe, tmp_path, tiny_model
 ):
