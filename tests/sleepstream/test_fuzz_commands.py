@@ -785,6 +785,8 @@ FINDINGS = {
     "run-mqtt-host-not-idna": ("R11", lambda w: run_argv(
         f"edf:{w['edf']}", w["dir"] / "s", "--mqtt", "mqtt://a..b:1")),
     "edf-digital-minimum-inf": ("R13", lambda w: ["inspect", str(w["inf_edf"])]),
+    "lookahead-past-the-model": ("R15", lambda w: run_argv(
+        f"edf:{w['edf']}", w["dir"] / "s", "--lookahead", "99999999999")),
 }  # fmt: skip
 
 
