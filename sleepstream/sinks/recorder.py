@@ -52,6 +52,7 @@ import numpy as np
 
 from sleepstream.errors import StorageError
 from sleepstream.record import files
+from sleepstream.record.backlog import Backlog
 from sleepstream.record.clock import NightClock, iso
 from sleepstream.record.manifest import find_gaps, new_manifest
 from sleepstream.record.segments import OpenSegment, PendingSegment, Segmenter
@@ -171,7 +172,6 @@ class Recorder:
         self._now = now or (lambda: dt.datetime.now(dt.UTC))
         self._segment_seconds = float(segment_seconds)
         self._source_start = start_datetime
-        self._max_backlog = int(max_backlog_bytes)
         self._retry_s = float(retry_s)
         self.night_dir: Path | None = None
         self.manifest: dict[str, Any] = new_manifest(
@@ -194,7 +194,7 @@ class Recorder:
         self._last_fs = 1.0
         self._segmenter = Segmenter(segment_seconds)
         self._n_segments = 0
-        self._backlog: list[PendingSegment] = []
+        self._backlog = Backlog(self.manifest, max_backlog_bytes)
         self._last_retry = -math.inf
         self._rows: dict[int, StageRow] = {}
         self._segment_task: asyncio.Task[None] | None = None
@@ -259,10 +259,9 @@ class Recorder:
             await self._safely("raw data", self._queue(seg))
         await self._wait(self._segment_task)
         await self._safely("raw data", self._write_backlog(force=True))
+        why = self.manifest["last_storage_error"] or "storage error"
         for p in self._backlog:
-            why = self.manifest["last_storage_error"] or "storage error"
-            self._lose(p, f"not written before the recorder closed ({why})")
-        self._backlog.clear()
+            self._backlog.lose(p, f"not written before the recorder closed ({why})")
         self.faults.backlog(0)
         self._release_reserve()
         self._closing.set()
@@ -344,25 +343,21 @@ class Recorder:
             self.manifest["duration_s"] = round(span, 3)
 
     async def _queue(self, seg: OpenSegment) -> None:
-        """Queue a closed segment and hand the queue to a background writer."""
+        """Queue a closed segment and hand the backlog to a background writer."""
         assert self._t0 is not None
         pending = PendingSegment(
-            self._n_segments,
-            np.concatenate(seg.parts, axis=1),
-            seg.fs,
-            seg.channels,
+            self._n_segments, np.concatenate(seg.parts, axis=1), seg.fs, seg.channels,
             seg.start_ts - self._t0,
-        )
+        )  # fmt: skip
         self._n_segments += 1
+        await self._wait(self._segment_task)
+        self._backlog.add(pending)
         try:
             files.record_duration(seg.fs)
         except ValueError as exc:  # a rate EDF cannot store: no retry can help
-            self._lose(pending, str(exc))
+            self._backlog.lose(pending, str(exc))
             log.error("recorder %s: cannot write %s: %s", self.device, pending.file, exc)
             return
-        await self._wait(self._segment_task)
-        self._backlog.append(pending)
-        self.manifest["pending_segments"].append(pending.info())
         self._segment_task = asyncio.create_task(self._write_backlog(force=True))
 
     async def _write_backlog(self, force: bool = False) -> None:
@@ -370,25 +365,13 @@ class Recorder:
         if not self._backlog or not (force or time.monotonic() - self._last_retry >= self._retry_s):
             return
         self._last_retry = time.monotonic()
-        assert self.clock is not None and self.night_dir is not None
-        while self._backlog:
-            p = self._backlog[0]
+        assert self.clock is not None
+        for p in self._backlog:
             ok, pad = await self._guard(p.file, self._write_segment, p)
             if not ok:
                 break
-            self._backlog.pop(0)
-            self._unpend(p)
-            info = {**p.info(), "start": self.clock.iso(p.start_s), "padding_samples": int(pad)}
-            segments = self.manifest["segments"]
-            segments.append(info)
-            segments.sort(key=lambda s: s["file"])
-        held = sum(p.data.nbytes for p in self._backlog)
-        while self._backlog and held > self._max_backlog:
-            p = self._backlog.pop(0)
-            held -= p.data.nbytes
-            self._lose(p, f"memory bound of {self._max_backlog} bytes reached while the disk "
-                          f"failed ({self.manifest['last_storage_error']})")  # fmt: skip
-        self.faults.backlog(held)
+            self._backlog.written(p, self.clock.iso(p.start_s), pad)
+        self.faults.backlog(self._backlog.bound(f"{self.manifest['last_storage_error']}"))
         self._set_end()
         await self._save_manifest()
 
@@ -401,14 +384,6 @@ class Recorder:
         return files.write_raw_segment(
             self.night_dir / p.file, p.data, p.fs, p.channels, units, start
         )
-
-    def _lose(self, p: PendingSegment, reason: str) -> None:
-        self._unpend(p)
-        self.manifest["lost_segments"].append({**p.info(), "reason": reason})
-
-    def _unpend(self, p: PendingSegment) -> None:
-        pend = self.manifest["pending_segments"]
-        pend[:] = [s for s in pend if s["file"] != p.file]
 
     # ------------------------------------------------------------------ stages
     async def publish(self, epoch: Epoch, prediction: StagePrediction) -> None:
