@@ -104,10 +104,6 @@ class Model(Protocol):
         ...
 
 
-#: Transitional name for :class:`Model` (daemon.py imports it; request S4 to glue).
-WindowModel = Model
-
-
 def as_stager(model: Stager | Model | LoadedModel, lookahead: int = 0) -> Stager:
     """A :class:`Stager` as is, or a loaded model (window or split) in a
     :class:`~sleepstream.inference.context.ContextStager` that survives a broken index

@@ -125,13 +125,6 @@ class Epoch:
     def scorable(self) -> bool:
         return not self.unscored_reasons
 
-    @property
-    def window(self) -> np.ndarray:
-        """Transitional (until request S4 to glue is done): ``samples`` as a one-row
-        window, shape (1, 3000). The context is the stager's now."""
-        row: np.ndarray = self.samples[None, :]
-        return row
-
 
 @dataclass(frozen=True, slots=True)
 class StagePrediction:

@@ -73,9 +73,6 @@ class EpochConfig:
         shorter ones drop the overlapping samples.
     emit_partial : bool
         :meth:`EpochBuffer.flush` pads and emits a trailing partial epoch.
-    seq_len : None
-        Transitional and ignored (until request S4 to glue is done): the DSP no longer
-        builds model windows.
     """
 
     origin: float | None = None
@@ -86,7 +83,6 @@ class EpochConfig:
     max_gap_s: float = 12 * 3600.0
     backwards_reset_s: float = 30.0
     emit_partial: bool = False
-    seq_len: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_drift_samples < 0.5:
