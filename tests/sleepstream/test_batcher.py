@@ -125,3 +125,95 @@ def test_batcher_applies_each_epochs_input_scale(model) -> None:
         got.prediction.probabilities, softmax(model.logits(x)[0, -1]), atol=1e-6
     )
     assert got.epoch is e and float(got.epoch.samples[0]) == float(e.samples[0])
+
+
+class Outage:
+    """A real synthetic-night source that drops off once mid-stream (SourceError, as a
+    board that disconnects) and loses ``lost`` chunks before it delivers again: the DSP
+    turns the lost time into gap epochs on the same grid (fault injection around a real
+    source; no hardware here)."""
+
+    def __init__(self, inner, fail_after: int, lost: int) -> None:
+        self.inner, self.fail_after, self.lost = inner, fail_after, lost
+        self.n, self.failed, self.entries = 0, False, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    async def __aenter__(self):
+        await self.inner.__aenter__()
+        self.entries += 1
+        if self.failed and self.entries == 2:
+            for _ in range(self.lost):
+                await self.inner.__anext__()
+        return self
+
+    async def __aexit__(self, *exc):
+        return await self.inner.__aexit__(*exc)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        self.n += 1
+        if self.n == self.fail_after and not self.failed:
+            from sleepstream.errors import SourceError
+
+            self.failed = True
+            raise SourceError("synthetic board dropped off")
+        return await self.inner.__anext__()
+
+
+def test_pipelines_keep_rings_contiguous_through_a_source_outage(model) -> None:
+    """Two interleaved devices through the real pipeline; one source drops off and is
+    re-opened after losing 95 s: every index is published once, in order, the lost time
+    is gap epochs (unscored, still context), no context was restarted, and every verdict
+    equals the zero-padded window path over the published epochs."""
+    from sleepstream.dsp import SignalChain
+    from sleepstream.pipeline import DevicePipeline, run_pipelines
+    from sleepstream.profiles import load_profile
+    from sleepstream.sinks.base import BaseSink
+    from sleepstream.sources.base import Backoff
+    from sleepstream.sources.synthetic_night import SyntheticNightSource
+
+    class Collect(BaseSink):
+        def __init__(self) -> None:
+            self.causal: list = []
+
+        async def publish(self, epoch, prediction) -> None:
+            self.causal.append((epoch, prediction))
+
+    profile = load_profile("synthetic")
+    sinks = {"a": Collect(), "b": Collect()}
+    sources = {
+        "a": Outage(SyntheticNightSource(n_epochs=12, seed=1, speed="max", trim_wake_minutes=None),
+                    fail_after=100, lost=95),
+        "b": SyntheticNightSource(n_epochs=9, seed=2, speed="max", trim_wake_minutes=None),
+    }  # fmt: skip
+    pipes = [
+        DevicePipeline(name, src, lambda s: SignalChain.from_profile(profile), [sinks[name]],
+                       reopen_backoff=Backoff(initial_s=0.01, max_s=0.01))
+        for name, src in sources.items()
+    ]  # fmt: skip
+    batcher = InferenceBatcher(model, batch_window_s=0.005)
+    asyncio.run(run_pipelines(pipes, batcher))
+    assert pipes[0].source_reopens == 1 and batcher.stager.context_resets == {}
+    for name, n in (("a", 12), ("b", 9)):
+        got = sinks[name].causal
+        assert [e.index for e, _ in got] == list(range(n))
+        eps = [e for e, _ in got]
+        s = model.seq_len
+        x = np.concatenate(
+            [
+                np.zeros((s - 1, 3000), np.float32),
+                np.stack([(e.samples * np.float32(e.input_scale)) for e in eps]),
+            ]
+        )
+        ref = softmax(model.logits(np.stack([x[i : i + s] for i in range(n)]))[:, -1])
+        for (e, p), r in zip(got, ref, strict=True):
+            if e.scorable:
+                np.testing.assert_allclose(p.probabilities, r, atol=1e-5)
+            else:
+                assert p.stage < 0
+    gaps = [e.index for e, _ in sinks["a"].causal if "gap" in e.unscored_reasons]
+    assert len(gaps) >= 2 and gaps == list(range(gaps[0], gaps[-1] + 1))
