@@ -163,19 +163,17 @@ def test_bad_input_profile_bad_value_names_file_key_and_value(tmp_path, cli):
         ('[daemon]\nlookahead = "two"\n[[device]]\nname = "a"\nsource = "synthetic-night"\n',
          ("daemon.lookahead", "two")),
         ('[[device]]\nname = "a"\nsource = "synthetic-night"\nspeed = "warp"\n',
-         ("speed", "warp")),
+         ("device[0].speed", "warp")),
     ],
 )  # fmt: skip
 def test_bad_input_malformed_beds_toml_names_file_key_and_value(tmp_path, cli, text, needles):
-    """A broken beds.toml: ConfigError (or UsageError for a bad option value) naming the
-    file or the flag, and the value."""
+    """A broken beds.toml, a bad daemon key or a bad device option: ConfigError naming the
+    file, the key and the value (a device option is checked like its flag)."""
     path = tmp_path / "beds.toml"
     path.write_text(text)
     proc = cli("run", "--config", str(path), "--quiet")
-    code = errors.UsageError.exit_code if "warp" in text else errors.ConfigError.exit_code
-    line = _error_line(proc, code, *needles)
-    if code == errors.ConfigError.exit_code:
-        assert str(path) in line
+    line = _error_line(proc, errors.ConfigError.exit_code, *needles)
+    assert str(path) in line
 
 
 # -- invalid CLI values -----------------------------------------------------------------
