@@ -23,7 +23,8 @@ import pytest
 
 from sleepstream import errors
 
-pytestmark = pytest.mark.network
+# every test here runs a whole daemon (most in a subprocess): the slow tier
+pytestmark = [pytest.mark.network, pytest.mark.slow]
 
 SC4001_PSG = "SC4001E0-PSG.edf"
 SC4001_HYP = "SC4001EC-Hypnogram.edf"
@@ -84,7 +85,6 @@ def _truncated_copy(sc4001_dir: Path, tmp_path: Path) -> Path:
 
 
 # -- corrupt / truncated EDF ------------------------------------------------------------
-@pytest.mark.slow
 def test_bad_input_truncated_edf_replay_exits_with_truncated_file_code(sc4001_dir, tmp_path, cli):
     """``replay`` of a truncated EDF: TruncatedFileError's exit code, file named."""
     path = _truncated_copy(sc4001_dir, tmp_path)
@@ -92,7 +92,6 @@ def test_bad_input_truncated_edf_replay_exits_with_truncated_file_code(sc4001_di
     _error_line(proc, errors.TruncatedFileError.exit_code, str(path), "truncated")
 
 
-@pytest.mark.slow
 def test_bad_input_truncated_edf_run_source_exits_with_truncated_file_code(
     sc4001_dir, tmp_path, cli
 ):
@@ -102,7 +101,6 @@ def test_bad_input_truncated_edf_run_source_exits_with_truncated_file_code(
     _error_line(proc, errors.TruncatedFileError.exit_code, str(path), "truncated")
 
 
-@pytest.mark.slow
 def test_bad_input_corrupt_edf_header_exits_with_not_edf_code(sc4001_dir, tmp_path, cli):
     """An EDF whose fixed header is garbage: NotEdfError's code, for replay and run."""
     path = tmp_path / "corrupt.edf"
@@ -116,7 +114,6 @@ def test_bad_input_corrupt_edf_header_exits_with_not_edf_code(sc4001_dir, tmp_pa
 
 
 # -- wrong channel, unknown board -----------------------------------------------------
-@pytest.mark.slow
 def test_bad_input_wrong_channel_lists_available_channels(sc4001_dir, cli):
     """A channel that is not in the file: ChannelNotFoundError's code; the message lists
     the channels that are there."""
@@ -299,7 +296,6 @@ def test_bad_input_saturated_burst_in_edf_is_flagged_and_later_epochs_scored(
     assert all("clipping" not in e["quality"] for e in clean[1:]), clean
 
 
-@pytest.mark.slow
 def test_bad_input_nan_inf_burst_from_lsl_gives_unscored_nonfinite_and_daemon_goes_on(
     sc4001_dir, tmp_path, helpers, model
 ):

@@ -14,7 +14,8 @@ import pytest
 from sleepstream.config import DeviceConfig, MqttOptions, RunConfig, load_beds
 from sleepstream.daemon import Daemon
 
-pytestmark = pytest.mark.network
+# every test here runs a whole daemon (most in a subprocess): the slow tier
+pytestmark = [pytest.mark.network, pytest.mark.slow]
 
 T0 = 28830.0  # SC4001: onset of the first epoch of the trimmed night (s)
 
@@ -160,7 +161,6 @@ def _remember_tiny(tiny_model):
     _TINY[:] = [tiny_model]
 
 
-@pytest.mark.slow
 def test_daemon_kill9_restart_delivers_events_scored_before_the_kill(
     sc4001_dir, tiny_model, helpers, subscribe, tmp_path
 ):

@@ -18,7 +18,8 @@ import time
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.network
+# every test here runs a whole daemon (most in a subprocess): the slow tier
+pytestmark = [pytest.mark.network, pytest.mark.slow]
 
 FS = 100.0
 EPOCH = 3000  # samples per 30-s epoch at 100 Hz
@@ -159,7 +160,6 @@ def _gap_scenario(sc4001_dir, mosquitto, subscribe, tmp_path, model, *, give_up=
     return pipeline
 
 
-@pytest.mark.slow
 def test_daemon_lsl_outlet_gone_for_60s_of_stream_time_publishes_gap_and_resumes(
     sc4001_dir, mosquitto, subscribe, tmp_path, tiny_model
 ):
@@ -169,7 +169,6 @@ def test_daemon_lsl_outlet_gone_for_60s_of_stream_time_publishes_gap_and_resumes
     assert pipeline.source.reconnects >= 1
 
 
-@pytest.mark.slow
 def test_daemon_survives_a_source_that_gives_up_mid_stream(
     sc4001_dir, mosquitto, subscribe, tmp_path, tiny_model
 ):

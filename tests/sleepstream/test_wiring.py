@@ -145,6 +145,7 @@ class _Collect(BaseSink):
 
 
 @pytest.mark.network
+@pytest.mark.slow
 @pytest.mark.parametrize(("fs", "record_s"), [(128.0, 1.0), (100.5, 2.0), (256.0, 1.0)])
 def test_edf_without_fpz_cz_and_not_100_hz_replays_with_channel_option(
     fs, record_s, tmp_path, tiny_model, mosquitto

@@ -13,7 +13,8 @@ import pytest
 
 from sleepstream.cli import main
 
-pytestmark = pytest.mark.network
+# every test here runs a whole daemon (most in a subprocess): the slow tier
+pytestmark = [pytest.mark.network, pytest.mark.slow]
 
 
 def _model_env(tiny_model) -> dict:
@@ -34,7 +35,6 @@ def _read_lines_until(proc, path, n, timeout):
     return path.read_text().splitlines()
 
 
-@pytest.mark.slow
 def test_run_without_flags_starts_embedded_broker_and_prints_stages(
     tiny_model, tmp_path, helpers, subscribe
 ):
@@ -72,7 +72,6 @@ def test_run_without_flags_starts_embedded_broker_and_prints_stages(
     assert len(list(state.glob("nights/bed1/*/night.json"))) == 1  # the night is recorded
 
 
-@pytest.mark.slow
 def test_run_openbci_without_dongle_fails_fast_with_clear_message(tmp_path, helpers, tiny_model):
     """No board attached: exit code 8 within seconds, names --serial-port, no traceback."""
     t0 = time.monotonic()
@@ -116,7 +115,6 @@ def test_run_rejects_two_sources(capsys):
     assert "one source" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_run_brainflow_synthetic_board_publishes_epochs(
     mosquitto, subscribe, tmp_path, helpers, tiny_model
 ):
@@ -159,7 +157,6 @@ def test_run_brainflow_synthetic_board_publishes_epochs(
     assert all(e["device"] == "synth" for e in events)
 
 
-@pytest.mark.slow
 def test_run_lsl_outlet_faster_than_real_time_delivers_events(
     sc4001_dir, mosquitto, subscribe, tmp_path, tiny_model
 ):

@@ -272,7 +272,7 @@ def _normalised_run(x, fs, size, chunked_fn, gap_at=None):
     return out, scale
 
 
-@pytest.mark.parametrize("fs", [100.0, 250.0])
+@pytest.mark.parametrize("fs", [100.0, pytest.param(250.0, marks=pytest.mark.slow)])
 def test_chain_normaliser_input_scale_is_chunk_invariant(eeg, chunk_signal, fs):
     """The last stage's factor per epoch is identical for chunks of 1, 7, 250 and 3000
     samples, at 100 Hz and 250 Hz, through a gap and an amplitude change."""

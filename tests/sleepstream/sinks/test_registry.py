@@ -128,6 +128,7 @@ def test_kind_options_are_flags_env_and_beds_keys(probe_kind, tmp_path, monkeypa
 
 
 @pytest.mark.network
+@pytest.mark.slow
 def test_daemon_enters_one_factory_and_one_sink_per_device(
     probe_kind, tiny_model, mosquitto, tmp_path
 ):
@@ -171,6 +172,7 @@ def test_delivery_stats_defaults():
 
 
 @pytest.mark.network
+@pytest.mark.slow
 def test_a_resource_that_dies_for_good_stops_the_daemon_loudly(tiny_model, mosquitto, tmp_path):
     """``ctx.fail(error)`` from a factory: the daemon shuts down gracefully (sinks and
     factories left) and ``run()`` raises that error (the CLI exits with its code)."""
