@@ -53,7 +53,7 @@ from sleepstream.sinks.mqtt_client import (
     watch_connection,
 )
 from sleepstream.sinks.mqtt_health import LinkHealth, Probe
-from sleepstream.sinks.mqtt_queue import DeliveryQueue, DeviceStats
+from sleepstream.sinks.mqtt_queue import DeliveryQueue, DeviceStats, RetainedTopics
 from sleepstream.sinks.mqtt_settings import (
     ConnectFailure,
     MqttSettings,
@@ -141,8 +141,7 @@ class MqttLink:
             outbox, self.devices, stage_topic=settings.stage_topic, metrics=metrics
         )
         self._wakeup = asyncio.Event()
-        self._retained: dict[str, bytes] = {}
-        self._retain_due: set[str] = set()
+        self.retained = RetainedTopics()
         self._sessions_up = 0
         self._stop = asyncio.Event()  # stop delivering: publish offline and leave
         self._closing = False
@@ -184,8 +183,8 @@ class MqttLink:
         self._closing = True
         self._wakeup.set()
         task = self._task
-        if task is not None and not task.done() and self.pending:
-            waiter = asyncio.ensure_future(self.queue.drained())
+        if task is not None and not task.done() and (self.pending or self.retained.due):
+            waiter = asyncio.ensure_future(self._flushed())
             await asyncio.wait(
                 {waiter, task}, timeout=self.flush_timeout, return_when=asyncio.FIRST_COMPLETED
             )
@@ -196,6 +195,13 @@ class MqttLink:
                     "they stay in the outbox for the next start",
                     self.settings.url(),
                     self.pending,
+                    self.flush_timeout,
+                )
+            if self.retained.due:
+                log.warning(
+                    "MQTT %s: %d retained message(s) not published within --flush-timeout %g s",
+                    self.settings.url(),
+                    len(self.retained.due),
                     self.flush_timeout,
                 )
         self._stop.set()
@@ -234,16 +240,22 @@ class MqttLink:
         """
         if not topic or any(c in topic for c in "+#\x00") or topic.startswith("$"):
             raise ValueError(f"retain: {topic!r} is not a topic name one may publish to")
-        if payload:
-            self._retained[topic] = bytes(payload)
-        else:
-            self._retained.pop(topic, None)
-        self._retain_due.add(topic)
+        self.retained.put(topic, payload)
         self._wakeup.set()
+
+    async def retained_sent(self) -> None:
+        """Return once every retained message handed to :meth:`retain` (and every one
+        republished after a reconnect) is acknowledged by the broker; waits on an event.
+        :meth:`__aexit__` gives those still due up to ``flush_timeout``."""
+        await self.retained.sent()
 
     async def drained(self) -> None:
         """Return once every event handed over so far is acknowledged (waits on an event)."""
         await self.queue.drained()
+
+    async def _flushed(self) -> None:
+        await self.queue.drained()
+        await self.retained.sent()
 
     @property
     def outbox(self) -> Outbox:
@@ -336,6 +348,7 @@ class MqttLink:
             max_inflight=WINDOW,
         )  # fmt: skip
         await client.__aenter__()
+        self.retained.reconnected()  # the broker may have lost them: republish every one
         clean = True  # leave with a DISCONNECT (the broker then drops our will)
         probe = Probe(self.settings, self.probe_topic, self.link_metrics)
         watcher = asyncio.create_task(watch_connection(client, probe.on_message), name="mqtt-watch")
@@ -395,22 +408,18 @@ class MqttLink:
 
     async def _drain(self, client: Any, watcher: asyncio.Task[None]) -> None:
         """Deliver in order until stopped, or until closing with nothing left."""
-        self._retain_due |= set(self._retained)  # (re)connected: republish every one
         while not self._stop.is_set():
-            if self._retain_due:
-                due = sorted(self._retain_due)[:WINDOW]
-                pairs = [(t, self._retained.get(t, b"")) for t in due]
+            if self.retained.due:
+                pairs = self.retained.batch(WINDOW)
                 await race(gather_publishes(client, pairs, retain=True, timeout=None), watcher)
-                for topic, sent in pairs:  # a newer value set meanwhile stays due
-                    if self._retained.get(topic, b"") == sent:
-                        self._retain_due.discard(topic)
+                self.retained.acknowledged(pairs)
                 continue
             items = self.queue.batch(WINDOW)
             if not items:
                 if self._closing:
                     return
                 self._wakeup.clear()
-                if self.queue.batch(1) or self._retain_due:
+                if self.queue.batch(1) or self.retained.due:
                     continue
                 waiter = asyncio.ensure_future(self._wakeup.wait())
                 await asyncio.wait({waiter, watcher}, return_when=asyncio.FIRST_COMPLETED)

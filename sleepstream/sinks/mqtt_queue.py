@@ -8,7 +8,8 @@ event went to memory, the next ones follow it there until it is delivered);
 first: it holds the older ones); :meth:`~DeliveryQueue.acknowledged` deletes what the
 broker has PUBACKed and keeps the per-device figures and Prometheus series
 (``events_published_total``, ``epoch_latency_seconds``, ``queue_depth{queue="outbox"}``,
-``outbox_dropped_total``).
+``outbox_dropped_total``). :class:`RetainedTopics` keeps the retained messages the
+link publishes for other daemon-wide publishers (Home Assistant discovery).
 """
 
 from __future__ import annotations
@@ -184,3 +185,49 @@ def _by_device(items: Sequence[OutboxItem]) -> dict[str, list[OutboxItem]]:
     for it in items:
         groups.setdefault(it.device, []).append(it)
     return groups
+
+
+class RetainedTopics:
+    """Retained messages the link keeps published: the newest payload of each topic.
+
+    A topic is *due* from :meth:`put` until the broker acknowledged its newest payload,
+    and every kept topic is due again after a reconnect (:meth:`reconnected`: a broker
+    without persistence forgets retained messages). An empty payload clears the topic at
+    the broker and is then forgotten.
+    """
+
+    def __init__(self) -> None:
+        self.payloads: dict[str, bytes] = {}
+        self.due: set[str] = set()
+        self._idle = asyncio.Event()  # set while nothing is due
+        self._idle.set()
+
+    def put(self, topic: str, payload: bytes) -> None:
+        if payload:
+            self.payloads[topic] = bytes(payload)
+        else:
+            self.payloads.pop(topic, None)
+        self.due.add(topic)
+        self._idle.clear()
+
+    def reconnected(self) -> None:
+        """Every kept topic is due again."""
+        self.due |= set(self.payloads)
+        if self.due:
+            self._idle.clear()
+
+    def batch(self, limit: int) -> list[tuple[str, bytes]]:
+        """Up to ``limit`` due ``(topic, payload)`` pairs (``b""`` clears a topic)."""
+        return [(t, self.payloads.get(t, b"")) for t in sorted(self.due)[:limit]]
+
+    def acknowledged(self, pairs: Sequence[tuple[str, bytes]]) -> None:
+        """The broker took these; a topic given a newer payload meanwhile stays due."""
+        for topic, sent in pairs:
+            if self.payloads.get(topic, b"") == sent:
+                self.due.discard(topic)
+        if not self.due:
+            self._idle.set()
+
+    async def sent(self) -> None:
+        """Return once nothing is due (waits on an event)."""
+        await self._idle.wait()
