@@ -14,10 +14,15 @@ binary "Asleep"         ``<PREFIX>/binary_sensor/<node>/asleep/config``         
 and the device's newest causal verdict, retained, on ``<topic_prefix>/<device>/current``
 (the entities' ``state_topic``; retained so Home Assistant shows the stage right after it
 restarts, and causal only so a revised verdict of an older epoch never overwrites it).
-Availability is the daemon's existing ``<topic_prefix>/<device>/status`` topic (retained
-``online``/``offline``); where the MQTT link publishes its own daemon status (the
-connection's last will, ``<topic_prefix>/_daemon/<id>/status``), both topics, with
-``availability_mode: all``, so a crashed daemon shows its devices unavailable.
+All of it goes over the daemon's one MQTT connection (the MQTT link's retained messages,
+republished after every reconnect): discovery opens no connection of its own.
+
+Availability: one connection has one last will, the daemon's status topic
+``<topic_prefix>/_daemon/<id>/status``. Every entity lists it beside the device's own
+retained status ``<topic_prefix>/<device>/status`` with ``availability_mode: all``, so
+an entity is available only while the device *and* the daemon serving it are
+``online``: a clean stop turns the device ``offline``, a crashed daemon (``kill -9``,
+power, network) turns its will ``offline``.
 
 ``<node>`` and every ``unique_id`` derive from the topic prefix and the device name only,
 so a restart republishes the same configs and Home Assistant keeps the same entities.
@@ -25,9 +30,9 @@ so a restart republishes the same configs and Home Assistant keeps the same enti
 Keys follow Home Assistant's MQTT discovery documentation (integrations/mqtt,
 sensor.mqtt, binary_sensor.mqtt); payloads use the full key names, not abbreviations.
 
-Modules: :mod:`.payloads` (topics and payloads), :mod:`.publisher` (the retained
-publisher, the per-device state sink, the factory), :mod:`.kind` (the registered sink
-kind, ``sleepstream.sinks.ha_discovery.kind:SINK``).
+Modules: :mod:`.payloads` (topics and payloads), :mod:`.publisher` (the per-device state
+sink and the factory, over the MQTT link), :mod:`.kind` (the registered sink kind,
+``sleepstream.sinks.ha_discovery.kind:SINK``).
 """
 
 from sleepstream.sinks.ha_discovery.payloads import (
@@ -44,7 +49,7 @@ from sleepstream.sinks.ha_discovery.payloads import (
     encode,
     node_id,
 )
-from sleepstream.sinks.ha_discovery.publisher import HaFactory, HaStateSink, RetainedPublisher
+from sleepstream.sinks.ha_discovery.publisher import HaFactory, HaStateSink, Retainer
 
 __all__ = [
     "ASLEEP_STAGES",
@@ -54,7 +59,7 @@ __all__ = [
     "HaConfig",
     "HaFactory",
     "HaStateSink",
-    "RetainedPublisher",
+    "Retainer",
     "Topics",
     "all_configs",
     "check_discovery_prefix",

@@ -1,19 +1,18 @@
-"""Home Assistant MQTT discovery as a registered sink kind (``--ha-discovery PREFIX``)."""
+"""Home Assistant MQTT discovery as a registered sink kind (``--ha-discovery [PREFIX]``)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from sleepstream.errors import UsageError
+from sleepstream.errors import ConfigError, UsageError
 from sleepstream.settings import Setting
 from sleepstream.sinks.ha_discovery.payloads import (
+    DEFAULT_DISCOVERY_PREFIX,
     HaConfig,
     Topics,
     all_configs,
     check_discovery_prefix,
 )
-from sleepstream.sinks.ha_discovery.publisher import HaFactory, RetainedPublisher
-from sleepstream.sinks.registry import SinkKind
+from sleepstream.sinks.ha_discovery.publisher import HaFactory
+from sleepstream.sinks.registry import DaemonContext, SinkKind
 
 
 def _prefix(raw: str) -> str:
@@ -23,45 +22,33 @@ def _prefix(raw: str) -> str:
         raise ValueError(str(exc).split(": ", 1)[-1]) from None
 
 
-def _factory(options: HaConfig, ctx: Any) -> HaFactory | None:
+def _factory(options: HaConfig, ctx: DaemonContext) -> HaFactory | None:
+    """The discovery factory, publishing over the daemon's one MQTT connection."""
     if options.discovery_prefix is None:
         return None
-    import dataclasses
-    import os
-
     from sleepstream import __version__
-    from sleepstream.sinks.mqtt_settings import mqtt_settings, read_password
+    from sleepstream.sinks.mqtt import DaemonMqtt
 
-    m = ctx.config.mqtt
-    settings = mqtt_settings(
-        ctx.mqtt_url,
-        username=m.username,
-        password=read_password(m.password_file),
-        ca_file=m.ca_file,
-        cert_file=m.cert_file,
-        key_file=m.key_file,
-        tls_insecure=m.tls_insecure,
-        topic_prefix=m.topic_prefix,
-    )
-    settings = dataclasses.replace(settings, client_id=None)
-    client_id = f"{m.client_id}-ha" if m.client_id else f"sleepstream-ha-{os.getpid()}"
     mqtt = ctx.factories.get("mqtt")
-    daemon_status = getattr(mqtt, "daemon_status_topic", None)  # seam: the mqtt link's will
+    if not isinstance(mqtt, DaemonMqtt):
+        raise ConfigError(
+            "--ha-discovery publishes over the daemon's MQTT connection, and this daemon "
+            "runs no MQTT sink"
+        )
+    link = mqtt.link
     devices = [d.name for d in ctx.config.devices]
-    topics = {
-        d: Topics(options.discovery_prefix, settings.topic_prefix, d, daemon_status)
-        for d in devices
-    }
+    prefix, topic_prefix = options.discovery_prefix, link.settings.topic_prefix
+    # availability: the device's status AND the daemon's (the connection's will)
+    topics = {d: Topics(prefix, topic_prefix, d, link.status_topic) for d in devices}
     configs = all_configs(
         devices,
-        discovery_prefix=options.discovery_prefix,
-        topic_prefix=settings.topic_prefix,
+        discovery_prefix=prefix,
+        topic_prefix=topic_prefix,
         version=__version__,
-        model=str(getattr(ctx.stager, "model_id", "")),
-        daemon_status=daemon_status,
+        model=ctx.stager.model_id,
+        daemon_status=link.status_topic,
     )
-    publisher = RetainedPublisher(settings, client_id=client_id)
-    return HaFactory(publisher, configs, topics)
+    return HaFactory(link, configs, topics)
 
 
 SINK = SinkKind(
@@ -73,9 +60,10 @@ SINK = SinkKind(
         Setting(
             "ha_discovery",
             "discovery_prefix",
-            "publish Home Assistant MQTT discovery configs under PREFIX "
-            "(Home Assistant's default: homeassistant)",
+            "publish Home Assistant MQTT discovery configs under PREFIX (the flag "
+            f"alone: {DEFAULT_DISCOVERY_PREFIX}, Home Assistant's default)",
             _prefix,
+            optional=DEFAULT_DISCOVERY_PREFIX,
             metavar="PREFIX",
         ),
     ),

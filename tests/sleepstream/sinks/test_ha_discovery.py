@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import re
+import time
 from pathlib import Path
 
 import jsonschema
@@ -17,8 +18,8 @@ from sleepstream import __version__
 from sleepstream.sinks.ha_discovery import (
     ENTITIES,
     STAGE_OPTIONS,
+    HaFactory,
     HaStateSink,
-    RetainedPublisher,
     Topics,
     all_configs,
     check_discovery_prefix,
@@ -158,108 +159,128 @@ async def _retained(url_port: int, topic_filter: str, wait: float = 0.7) -> dict
     return out
 
 
-async def _publish_configs(settings, devices, *, states=()) -> RetainedPublisher:
-    pub = RetainedPublisher(settings, client_id="test-ha")
-    async with pub:
-        for topic, payload in all_configs(
-            devices, discovery_prefix="homeassistant", topic_prefix="sleepstream",
-            version=__version__, model="m",
-        ).items():  # fmt: skip
-            pub.retain(topic, payload)
+def _link(url: str, devices, tmp_path: Path):
+    """The daemon's MQTT link (one connection, one outbox) that discovery publishes over."""
+    from sleepstream.sinks.mqtt_link import MqttLink
+    from sleepstream.sinks.outbox import Outbox
+
+    return MqttLink(
+        mqtt_settings(url), outbox=Outbox(tmp_path / "outbox.sqlite"), devices=devices,
+        daemon="host-1", retry_cap_s=(0.3, 0.3),
+    )  # fmt: skip
+
+
+def _factory(link, devices) -> HaFactory:
+    """What ``--ha-discovery homeassistant`` builds over ``link`` (as the sink kind does)."""
+    topics = {d: Topics("homeassistant", "sleepstream", d, link.status_topic) for d in devices}
+    configs = all_configs(
+        devices, discovery_prefix="homeassistant", topic_prefix="sleepstream",
+        version=__version__, model="m", daemon_status=link.status_topic,
+    )  # fmt: skip
+    return HaFactory(link, configs, topics)
+
+
+async def _publish_configs(url, devices, tmp_path, *, states=()) -> None:
+    async with _link(url, devices, tmp_path) as link, _factory(link, devices) as factory:
         for device, (epoch, pred) in states:
-            sink = HaStateSink(pub, Topics("homeassistant", "sleepstream", device), "s1")
+            sink = HaStateSink(link, factory.topics[device], "s1")
             await sink.publish(epoch, pred)
-        await asyncio.wait_for(pub.sent(), 10)
-    return pub
+        await asyncio.wait_for(factory.drained(), 10)
 
 
 @pytest.mark.network
-def test_configs_are_retained_and_identical_after_a_restart(mosquitto):
-    """Two daemon starts leave exactly three retained configs per device, byte-identical."""
-    settings = mqtt_settings(mosquitto.url)
-    asyncio.run(_publish_configs(settings, ["bed1", "bed2"]))
+def test_configs_are_retained_and_identical_after_a_restart(mosquitto, tmp_path):
+    """Two daemon starts leave exactly three retained configs per device, byte-identical,
+    published over the daemon's one connection (no second client)."""
+    asyncio.run(_publish_configs(mosquitto.url, ["bed1", "bed2"], tmp_path))
     first = asyncio.run(_retained(mosquitto.port, "homeassistant/#"))
-    asyncio.run(_publish_configs(settings, ["bed1", "bed2"]))
+    asyncio.run(_publish_configs(mosquitto.url, ["bed1", "bed2"], tmp_path))
     second = asyncio.run(_retained(mosquitto.port, "homeassistant/#"))
     assert first == second
     assert len(first) == 6
     for topic, payload in first.items():
-        validate(topic, json.loads(payload))
+        config = json.loads(payload)
+        validate(topic, config)
+        assert [a["topic"] for a in config["availability"]] == [
+            f"sleepstream/{config['device']['name']}/status",
+            "sleepstream/_daemon/host-1/status",
+        ]
     ids = [json.loads(p)["unique_id"] for p in first.values()]
     assert len(set(ids)) == 6
+    clients = re.findall(r"New client connected from \S+ as (\S+)", mosquitto.log.read_text())
+    assert len([c for c in clients if c.startswith("sleepstream-")]) == 2  # one per start
 
 
 @pytest.mark.network
-def test_state_is_the_newest_causal_verdict(mosquitto):
+def test_state_is_the_newest_causal_verdict(mosquitto, tmp_path):
     """The retained state follows publish(), ignores revisions, and is null when unscored."""
-    settings = mqtt_settings(mosquitto.url)
 
-    async def scenario() -> None:
-        async with RetainedPublisher(settings, client_id="test-ha-state") as pub:
-            sink = HaStateSink(pub, Topics("homeassistant", "sleepstream", "bed1"), "s1")
-            await sink.publish(*_epoch(0, 0))
-            await sink.publish(*_epoch(1, 2, ("gap",)))
-            await sink.publish_revised(*_epoch(0, 3), 1)
-            await asyncio.wait_for(pub.sent(), 10)
+    async def scenario(*steps) -> None:
+        async with _link(mosquitto.url, ["bed1"], tmp_path) as link:
+            sink = HaStateSink(link, Topics("homeassistant", "sleepstream", "bed1"), "s1")
+            for revised, (epoch, pred) in steps:
+                if revised:
+                    await sink.publish_revised(epoch, pred, 1)
+                else:
+                    await sink.publish(epoch, pred)
+            await asyncio.wait_for(link.retained_sent(), 10)
 
-    asyncio.run(scenario())
-    state = json.loads(asyncio.run(_retained(mosquitto.port, "sleepstream/+/current"))[
-        "sleepstream/bed1/current"])  # fmt: skip
-    assert (state["stage"], state["epoch_index"], state["asleep"]) == ("N2", 1, True)
-    assert state["quality"] == ["gap"]
-    assert state["event_id"] == "bed1:s1:1"
+    def state() -> dict:
+        retained = asyncio.run(_retained(mosquitto.port, "sleepstream/+/current"))
+        return json.loads(retained["sleepstream/bed1/current"])
 
-    async def unscored() -> None:
-        async with RetainedPublisher(settings, client_id="test-ha-state") as pub:
-            sink = HaStateSink(pub, Topics("homeassistant", "sleepstream", "bed1"), "s1")
-            await sink.publish(*_epoch(2, UNSCORED))
-            await asyncio.wait_for(pub.sent(), 10)
+    asyncio.run(scenario((False, _epoch(0, 0)), (False, _epoch(1, 2, ("gap",))),
+                         (True, _epoch(0, 3))))  # fmt: skip
+    got = state()
+    assert (got["stage"], got["epoch_index"], got["asleep"]) == ("N2", 1, True)
+    assert got["quality"] == ["gap"]
+    assert got["event_id"] == "bed1:s1:1"
 
-    asyncio.run(unscored())
-    state = json.loads(asyncio.run(_retained(mosquitto.port, "sleepstream/+/current"))[
-        "sleepstream/bed1/current"])  # fmt: skip
-    assert (state["stage"], state["confidence"], state["asleep"]) == ("unscored", None, None)
+    asyncio.run(scenario((False, _epoch(2, UNSCORED))))
+    got = state()
+    assert (got["stage"], got["confidence"], got["asleep"]) == ("unscored", None, None)
 
 
 @pytest.mark.network
-def test_configs_come_back_after_the_broker_lost_them(mosquitto):
-    """A broker restarted without persistence gets every retained config again."""
-    settings = mqtt_settings(mosquitto.url)
+def test_configs_come_back_after_the_broker_lost_them(mosquitto, tmp_path):
+    """A broker restarted without persistence gets every retained config again, from the
+    same connection's reconnect."""
 
-    async def scenario() -> None:
-        async with RetainedPublisher(settings, client_id="test-ha-restart") as pub:
-            for topic, payload in all_configs(
-                ["bed1"], discovery_prefix="homeassistant", topic_prefix="sleepstream",
-                version="1", model="m",
-            ).items():  # fmt: skip
-                pub.retain(topic, payload)
-            await asyncio.wait_for(pub.sent(), 10)
-            published = pub.published
-            mosquitto.stop()
+    async def scenario() -> dict[str, bytes]:
+        link = _link(mosquitto.url, ["bed1"], tmp_path)
+        async with link, _factory(link, ["bed1"]) as factory:
+            await asyncio.wait_for(factory.drained(), 10)
+            mosquitto.kill()  # forgets every retained message (persistence false)
             mosquitto.start()
-            while pub.published < published + 3:  # reconnect republishes all three
-                await asyncio.sleep(0.05)
+            deadline = time.monotonic() + 30
+            got: dict[str, bytes] = {}
+            while len(got) < 3 and time.monotonic() < deadline:
+                got = await _retained(mosquitto.port, "homeassistant/#", wait=0.3)
+            return got
 
-    asyncio.run(asyncio.wait_for(scenario(), 30))
-    assert len(asyncio.run(_retained(mosquitto.port, "homeassistant/#"))) == 3
+    got = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert sorted(got) == sorted(Topics("homeassistant", "sleepstream", "bed1").configs())
 
 
 @pytest.mark.network
-def test_ha_forget_removes_the_device_configs_only(mosquitto, capsys):
+def test_ha_forget_removes_the_device_configs_only(mosquitto, tmp_path, capsys):
     """ha-forget clears bed1's configs (also an unknown older one) and state, not bed2's."""
     from sleepstream.clikit import dispatch
 
-    settings = mqtt_settings(mosquitto.url)
-    asyncio.run(_publish_configs(settings, ["bed1", "bed2"], states=[("bed1", _epoch(0, 2))]))
+    asyncio.run(_publish_configs(mosquitto.url, ["bed1", "bed2"], tmp_path,
+                                 states=[("bed1", _epoch(0, 2))]))  # fmt: skip
     legacy = "homeassistant/sensor/sleepstream_bed1/old_entity/config"
 
     async def add_legacy() -> None:
-        async with RetainedPublisher(settings, client_id="legacy") as pub:
-            pub.retain(legacy, b'{"state_topic":"x"}')
-            await asyncio.wait_for(pub.sent(), 10)
+        async with _link(mosquitto.url, ["bed1"], tmp_path) as link:
+            link.retain(legacy, b'{"state_topic":"x"}')
+            await asyncio.wait_for(link.retained_sent(), 10)
 
     asyncio.run(add_legacy())
     assert len(asyncio.run(_retained(mosquitto.port, "homeassistant/#"))) == 7
+    assert list(asyncio.run(_retained(mosquitto.port, "sleepstream/+/current"))) == [
+        "sleepstream/bed1/current"
+    ]
     rc = dispatch(
         "sleepstream", "", {"ha-forget": "sleepstream.commands.ha_forget"},
         ["ha-forget", "bed1", "--mqtt", mosquitto.url, "--wait", "0.5"], env_prefix="SLEEPSTREAM",
@@ -267,8 +288,9 @@ def test_ha_forget_removes_the_device_configs_only(mosquitto, capsys):
     assert rc == 0
     out = capsys.readouterr().out
     assert "bed1: cleared 4 discovery config(s)" in out
-    left = asyncio.run(_retained(mosquitto.port, "#"))
+    left = asyncio.run(_retained(mosquitto.port, "homeassistant/#"))
     assert sorted(left) == sorted(Topics("homeassistant", "sleepstream", "bed2").configs())
+    assert asyncio.run(_retained(mosquitto.port, "sleepstream/+/current")) == {}
 
 
 def test_ha_forget_rejects_a_bad_device_name(capsys):
