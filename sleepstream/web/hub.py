@@ -101,9 +101,8 @@ class LiveView:
             raise UsageError(
                 f"--web {cfg.host}:{cfg.port}: cannot listen: {exc.strerror}"
             ) from None
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        self.port = int(sockets[0].getsockname()[1]) if sockets else cfg.port
+        addresses = self._runner.addresses  # the bound sockets' names (port 0: the real one)
+        self.port = int(addresses[0][1]) if addresses else cfg.port
         log.info("live view on %s", self.url)
         return self
 

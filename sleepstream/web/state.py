@@ -28,15 +28,9 @@ WAITING, LIVE, ENDED = "waiting", "live", "ended"
 
 
 def epoch_signal_uv(epoch: Epoch) -> np.ndarray:
-    """The scored epoch's filtered signal in µV at 100 Hz, shape ``(3000,)``.
-
-    Reads ``Epoch.samples`` where the epoch carries it (the split-inference epoch),
-    else the last row of ``Epoch.window`` (the model input of the window epoch).
-    """
-    samples = getattr(epoch, "samples", None)  # seam: Epoch.window -> Epoch.samples (issue 12)
-    if samples is None:
-        samples = np.asarray(epoch.window)[-1]
-    return np.asarray(samples, dtype=np.float32).reshape(-1)
+    """The scored epoch's filtered signal in µV at 100 Hz, shape ``(3000,)``
+    (``Epoch.samples``, before the model's input scaling)."""
+    return np.asarray(epoch.samples, dtype=np.float32).reshape(-1)
 
 
 def _probs(event: dict[str, Any]) -> list[float]:
