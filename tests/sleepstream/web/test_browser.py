@@ -3,9 +3,11 @@
 A daemon (``sleepstream run --source synthetic-night:<hypnogram> --web PORT``, MQTT to a
 real mosquitto) stages a short night; headless Chromium shows the device page from the
 start. Once the night's events are all on MQTT, the drawn hypnogram must hold exactly
-those epochs with the published stages (a revised stage where one was published), and
-the overview must show the same night. Screenshots (desktop and phone width) are saved
-under the test's temporary folder; set ``SLEEPSTREAM_SCREENSHOTS=DIR`` to keep them.
+those epochs with the published stages (a revised stage where one was published), the
+page must say the night ended and link its morning report (the daemon's end-of-stream
+call, while ``--stay`` keeps it serving), and the overview must show the same night.
+Screenshots (desktop and phone width) are saved under the test's temporary folder; set
+``SLEEPSTREAM_SCREENSHOTS=DIR`` to keep them.
 """
 
 from __future__ import annotations
@@ -21,15 +23,6 @@ import pytest
 #: A short night: 20 epochs, every stage, transitions in both directions (R&K symbols).
 NIGHT = "W W W 1 2 2 2 3 3 4 3 2 2 R R R 2 1 W W"
 N_EPOCHS = len(NIGHT.split())
-#: Runs the CLI; registers the web sink kind if the registry does not list it yet.
-LAUNCH = (
-    "import sys\n"
-    "from sleepstream.sinks import registry\n"
-    "if 'web' not in registry.SINKS:\n"
-    "    registry.register_sink('web', 'sleepstream.web.sink:SINK')\n"
-    "from sleepstream.cli import main\n"
-    "raise SystemExit(main(sys.argv[1:]))\n"
-)
 
 pytestmark = pytest.mark.network
 
@@ -69,7 +62,7 @@ def test_live_page_draws_the_published_night(tmp_path, mosquitto, subscribe, chr
     hypnogram.write_text(NIGHT + "\n")
     sub = subscribe(mosquitto.port, "sleepstream/#")
     port = helpers.free_port()
-    argv = [sys.executable, "-c", LAUNCH, "run", "--source", f"synthetic-night:{hypnogram}",
+    argv = [sys.executable, "-m", "sleepstream", "run", "--source", f"synthetic-night:{hypnogram}",
             "--speed", "40", "--device", "bed1", "--mqtt", mosquitto.url, "--web", str(port),
             "--lookahead", "1", "--no-metrics", "--quiet", "--stay",
             "--state-dir", str(tmp_path / "state")]  # fmt: skip
@@ -98,6 +91,14 @@ def test_live_page_draws_the_published_night(tmp_path, mosquitto, subscribe, chr
             assert was == (causal[i]["stage"] if causal[i]["stage"] != stage else None)
         body = chrome.find_element("tag name", "body")
         assert int(body.get_attribute("data-live-events")) >= 1  # pushed, not only loaded
+        # the source ended (--stay keeps the daemon up): the page says so and links the
+        # morning report, pushed by the daemon's end-of-stream call, not by a reload
+        wait.until(lambda d: d.find_element("id", "report").is_displayed())
+        assert chrome.find_element("id", "status").text == "night ended"
+        assert chrome.find_element("id", "report").get_attribute("href") == (
+            f"http://127.0.0.1:{port}/d/bed1/report"
+        )
+        assert proc.poll() is None  # still serving
         last = causal[N_EPOCHS - 1]
         assert chrome.find_element("id", "current-stage").text == last["stage"]
         assert f"{round(100 * last['confidence'])} %" in chrome.find_element(
@@ -125,6 +126,10 @@ def test_live_page_draws_the_published_night(tmp_path, mosquitto, subscribe, chr
         chrome.get(f"http://127.0.0.1:{port}/")
         wait.until(lambda d: len(_drawn(d, "#bed-bed1 rect.ep")) == N_EPOCHS)
         assert {i: s for i, (s, _) in _drawn(chrome, "#bed-bed1 rect.ep").items()} == expected
+        badges = chrome.execute_script(
+            "return [...document.querySelectorAll('.bed .badge')].map(b => b.textContent)"
+        )
+        assert badges == ["ended"]
         _shot(chrome, tmp_path / "live-view-overview.png")
         assert desktop.stat().st_size > 10_000 and phone.stat().st_size > 5_000
     finally:
