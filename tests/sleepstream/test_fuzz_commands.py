@@ -785,6 +785,9 @@ FINDINGS = {
     "run-mqtt-host-not-idna": ("R11", lambda w: run_argv(
         f"edf:{w['edf']}", w["dir"] / "s", "--mqtt", "mqtt://a..b:1")),
     "edf-digital-minimum-inf": ("R13", lambda w: ["inspect", str(w["inf_edf"])]),
+    "tls-file-name-too-long": ("R16", lambda w: [
+        "watch", "--mqtt", f"mqtt://127.0.0.1:{free_port()}", "--connect-timeout", "0.2",
+        "--count", "1", "--mqtt-ca-file", "x" * 300]),
     "lookahead-past-the-model": ("R15", lambda w: run_argv(
         f"edf:{w['edf']}", w["dir"] / "s", "--lookahead", "99999999999")),
 }  # fmt: skip
