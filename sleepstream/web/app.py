@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from sleepstream.web.hub import LiveView
 
+log = logging.getLogger(__name__)
 VIEW_KEY: web.AppKey[Any] = web.AppKey("live_view", object)
 COOKIE = "sleepstream_web"
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
@@ -191,10 +193,10 @@ async def _stream(request: web.Request) -> web.StreamResponse:
         raise web.HTTPServiceUnavailable(
             text="too many live connections", headers={"Retry-After": "10"}
         )
+    resp = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
+    )
     try:
-        resp = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
-        )
         await resp.prepare(request)
         first = view.snapshot(device) if device else view.overview()
         await resp.write(b"retry: 2000\n" + sse_frame("snapshot", first))
@@ -207,6 +209,8 @@ async def _stream(request: web.Request) -> web.StreamResponse:
             if frame is None:
                 break
             await resp.write(frame)
-        return resp
+    except ConnectionResetError:  # the browser went away (tab closed, network): normal
+        log.debug("live view: a %s push client disconnected", sub.kind)
     finally:
         view.unsubscribe(sub)
+    return resp

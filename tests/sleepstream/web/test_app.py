@@ -154,6 +154,40 @@ def test_stream_pushes_snapshot_then_each_change(web):
     assert over[0][0] == "snapshot" and len(over[0][1]["devices"]) == 2
 
 
+def test_a_browser_that_goes_away_ends_its_stream_quietly(web, caplog):
+    """A push client that closes its connection (tab closed) is unsubscribed at the next
+    frame, with no error and no traceback in the daemon's log."""
+    import logging
+    import socket
+
+    epoch = web.epoch
+    caplog.set_level(logging.DEBUG)
+
+    async def scenario(view, http):
+        sink = view.sink("bed1", session="s1")
+        reader, writer = await asyncio.open_connection("127.0.0.1", view.port)
+        writer.write(b"GET /api/d/bed1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        await writer.drain()
+        assert b"200" in await reader.readline()
+        while len(view.subscribers) != 1:
+            await asyncio.sleep(0.01)
+        # an abortive close (RST), as a browser killed mid-stream does
+        writer.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+        )
+        writer.close()
+        for i in range(200):  # frames until the server has noticed
+            await sink.publish(*epoch(i, 2))
+            await asyncio.sleep(0.02)
+            if not view.subscribers:
+                return i
+        return None
+
+    assert serve(scenario) is not None
+    bad = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    assert bad == []
+
+
 def test_unknown_device_is_404_and_pages_are_html():
     """Pages and assets are served; an unknown device is 404 everywhere."""
 
