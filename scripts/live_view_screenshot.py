@@ -3,8 +3,10 @@
 Runs ``sleepstream run --source synthetic-night --speed max --web PORT --stay`` (the
 default Markov night: 960 epochs, transition rates of the 39 Sleep-EDF-20 nights, seed
 0, the shipped student, ``--lookahead 1``), opens the device page in Debian's headless
-Chromium (Selenium, never a downloaded browser), waits until the whole night is drawn,
-and saves a palette PNG::
+Chromium (Selenium, never a downloaded browser), waits until the whole night is drawn
+and the page says the night ended (with its morning-report link), saves a palette PNG,
+and checks that every drawn stage is the stage the daemon recorded for that epoch
+(``hypnogram.csv`` of the night recorder: the published verdicts, revised where revised)::
 
     .venv/bin/python scripts/live_view_screenshot.py [--out docs/live-view.png]
 """
@@ -12,7 +14,9 @@ and saves a palette PNG::
 from __future__ import annotations
 
 import argparse
+import csv
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,14 +26,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-LAUNCH = (
-    "import sys\n"
-    "from sleepstream.sinks import registry\n"
-    "if 'web' not in registry.SINKS:\n"
-    "    registry.register_sink('web', 'sleepstream.web.sink:SINK')\n"
-    "from sleepstream.cli import main\n"
-    "raise SystemExit(main(sys.argv[1:]))\n"
-)
 
 
 def _free_port() -> int:
@@ -66,7 +62,7 @@ def main() -> int:
     port, broker = _free_port(), _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLEEPSTREAM_")}
     env.update(OMP_NUM_THREADS="1")
-    argv = [sys.executable, "-c", LAUNCH, "run", "--source", "synthetic-night", "--speed",
+    argv = [sys.executable, "-m", "sleepstream", "run", "--source", "synthetic-night", "--speed",
             "max", "--device", "bed1", "--web", str(port), "--broker-port", str(broker),
             "--lookahead", "1", "--no-metrics", "--quiet", "--stay",
             "--state-dir", str(work / "state")]  # fmt: skip
@@ -84,7 +80,9 @@ def main() -> int:
         _wait_port(port, 60)
         driver.get(f"http://127.0.0.1:{port}/d/bed1")
         count = "return document.querySelectorAll('#hypnogram rect.ep').length"
-        WebDriverWait(driver, 600, poll_frequency=1).until(lambda d: d.execute_script(count) >= 960)
+        WebDriverWait(driver, 900, poll_frequency=1).until(lambda d: d.execute_script(count) >= 960)
+        # the source has ended: the page says so and links the morning report
+        WebDriverWait(driver, 60).until(lambda d: d.find_element("id", "report").is_displayed())
         time.sleep(1.0)
         raw = work / "raw.png"
         driver.save_screenshot(str(raw))
@@ -93,10 +91,26 @@ def main() -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         image.save(args.out, optimize=True)
         print(f"{args.out}: {args.out.stat().st_size} bytes, {driver.execute_script(count)} epochs")
+        drawn = dict(driver.execute_script(
+            "return [...document.querySelectorAll('#hypnogram rect.ep')]"
+            ".map(r => [+r.dataset.epoch, r.dataset.stage]);"))  # fmt: skip
+        status = driver.find_element("id", "status").text
     finally:
         driver.quit()
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(60)
+    # the stages drawn are the daemon's published verdicts (revised where revised): the
+    # night recorder keeps the same verdicts in hypnogram.csv
+    (table,) = (work / "state" / "nights" / "bed1").glob("*/hypnogram.csv")
+    with table.open() as f:
+        recorded = {int(r["epoch_index"]): r["stage"] for r in csv.DictReader(f)}
+    same = sum(drawn.get(i) == stage for i, stage in recorded.items())
+    print(f"status {status!r}; drawn stage == recorded stage for {same}/{len(recorded)} epochs "
+          f"({len(drawn)} drawn)")  # fmt: skip
+    if same != len(recorded) or len(drawn) != len(recorded):
+        print(f"mismatch: see {work}", file=sys.stderr)
+        return 1
+    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
