@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import socket
 import tempfile
@@ -123,6 +124,8 @@ def assert_clean(argv: list[str], rc: int, out: str, err: str) -> None:
     where = f"sleepstream {argv!r}\nstderr tail:\n{err[-3000:]}"
     assert "Traceback" not in out and "Traceback" not in err, where
     assert rc in EXIT_CODES, f"exit code {rc}: {where}"
+    leaked = re.findall(r"^\S+:\d+: \w*Warning: .*$", err, re.M)
+    assert not leaked, f"a Python warning reached the user: {leaked[0]!r}: {where}"
     if rc != 0:
         lines = [ln for ln in err.splitlines() if ln.strip()]
         errs = [ln for ln in lines if ln.startswith("sleepstream: error:")]
@@ -150,7 +153,6 @@ def check(*argv: str) -> tuple[int, str, str]:
 
 
 def _log_hunt(argv: list[str], text: str) -> None:
-    import re
     import shutil
 
     frames = re.findall(r'File "([^"]+)", line (\d+), in (\S+)', text)
