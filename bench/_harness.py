@@ -27,6 +27,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from sleepstream.sinks.base import BaseSink
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache" / "bench-models"
 SHARED_DATA = Path(os.environ.get("SLEEPSTREAM_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -235,10 +237,11 @@ def window_graph(card: Path) -> Path:
     return load_card(card).graph_path("window")
 
 
-class LastSampleSink:
+class LastSampleSink(BaseSink):
     """Extra daemon sink: ``epoch.last_sample_at`` (perf_counter) per (device, epoch index)."""
 
     def __init__(self, device: str, store: dict) -> None:
+        super().__init__()
         self.device = device
         self.store = store
 

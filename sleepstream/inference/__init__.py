@@ -17,7 +17,7 @@ from sleepstream.inference.card import (
     load_card,
     training_recording_match,
 )
-from sleepstream.inference.context import ContextError, ContextStager, Scored
+from sleepstream.inference.context import ContextError, ContextStager, Scored, check_lookahead
 from sleepstream.inference.stager import (
     DEFAULT_MODEL_NAME,
     MODELS_DIR,
@@ -37,6 +37,7 @@ __all__ = [
     "Scored",
     "Stager",
     "card_path_for",
+    "check_lookahead",
     "default_model_path",
     "load_card",
     "load_stager",

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from sleepstream.errors import UsageError
 from sleepstream.inference.stager import Stager, scored, softmax, unscored
 from sleepstream.types import EPOCH_SAMPLES, StagePrediction
 
@@ -118,6 +119,22 @@ class _Ring:
     resumed: bool = False
 
 
+def check_lookahead(k: int, seq_len: int) -> int:
+    """``k`` if a model with ``seq_len`` epochs of context can revise ``k`` epochs back.
+
+    Raises
+    ------
+    UsageError
+        Naming ``--lookahead`` and the model's limit (``seq_len - 1`` epochs).
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < seq_len:
+        raise UsageError(
+            f"--lookahead {k}: this model looks at most {seq_len - 1} epochs ahead "
+            f"(its context is {seq_len} epochs)"
+        )
+    return k
+
+
 def model_input(epoch: ScoringEpoch) -> np.ndarray:
     """``samples * input_scale`` as float32 ``(3000,)`` (product in float64, as in training)."""
     x = np.asarray(epoch.samples, dtype=np.float64).reshape(-1)
@@ -164,12 +181,7 @@ class ContextStager:
         self.strict = strict
         self.context_resets: dict[Hashable, int] = {}
         self._rings: dict[Hashable, _Ring] = {}
-        self.lookahead = self._check_lookahead(lookahead)
-
-    def _check_lookahead(self, k: int) -> int:
-        if not 0 <= k < self.seq_len:
-            raise ValueError(f"lookahead {k} must be in [0, seq_len={self.seq_len})")
-        return int(k)
+        self.lookahead = check_lookahead(lookahead, self.seq_len)
 
     # -- per device -----------------------------------------------------------------
     def _new_ring(self) -> _Ring:
@@ -282,13 +294,15 @@ class ContextStager:
         ------
         ContextError
             With ``strict``: a device's index is not the next one (nothing is changed).
+        UsageError
+            A lookahead the model cannot give (see :func:`check_lookahead`).
         """
         if lookahead is not None and lookahead != self.lookahead:
             if self._rings:
                 raise ValueError(
                     f"lookahead {lookahead}: this stager already scores with {self.lookahead}"
                 )
-            self.lookahead = self._check_lookahead(lookahead)
+            self.lookahead = check_lookahead(lookahead, self.seq_len)
         if not items:
             return []
         try:

@@ -275,6 +275,7 @@ def test_export_split_writes_encoder_head_and_card(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.card.json", "m.onnx"]
 
 
+@pytest.mark.slow
 def test_export_split_refused_for_salient(tmp_path: Path) -> None:
     """SalientSleepNet is not splittable: --mode split is refused, auto falls back to window."""
     from sleepstream.errors import ModelError

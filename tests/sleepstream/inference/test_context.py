@@ -195,3 +195,15 @@ def test_context_input_scale_is_applied(stagers) -> None:
     c = ContextStager(split).score([("d", Ep(0, x, 1.0))])[0].prediction
     np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-6)
     assert not np.allclose(a.probabilities, c.probabilities, atol=1e-4)
+
+
+def test_context_lookahead_past_the_model_is_a_usage_error(stagers) -> None:
+    """A lookahead the model's context cannot give is a UsageError naming --lookahead and
+    the model's limit (exit 2 at the command line), not a traceback."""
+    from sleepstream.errors import UsageError
+
+    _, split = stagers
+    for k in (20, 99999999999, -1):
+        with pytest.raises(UsageError, match=rf"--lookahead {k}: .* at most 19 epochs ahead"):
+            ContextStager(split, lookahead=k)
+    assert ContextStager(split, lookahead=19).lookahead == 19

@@ -40,7 +40,8 @@ def _window_path(window, eps: list, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(causal), np.concatenate(revised)
 
 
-@pytest.mark.parametrize("mode", ["split", pytest.param("window", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["split", "window"])
 def test_context_sc4001_equals_window_path(tiny_pair, sc4001_epochs, mode: str) -> None:
     """One checkpoint exported as a window graph and as split graphs: the context stager
     (one encoder call per epoch and a ring per device, or a ring of epochs in window mode)
