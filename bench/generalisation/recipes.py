@@ -44,5 +44,47 @@ _R: list[tuple[Recipe, str]] = [
     (Recipe("d-norm"), "epoch-only paper-size student encoder (1.38 M), running robust scale"),
 ]
 
+# Round 2 (proxy v2, on s-norm): sequence head, class balance, label smoothing, passes,
+# capacity, extra scored wake.
+_SEQ = replace(_S, seq_len=20)
+_R += [
+    (
+        replace(_SEQ, name="s-norm-seq20"),
+        "s-norm + BiLSTM head on frozen states, 20-epoch causal windows, loss on the scored epoch",
+    ),
+    (
+        replace(_SEQ, name="s-norm-seq20-allpos", loss_last_only=False),
+        "s-norm-seq20, loss on every window position",
+    ),
+    (replace(_S, name="s-norm-seq10", seq_len=10), "s-norm + head, 10-epoch windows"),
+    (replace(_S, name="s-norm-bal0", balance=0.0), "s-norm, no class weights"),
+    (replace(_S, name="s-norm-bal1", balance=1.0), "s-norm, class weights freq^-1"),
+    (replace(_S, name="s-norm-ls", label_smoothing=0.1), "s-norm, label smoothing 0.1"),
+    (
+        replace(_S, name="s-norm-wake60", extra_wake=60),
+        "s-norm + 60 more scored wake epochs each side (untrimmed recording)",
+    ),
+    (replace(_S, name="s-norm-p15", epochs1=15), "s-norm, 15 passes"),
+    (replace(_S, name="s-norm-p60", epochs1=60), "s-norm, 60 passes"),
+    (
+        replace(_S, name="t-norm", model_kwargs={"first_filters": 16, "epoch_dim": 128}),
+        "s-norm, tiny encoder (16 filters, 128-d)",
+    ),
+]
+
+# Round 2b: the round-1 filter (tilt 0.5 = ±10 dB of power per decade, EQ ±4 dB) is strong
+# enough to erase the band-power ratios staging relies on; a mild one.
+MILD_FILTER = {"filter": True, "tilt": 0.15, "eq_db": 2.0}
+_R += [
+    (
+        replace(_S, name="s-norm-mildfilter", augment=MILD_FILTER),
+        "s-norm + mild filter (tilt 0.15, EQ ±2 dB)",
+    ),
+    (
+        replace(_S, name="s-norm-postgain", post_gain=1.5),
+        "s-norm + residual gain ×[1/1.5, 1.5] after normalisation",
+    ),
+]
+
 RECIPES: dict[str, Recipe] = {r.name: r for r, _ in _R}
 DESCRIPTIONS: dict[str, str] = {r.name: d for r, d in _R}
