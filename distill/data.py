@@ -75,6 +75,8 @@ class Recording:
     #: ``((file name, sha256), ...)`` of the PSG the night came from (model cards list
     #: them so replay/report can say "this is a training recording").
     sources: tuple = ()
+    #: The person (subject-wise folds keep a subject's nights together); "" = the night.
+    subject: str = ""
 
     @property
     def n_epochs(self) -> int:
@@ -371,6 +373,19 @@ def subject_kfold(
         train = set(rest) - val
         folds.append(Fold(f"fold{j}", protocol, masks(train), masks(val), masks(test)))
     return folds
+
+
+def subject_holdout(recs: Sequence[Recording], val_fraction: float = 0.1, seed: int = 0) -> Fold:
+    """Train on every subject but ``max(1, round(val_fraction * n))`` held out for early
+    stopping (no test set: a final model, tested elsewhere, e.g. on DREAMS)."""
+    subs = sorted({r.subject or r.name for r in recs})
+    if len(subs) < 2:
+        raise UsageError(f"a subject hold-out needs at least 2 subjects, got {len(subs)}")
+    n_val = max(1, round(val_fraction * len(subs)))
+    val = {subs[i] for i in np.random.default_rng(seed).permutation(len(subs))[:n_val]}
+    train = {r.name: np.full(r.n_epochs, (r.subject or r.name) not in val) for r in recs}
+    held = {r.name: np.full(r.n_epochs, (r.subject or r.name) in val) for r in recs}
+    return Fold("full", "full", train, held)
 
 
 def nightwise_kfold(recs: Sequence[Recording], k: int, seed: int = 0) -> list[Fold]:

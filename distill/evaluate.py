@@ -179,7 +179,7 @@ def score_fold(
 
     res: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     used = [r for r in recs if test is None or r.name in test]  # normalise only what is scored
-    used = [normalise_recording(r, normalisation) for r in used]
+    used = [normalise_recording(r, normalisation, primary_only=True) for r in used]
     for mode in modes:
         yt, yp = [], []
         for rec in used:

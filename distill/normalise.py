@@ -126,36 +126,76 @@ def night_scales(
     ndarray, shape (n - start,), float32
         The factor of each epoch from ``start`` on: model input = µV × factor.
     """
-    from sleepstream.dsp.normalise import RunningScale
+    from sleepstream.dsp.normalise import epoch_scale_uv
 
     x = np.asarray(epochs).reshape(-1, EPOCH_SAMPLES)
+    return scales_from_stats(epoch_scale_uv(x), usable, spec, start, prior_scale_uv)
+
+
+def scales_from_stats(
+    stats_uv: np.ndarray,
+    usable: np.ndarray,
+    spec: Mapping[str, Any],
+    start: int = 0,
+    prior_scale_uv: float | None = None,
+) -> np.ndarray:
+    """:func:`night_scales` from each epoch's robust std (``epoch_scale_uv``, µV, ``(n,)``).
+
+    The per-epoch statistic does not depend on the spec, so a training set computes it once
+    per night (:class:`NightNorm`) and every pass restarts the normaliser from it without
+    reading the signal again. Runs the daemon's ``RunningScale`` update exactly as
+    :func:`sleepstream.dsp.normalise.normalise_night` does (its per-statistic step; a public
+    name for it is requested from its owner, see /work/coord/requests/distill.md D2).
+    """
+    from sleepstream.dsp.normalise import RunningScale
+
+    n = len(stats_uv)
     if is_none(spec):
-        return np.ones(x.shape[0] - start, np.float32)
+        return np.ones(n - start, np.float32)
     state = RunningScale(parse_spec(spec), prior_scale_uv=prior_scale_uv)
-    out = np.empty(x.shape[0] - start, np.float32)
-    for i in range(start, x.shape[0]):
-        out[i - start] = state.apply(np.asarray(x[i], np.float32), bool(usable[i]))
-    return out
+    return np.array(
+        [
+            state._step(float(s), bool(u))
+            for s, u in zip(stats_uv[start:], usable[start:], strict=True)
+        ],
+        np.float32,
+    )
 
 
-def normalise_recording(rec, spec: Mapping[str, Any] | None):
-    """A copy of ``rec`` with every derivation normalised causally from epoch 0.
+def release(arr: np.ndarray) -> None:
+    """Drop a memory-mapped array's pages from this process (they stay in the page cache):
+    a sweep over every night then does not leave them all counted in the RSS."""
+    import mmap
+
+    base = arr
+    while base is not None and not isinstance(base, np.memmap):
+        base = getattr(base, "base", None)
+    mm = getattr(base, "_mmap", None)
+    if mm is not None and hasattr(mmap, "MADV_DONTNEED"):
+        mm.madvise(mmap.MADV_DONTNEED)
+
+
+def normalise_recording(rec, spec: Mapping[str, Any] | None, primary_only: bool = False):
+    """A copy of ``rec`` with every derivation (or only the first, the one scored)
+    normalised causally from epoch 0.
 
     Exactly what the daemon does to a new recording:
     ``normalise_night(x, usable_epochs(x), spec)`` per derivation, prior None. Returns
     ``rec`` itself when ``spec`` is kind ``"none"``.
     """
-    from distill.data import Recording
+    from dataclasses import replace
+
     from sleepstream.dsp.normalise import normalise_night
 
     if is_none(spec):
         return rec
     parsed = parse_spec(spec)
     signals = {}
-    for ch, flat in rec.signals.items():
+    for ch, flat in list(rec.signals.items())[: 1 if primary_only else None]:
         ep = flat.reshape(-1, EPOCH_SAMPLES)
         signals[ch] = normalise_night(ep, usable_epochs(ep), parsed).reshape(-1)
-    return Recording(rec.name, signals, rec.labels, rec.dataset)
+        release(flat)
+    return replace(rec, signals=signals)
 
 
 def session_starts(n: int, session_len: int, rng: np.random.Generator) -> np.ndarray:
@@ -176,14 +216,15 @@ def session_starts(n: int, session_len: int, rng: np.random.Generator) -> np.nda
 
 
 def segment_scales(
-    epochs: np.ndarray, usable: np.ndarray, spec: Mapping[str, Any], starts: np.ndarray
+    stats_uv: np.ndarray, usable: np.ndarray, spec: Mapping[str, Any], starts: np.ndarray
 ) -> np.ndarray:
-    """Factors ``(n,)``: the normaliser restarted (cold, prior None) at every start."""
-    n = epochs.shape[0]
+    """Factors ``(n,)`` from per-epoch robust stds ``(n,)``: the normaliser restarted
+    (cold, prior None) at every start."""
+    n = len(stats_uv)
     out = np.empty(n, np.float32)
     bounds = [*map(int, starts), n]
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-        out[a:b] = night_scales(epochs[:b], usable[:b], spec, a)
+        out[a:b] = scales_from_stats(stats_uv[:b], usable[:b], spec, a)
     return out
 
 
@@ -193,7 +234,9 @@ class NightNorm:
 
     Each pass cuts every training night into *sessions* (:func:`session_starts`) and
     normalises each session causally from its own start with a cold normaliser, as a
-    daemon started there would; windows never look back across a session start.
+    daemon started there would; windows never look back across a session start. The
+    per-epoch usable flags and robust std are computed once (one sweep over the nights,
+    memory-mapped pages released after each), so a pass reads no signal.
 
     Parameters
     ----------
@@ -201,18 +244,34 @@ class NightNorm:
         ``NormalisationSpec.to_card()`` form (never kind ``"none"`` here).
     usable : list of dict of str to ndarray (n_epochs,), bool
         Per recording and derivation (see :func:`usable_epochs`).
+    stats : list of dict of str to ndarray (n_epochs,), float
+        Robust std (µV) of every epoch, per recording and derivation.
     """
 
     spec: dict
     usable: list
+    stats: list
 
     @classmethod
-    def build(cls, recs, spec: Mapping[str, Any]) -> NightNorm:
-        usable = [
-            {ch: usable_epochs(flat.reshape(-1, EPOCH_SAMPLES)) for ch, flat in rec.signals.items()}
-            for rec in recs
-        ]
-        return cls(dict(spec), usable)
+    def build(cls, recs, spec: Mapping[str, Any], active=None) -> NightNorm:
+        """Flags and statistics of the recordings flagged in ``active`` (default all;
+        the others, never trained on, get none)."""
+        from sleepstream.dsp.normalise import epoch_scale_uv
+
+        usable, stats = [], []
+        for i, rec in enumerate(recs):
+            u, st = {}, {}
+            if active is not None and not active[i]:
+                usable.append(u)
+                stats.append(st)
+                continue
+            for ch, flat in rec.signals.items():
+                ep = flat.reshape(-1, EPOCH_SAMPLES)
+                u[ch], st[ch] = usable_epochs(ep), epoch_scale_uv(ep)
+                release(flat)
+            usable.append(u)
+            stats.append(st)
+        return cls(dict(spec), usable, stats)
 
     def pass_scales(
         self,
@@ -225,15 +284,19 @@ class NightNorm:
         """``(starts, {channel: factors (n_epochs,)})`` of recording ``r`` for one pass.
 
         ``starts`` are the session starts (one random cut, :func:`session_starts` with
-        length 0, when None).
-        ``signals`` (a night augmented for this pass) replaces the recording's own
-        derivations; their usable masks are then judged afresh.
+        length 0, when None). ``signals`` (a night augmented for this pass) replaces the
+        recording's own derivations; their flags and statistics are then computed afresh.
         """
+        from sleepstream.dsp.normalise import epoch_scale_uv
+
         if starts is None:
             starts = session_starts(rec.n_epochs, 0, rng)
         scales = {}
-        for ch, flat in (signals or rec.signals).items():
-            ep = flat.reshape(-1, EPOCH_SAMPLES)
-            usable = self.usable[r][ch] if signals is None else usable_epochs(ep)
-            scales[ch] = segment_scales(ep, usable, self.spec, starts)
+        for ch in signals or rec.signals:
+            if signals is None:
+                usable, stats = self.usable[r][ch], self.stats[r][ch]
+            else:
+                ep = signals[ch].reshape(-1, EPOCH_SAMPLES)
+                usable, stats = usable_epochs(ep), epoch_scale_uv(ep)
+            scales[ch] = segment_scales(stats, usable, self.spec, starts)
         return starts, scales

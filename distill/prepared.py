@@ -132,17 +132,7 @@ def prepare(
             failed.append({"psg": str(pair.psg), "hypnogram": str(pair.hypnogram), "error": msg})
             where = "" if str(pair.psg) in msg or str(pair.hypnogram) in msg else f"{pair.psg}: "
             tqdm.write(f"distill prepare: {where}{msg}", file=sys.stderr)
-    manifest = {
-        "format": FORMAT,
-        "dataset": dataset,
-        "source": str(Path(data_dir).resolve()),
-        "channels": list(chans),
-        "fs": 100.0,
-        "nights": [e.__dict__ for e in entries],
-        "failed": failed,
-    }
-    _write_json(out / "manifest.json", manifest)
-    return manifest
+    return write_manifest(out, dataset, str(Path(data_dir).resolve()), chans, entries, failed)
 
 
 def _prepare_one(pair, chans: Sequence[str], folder: Path) -> NightEntry:
@@ -160,30 +150,66 @@ def _prepare_one(pair, chans: Sequence[str], folder: Path) -> NightEntry:
             if not np.array_equal(np.asarray(n.stages, np.int8), labels):
                 raise DataFileError(f"{pair.psg} {ch}: hypnogram grid differs from {chans[0]}")
         x = np.stack([np.asarray(n.epochs(), np.float32).reshape(-1) for n in nights])
-        tmp = folder / f"{key}.npy.tmp"
-        with open(tmp, "wb") as f:
-            np.save(f, x, allow_pickle=False)
-        tmp.replace(folder / f"{key}.npy")
-        np.save(folder / f"{key}.labels.npy", labels, allow_pickle=False)
         from sleepstream.io.cache import file_digest
 
-        meta = {
-            "format": FORMAT,
-            "key": key,
-            "channels": list(chans),
-            "n_epochs": int(labels.shape[0]),
-            "stage_counts": np.bincount(labels[labels >= 0], minlength=5).tolist(),
-            "sources": {str(p): file_digest(p) for p in (pair.psg, pair.hypnogram)},
-            "psg_sha256": file_digest(pair.psg),
-        }
-        _write_json(index, meta)
+        sources = {str(p): file_digest(p) for p in (pair.psg, pair.hypnogram)}
+        meta = write_night(folder, key, x, labels, chans, sources, file_digest(pair.psg))
     return NightEntry(_night_name(pair), subject, night, key, int(meta["n_epochs"]),
                       str(pair.psg), str(pair.hypnogram))  # fmt: skip
+
+
+def write_night(
+    folder: Path,
+    key: str,
+    x: np.ndarray,
+    labels: np.ndarray,
+    channels: Sequence[str],
+    sources: dict[str, str],
+    psg_sha256: str,
+) -> dict[str, Any]:
+    """Write one prepared night (``x (n_channels, n_epochs * 3000)`` float32 µV, ``labels
+    (n_epochs,)``) under ``folder``; the index JSON last, atomically. Returns the index."""
+    labels = np.asarray(labels, np.int8)
+    x = np.asarray(x, np.float32)
+    if x.shape != (len(channels), labels.shape[0] * EPOCH_SAMPLES):
+        raise ValueError(f"night {key}: x shape {x.shape} does not fit {len(channels)} "
+                         f"channels x {labels.shape[0]} epochs")  # fmt: skip
+    tmp = folder / f"{key}.npy.tmp"
+    with open(tmp, "wb") as f:
+        np.save(f, x, allow_pickle=False)
+    tmp.replace(folder / f"{key}.npy")
+    np.save(folder / f"{key}.labels.npy", labels, allow_pickle=False)
+    meta = {
+        "format": FORMAT,
+        "key": key,
+        "channels": list(channels),
+        "n_epochs": int(labels.shape[0]),
+        "stage_counts": np.bincount(labels[labels >= 0], minlength=5).tolist(),
+        "sources": dict(sources),
+        "psg_sha256": psg_sha256,
+    }
+    _write_json(folder / f"{key}.json", meta)
+    return meta
 
 
 def _night_name(pair) -> str:
     name = Path(pair.psg).name
     return name[:6] if re.match(r"S[CT]\d{4}", name) else f"{pair.dataset}-{pair.subject}"
+
+
+def write_manifest(out: Path, dataset: str, source: str, channels, entries, failed=()) -> dict:
+    """Write ``out/manifest.json`` for ``entries`` (:class:`NightEntry`); returns it."""
+    manifest = {
+        "format": FORMAT,
+        "dataset": dataset,
+        "source": source,
+        "channels": list(channels),
+        "fs": 100.0,
+        "nights": [e.__dict__ for e in entries],
+        "failed": list(failed),
+    }
+    _write_json(Path(out) / "manifest.json", manifest)
+    return manifest
 
 
 def _write_json(path: Path, doc: dict) -> None:
@@ -223,7 +249,7 @@ def load_prepared(prep: Path | str) -> list[Recording]:
         signals = {ch: x[i] for i, ch in enumerate(doc["channels"])}
         index = json.loads((folder / f"{e['key']}.json").read_text())
         sources = ((Path(e["psg"]).name, index["psg_sha256"]),)
-        out.append(Recording(e["name"], signals, labels, doc["dataset"], sources))
+        out.append(Recording(e["name"], signals, labels, doc["dataset"], sources, e["subject"]))
     return out
 
 

@@ -148,9 +148,9 @@ def stage_data(cfg: TrainConfig, recs: Sequence, fold) -> StageData:
     weights = class_weights(TrainSet(recs, train_m, seq=1, stride=1).labels(), cfg.weight_power)
     norm, val_recs = None, list(recs)
     if not is_none(cfg.normalise):
-        norm = NightNorm.build(recs, cfg.normalise)
-        val_recs = [
-            normalise_recording(r, cfg.normalise) if m.any() else r
+        norm = NightNorm.build(recs, cfg.normalise, [m.any() for m in train_m])
+        val_recs = [  # validation scores the first derivation: normalise only it
+            normalise_recording(r, cfg.normalise, primary_only=True) if m.any() else r
             for r, m in zip(recs, val_m, strict=True)
         ]
     return StageData(cfg, list(recs), train_m, val_recs, val_m, weights, norm)

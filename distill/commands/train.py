@@ -11,7 +11,7 @@ from pathlib import Path
 
 HELP = "train a model in two stages (epoch encoder, then sequence) with checkpoints"
 
-SPLITS = ("full", "within-night-blocks", "nightwise-kfold", "cross-derivation")
+SPLITS = ("full", "within-night-blocks", "nightwise-kfold", "cross-derivation", "subject-kfold")
 DATASETS = ("sc4001", "dreams")
 
 
@@ -159,6 +159,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--data", type=Path, default=None, help="shared data folder")
     g.add_argument(
+        "--prepared",
+        type=Path,
+        default=None,
+        help="a `distill prepare` folder: train on its nights instead of SC4001 "
+        "(--split full holds 10%% of the subjects out for early stopping; subject-kfold "
+        "folds by subject); hypnogram-assembled windows are off",
+    )
+    g.add_argument(
         "--val-block",
         choices=("next", "neighbour"),
         default="next",
@@ -282,6 +290,13 @@ def load_recordings(args: argparse.Namespace, datasets=("sc4001",)):
     root = args.data or default_data_dir()
     chans = [c.strip() for c in args.channels.split(",") if c.strip()]
     recs = []
+    if getattr(args, "prepared", None) is not None and "sc4001" in datasets:
+        from distill.prepared import load_prepared
+
+        recs = load_prepared(args.prepared)  # memory-mapped nights of a full dataset
+        datasets = tuple(d for d in datasets if d != "sc4001")
+        if not datasets:
+            return recs, []
     for ds in datasets:
         if ds == "sc4001":
             recs.append(load_sc4001_recording(root / "sleep_edf_sc4001", chans))
@@ -296,11 +311,21 @@ def load_recordings(args: argparse.Namespace, datasets=("sc4001",)):
 
 
 def make_folds(split: str, recs, k: int, guard: int, seed: int, val: str = "next"):
-    from distill.data import full_night_fold, nightwise_kfold, within_night_blocks
+    from distill.data import (
+        full_night_fold,
+        nightwise_kfold,
+        subject_holdout,
+        subject_kfold,
+        within_night_blocks,
+    )
     from sleepstream.errors import UsageError
 
     if split == "nightwise-kfold":
         return nightwise_kfold(recs, k, seed)
+    if split == "subject-kfold":
+        return subject_kfold(recs, {r.name: r.subject or r.name for r in recs}, k, seed)
+    if split == "full" and len(recs) > 1:  # a prepared dataset: hold subjects out
+        return [subject_holdout(recs, seed=seed)]
     if len(recs) != 1:
         raise UsageError(f"--split {split} needs exactly one night, got {len(recs)}")
     if split == "within-night-blocks":

@@ -60,6 +60,26 @@ def test_prepare_keeps_good_nights_names_the_bad_one_and_resumes(sc4001_dir, tmp
     mtime = (prep / "nights" / f"{man['nights'][0]['key']}.npy").stat().st_mtime_ns
     assert main(args) == 3  # resumable: the prepared night is not written again
     assert (prep / "nights" / f"{man['nights'][0]['key']}.npy").stat().st_mtime_ns == mtime
+    # a final model on the prepared nights: one subject held out for early stopping
+    from distill.checkpoint import read_sidecar
+
+    run = tmp_path / "run"
+    assert main(["train", "--model", "tiny-student", "--prepared", str(prep), "--split", "full",
+                 "--out", str(run), "--pretrain-epochs", "1", "--epochs", "0",
+                 "--pretrain-batch-size", "256", "--no-progress"]) == 0  # fmt: skip
+    meta = read_sidecar(run / "best.safetensors")
+    assert meta["datasets"] == ["sleep-edf-20"] and meta["fold"]["protocol"] == "full"
+    val = [n for n, runs in meta["fold"]["val"].items() if runs]
+    assert len(val) == 2 and val[0][:5] == val[1][:5]  # both nights of one subject
+    assert len(meta["recordings"]) == 4  # the 4 training nights, by file name + sha256
+    assert {r["sha256"] for r in meta["recordings"]} == {_sha(sc4001_dir)}
+    assert meta["machine"]["device"] == "cpu" and meta["started_at"].endswith("+00:00")
+
+
+def _sha(sc4001_dir: Path) -> str:
+    from sleepstream.io.cache import file_digest
+
+    return file_digest(sc4001_dir / "SC4001E0-PSG.edf")
 
 
 @pytest.mark.slow
