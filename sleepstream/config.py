@@ -192,7 +192,7 @@ def _state_dir(raw: str) -> Path:
     """``--state-dir``: a folder path; ``""`` means the default location (said in help)."""
     if not raw.strip():
         return default_state_dir()
-    return Path(raw).expanduser()
+    return st.path(raw)
 
 
 def _shard(raw: str) -> tuple[int, int]:
@@ -221,12 +221,13 @@ DAEMON_SETTINGS: tuple[Setting, ...] = (
     Setting("mqtt_username", "mqtt.username", "MQTT user name", st.text, metavar="USER"),
     Setting("mqtt_password_file", "mqtt.password_file",
             "file holding the MQTT password (or $SLEEPSTREAM_MQTT_PASSWORD; never argv)",
-            st.text, metavar="FILE"),
-    Setting("mqtt_ca_file", "mqtt.ca_file", "CA bundle to verify the broker (TLS)", st.text,
+            st.path_text, metavar="FILE"),
+    Setting("mqtt_ca_file", "mqtt.ca_file", "CA bundle to verify the broker (TLS)",
+            st.path_text, metavar="FILE"),
+    Setting("mqtt_cert_file", "mqtt.cert_file", "client certificate (TLS)", st.path_text,
             metavar="FILE"),
-    Setting("mqtt_cert_file", "mqtt.cert_file", "client certificate (TLS)", st.text,
+    Setting("mqtt_key_file", "mqtt.key_file", "client key (TLS)", st.path_text,
             metavar="FILE"),
-    Setting("mqtt_key_file", "mqtt.key_file", "client key (TLS)", st.text, metavar="FILE"),
     Setting("mqtt_tls_insecure", "mqtt.tls_insecure", "do not check the broker's host name",
             switch=True),
     Setting("mqtt_client_id", "mqtt.client_id", "MQTT client id of the daemon's connection",

@@ -48,7 +48,7 @@ from typing import Any, TextIO
 from sleepstream.batcher import InferenceBatcher, Model, Stager
 from sleepstream.config import DeviceConfig, RunConfig
 from sleepstream.dsp.chain import EpochNormaliser
-from sleepstream.errors import AlreadyRunningError, SleepstreamError, StorageError
+from sleepstream.errors import AlreadyRunningError, SleepstreamError, StorageError, UsageError
 from sleepstream.metrics import Metrics
 from sleepstream.pipeline import DevicePipeline, EpochChain, run_pipelines, wait_opened
 from sleepstream.profiles import Profile
@@ -436,6 +436,11 @@ class Daemon:
             loaded: Model = await asyncio.to_thread(load_stager, cfg.model)
             stager = self.stager = loaded
         log.info("model %s (seq_len %d)", stager.model_id, stager.seq_len)
+        if cfg.lookahead >= stager.seq_len:  # the bound is the model's: checked once known
+            raise UsageError(
+                f"--lookahead {cfg.lookahead}: model {stager.model_id} looks at most "
+                f"{stager.seq_len - 1} epochs ahead (seq_len {stager.seq_len})"
+            )
         # 4. the sources, opened (and closed on the way out)
         self.metrics = metrics = Metrics()
         for dev in cfg.devices:

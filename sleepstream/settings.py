@@ -22,6 +22,7 @@ Each value is checked where it is read, so an error names where it came from:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,11 +131,42 @@ def text(raw: str) -> str:
     return raw
 
 
-def path(raw: str) -> Path:
-    """A non-empty path (``~`` expanded)."""
+#: Longest file name and path the kernel takes (bytes; Linux NAME_MAX, PATH_MAX - 1).
+NAME_MAX = 255
+PATH_MAX = 4095
+
+
+def check_path(raw: str) -> str:
+    """A path that can at least be looked up: non-empty, no NUL, no name over 255 bytes,
+    at most 4095 bytes in all. Returns it unchanged (``ValueError`` with the reason).
+
+    Every path flag, variable and beds key goes through this (it is the parser's first
+    step), so no later code meets an ``OSError`` such as "File name too long" from a
+    path that could never exist.
+    """
     if not raw.strip():
         raise ValueError("must not be empty")
-    return Path(raw).expanduser()
+    if "\0" in raw:
+        raise ValueError("contains a NUL character")
+    encoded = os.fsencode(raw)
+    if len(encoded) > PATH_MAX:
+        raise ValueError(f"path too long ({len(encoded)} bytes, at most {PATH_MAX})")
+    for part in encoded.split(b"/"):
+        if len(part) > NAME_MAX:
+            raise ValueError(
+                f"a name in the path is too long ({len(part)} bytes, at most {NAME_MAX})"
+            )
+    return raw
+
+
+def path(raw: str) -> Path:
+    """A path (``~`` expanded) that passes :func:`check_path`."""
+    return Path(check_path(raw)).expanduser()
+
+
+def path_text(raw: str) -> str:
+    """:func:`path` kept as text (for fields typed ``str``)."""
+    return str(path(raw))
 
 
 def integer(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:

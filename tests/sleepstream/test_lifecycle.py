@@ -173,6 +173,8 @@ FAILING_SOURCES = {
     "missing-model": (["--model", "/nonexistent/model.onnx"], 7),
     "missing-tls-ca-file": (["--mqtt", "mqtts://127.0.0.1:1", "--mqtt-ca-file", "/none.pem"], None),
     "unwritable-state-dir": (["--state-dir", "/proc/sleepstream"], 10),
+    "lookahead-past-the-model": (["--lookahead", "99999999999"], 2),
+    "path-name-too-long": (["--mqtt-ca-file", "x" * 300], 2),
 }
 
 

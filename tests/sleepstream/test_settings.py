@@ -332,3 +332,24 @@ def test_environment_value_outside_the_choices_is_refused(monkeypatch):
     monkeypatch.setenv("SLEEPSTREAM_LOG_LEVEL", "loud")
     with pytest.raises(UsageError, match="SLEEPSTREAM_LOG_LEVEL='loud': expected one of debug"):
         _apply_env_defaults(_parser("run"), "SLEEPSTREAM")
+
+
+def test_every_path_setting_refuses_a_path_that_cannot_exist():
+    """Every path flag (model, state dir, TLS files, password file, playback file...)
+    refuses a name over 255 bytes, a NUL, or a path over 4095 bytes where it is read, so
+    no later code meets 'File name too long' (the class of faults' R9/R16)."""
+    from sleepstream import settings as st
+
+    paths = [s for s in (*all_settings(), *SOURCE_SETTINGS) if _accepts(s, "/tmp/ok") and
+             _rejects(s, "/tmp/" + "x" * 300)]  # fmt: skip
+    keys = {s.key for s in paths}
+    assert {"model", "state_dir", "mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file",
+            "mqtt_password_file", "file"} <= keys, keys  # fmt: skip
+    for s in paths:
+        for bad in ("/tmp/a\x00b", "/" + "/".join(["y" * 200] * 25)):
+            assert _rejects(s, bad), (s.key, bad[:20])
+    assert st.check_path("/tmp/" + "x" * 255)
+
+
+def _accepts(setting: Setting, raw: str) -> bool:
+    return not setting.switch and not _rejects(setting, raw)
