@@ -36,10 +36,40 @@ class EmbeddedBrokerConfig:
     port: int = 1883
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+def _probe_bind(host: str, port: int) -> int:
+    """Bind ``host:port`` once and release it: the port bound (``0`` picks a free one).
+
+    amqtt logs a full traceback when its listener cannot bind, so every reason a bind
+    can fail is turned into one line here first.
+
+    Raises
+    ------
+    BrokerError
+        The port is in use, or ``host`` is no address of this machine (not resolvable,
+        not IDNA-encodable, not assignable).
+    """
+    import errno
+
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as s:
+            if port:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(addr)
+            return int(s.getsockname()[1])
+    except (OSError, UnicodeError, ValueError) as exc:
+        reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+        if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+            raise BrokerError(
+                f"embedded broker: cannot listen on {host}:{port} ({reason}); is another "
+                "broker running? Use --mqtt URL to use it, or --broker-port to pick another port"
+            ) from None
+        raise BrokerError(
+            f"--broker-host {host!r}: the embedded broker cannot listen there ({reason}); "
+            "give an address of this machine (default 127.0.0.1)"
+        ) from None
 
 
 class EmbeddedBroker:
@@ -71,20 +101,7 @@ class EmbeddedBroker:
         }
 
     async def __aenter__(self) -> EmbeddedBroker:
-        # Probe first: amqtt logs a full traceback when its listener cannot bind.
-        if self.port == 0:
-            self.port = _free_port(self.config.host)
-        else:
-            try:
-                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    s.bind((self.config.host, self.port))
-            except OSError as exc:
-                raise BrokerError(
-                    f"embedded broker: cannot listen on {self.config.host}:{self.port} "
-                    f"({exc.strerror}); is another broker running? Use --mqtt URL to use it, "
-                    f"or --broker-port to pick another port"
-                ) from None
+        self.port = _probe_bind(self.config.host, self.port)
         for name in ("amqtt", "transitions"):
             logging.getLogger(name).setLevel(logging.WARNING)
         from amqtt.broker import Broker

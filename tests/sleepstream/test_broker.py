@@ -55,6 +55,32 @@ def test_embedded_broker_port_in_use_is_a_broker_error():
             asyncio.run(go())
 
 
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        ("1", "Cannot assign requested address"),  # resolves to 0.0.0.1
+        ("10.255.255.1", "Cannot assign requested address"),  # not an address of this host
+        ("256.0.0.1", "not known"),
+        ("a..b", "idna"),
+        ("\udcff", "idna"),
+    ],
+)
+@pytest.mark.parametrize("port", [0, 1883])
+def test_embedded_broker_host_it_cannot_listen_on_is_one_line(host, reason, port):
+    """A --broker-host that is no address of this machine: a one-line BrokerError naming
+    the flag and the reason, never a traceback from the bind (faults' R6)."""
+
+    async def go():
+        async with EmbeddedBroker(EmbeddedBrokerConfig(host=host, port=port)):
+            pass
+
+    with pytest.raises(BrokerError) as err:
+        asyncio.run(go())
+    line = str(err.value)
+    assert line.startswith(f"--broker-host {host!r}: ") and reason in line
+    assert "\n" not in line
+
+
 def test_embedded_broker_hands_the_tail_to_subscribers_before_stopping(helpers):
     """Publisher acknowledged, broker stopped at once: a subscriber still gets every
     message (the drain), and a '#' subscriber never sees the drain's private fence."""
