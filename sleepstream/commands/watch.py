@@ -47,19 +47,40 @@ _FLAG = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # quality flags and reasons: ident
 _OPTIONAL = frozenset({"session", "reasons", "revised", "lookahead"})
 
 
+def _argtype(parse: Any, name: str) -> Any:
+    """An argparse ``type=`` from a :mod:`sleepstream.settings` parser (one-line errors)."""
+
+    def convert(raw: str) -> Any:
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{printable(raw)!r}: {exc}") from None
+
+    convert.__name__ = name
+    return convert
+
+
+#: Longest timeout accepted (s): a day; nan, inf and negative values are refused.
+MAX_TIMEOUT_S = 86_400.0
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from sleepstream.settings import integer, number
+
     parser.add_argument("--device", help="only this device (default: all devices)")
-    parser.add_argument("--count", type=int, help="exit after N distinct stage events")
+    parser.add_argument(
+        "--count", type=_argtype(integer(1), "count"), help="exit after N distinct stage events"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON lines")
     parser.add_argument(
         "--connect-timeout",
-        type=float,
+        type=_argtype(number(0.0, MAX_TIMEOUT_S), "seconds"),
         default=30.0,
         help="keep retrying to connect for this many seconds (%(default)s)",
     )
     parser.add_argument(
         "--idle-timeout",
-        type=float,
+        type=_argtype(number(0.001, MAX_TIMEOUT_S), "seconds"),
         help="exit with an error when no event arrives for this many seconds",
     )
     add_mqtt_arguments(parser, embedded=False)
@@ -336,8 +357,6 @@ async def _messages(client: Any, idle_timeout: float | None) -> AsyncIterator[An
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.count is not None and args.count < 1:
-        raise UsageError(f"--count {args.count}: must be >= 1")
     if args.device is not None:
         check_device(args.device, "--device")
     return asyncio.run(_watch(args))

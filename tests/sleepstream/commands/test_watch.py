@@ -102,9 +102,30 @@ def test_watch_unreachable_broker_fails_with_broker_error(helpers, capsys):
     assert rc == 9 and "cannot reach" in err and "Traceback" not in err
 
 
-def test_watch_rejects_a_nonpositive_count(capsys):
-    """--count 0 is a usage error."""
-    assert main(["watch", "--count", "0"]) == 2
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--count", "0"],
+        ["--count", "-1"],
+        ["--count", "1e3"],
+        ["--connect-timeout", "nan"],
+        ["--connect-timeout", "inf"],
+        ["--connect-timeout", "-1"],
+        ["--connect-timeout", "1e300"],
+        ["--idle-timeout", "nan"],
+        ["--idle-timeout", "0"],
+        ["--idle-timeout", "1e400"],
+    ],
+    ids=" ".join,
+)
+def test_watch_refuses_counts_and_timeouts_it_could_not_honour(flags, capsys):
+    """A count below 1 or a timeout that is not a finite number of seconds (nan compares
+    false with every deadline: it would retry for ever) is one usage line, exit 2, before
+    any connection (faults' R10)."""
+    rc = main(["watch", "--mqtt", "mqtt://127.0.0.1:9", *flags])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert len(err.splitlines()) == 1 and flags[0] in err and repr(flags[1]) in err
 
 
 # --------------------------------------------------------------- untrusted payloads
