@@ -22,6 +22,8 @@ offending character):
   only obliges a broker to accept 1-23 characters of ``[0-9A-Za-z]``; mosquitto, EMQX,
   HiveMQ and amqtt accept this wider set. ``/``, ``+`` and ``#`` are refused because
   ACL patterns substitute the client id into topics.
+- **host** (the broker to connect to): an IP literal or a DNS name of IDNA-encodable
+  labels of 1-63 letters, digits, ``-`` or ``_`` (:func:`check_host`).
 
 Two device names that differ only in case are refused together
 (:func:`check_device_names`): on a case-insensitive file system (macOS, Windows, many
@@ -37,6 +39,7 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable
+from typing import NoReturn
 
 from sleepstream.errors import SleepstreamError, UsageError
 
@@ -51,6 +54,7 @@ CLIENT_ID_MAX = 128
 
 _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 _CLIENT_CHARS = _NAME_CHARS | {":"}
+_HOST_CHARS = _NAME_CHARS - {"."}
 _WINDOWS_RESERVED = frozenset(
     {"con", "prn", "aux", "nul"}
     | {f"com{i}" for i in range(1, 10)}
@@ -78,7 +82,7 @@ def _first_bad(value: str, allowed: frozenset[str]) -> tuple[int, str] | None:
     return None
 
 
-def _refuse(error: type[SleepstreamError], where: str, value: object, why: str) -> None:
+def _refuse(error: type[SleepstreamError], where: str, value: object, why: str) -> NoReturn:
     shown = repr(value[:80]) + "..." if isinstance(value, str) and len(value) > 80 else repr(value)
     if len(shown) > 100:  # a long list or table from a config file
         shown = shown[:100] + "..."
@@ -205,6 +209,46 @@ def check_client_id(
     if len(client_id) > CLIENT_ID_MAX:
         _refuse(error, where, client_id, f"{len(client_id)} characters; {rule}")
     return client_id
+
+
+def check_host(
+    host: object,
+    where: str = "--mqtt",
+    *,
+    error: type[SleepstreamError] = UsageError,
+) -> str:
+    """Validate a host to connect to (an MQTT broker) and return it.
+
+    An IP literal (IPv4, or IPv6 without brackets), or a DNS name: at most 253
+    characters, labels of 1-63 letters, digits, ``-`` or ``_`` (``_`` appears in
+    container and ``/etc/hosts`` names and resolves), not starting or ending with ``-``,
+    the whole IDNA-encodable (``bücher.de`` passes). Anything else would fail deep in
+    the resolver (``UnicodeError: encoding with 'idna' codec failed``).
+    """
+    import ipaddress
+
+    rule = "use an IP address or a host name (labels of 1-63 letters, digits, '-' or '_')"
+    if not isinstance(host, str) or not host:
+        _refuse(error, where, host, f"no host; {rule}")
+    assert isinstance(host, str)
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    if len(host) > 253:
+        _refuse(error, where, host, f"{len(host)} characters (at most 253); {rule}")
+    try:
+        ascii_name = host.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        _refuse(error, where, host, f"not a valid host name ({exc.__class__.__name__}); {rule}")
+    for label in ascii_name[:-1].split(".") if ascii_name.endswith(".") else ascii_name.split("."):
+        bad = _first_bad(label, _HOST_CHARS)
+        if bad is not None:
+            _refuse(error, where, host, f"{_describe(bad[1])} is not allowed; {rule}")
+        if not label or len(label) > 63 or label[0] == "-" or label[-1] == "-":
+            _refuse(error, where, host, f"label {label!r}: {rule}")
+    return host
 
 
 def daemon_id(host: str, devices: Iterable[str]) -> str:

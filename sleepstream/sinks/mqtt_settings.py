@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from sleepstream.errors import BrokerError, UsageError
-from sleepstream.names import check_client_id, check_topic_prefix
+from sleepstream.names import check_client_id, check_host, check_topic_prefix
 
 #: Environment variable holding the MQTT password (never pass secrets on argv).
 PASSWORD_ENV = "SLEEPSTREAM_MQTT_PASSWORD"
@@ -130,6 +130,8 @@ def mqtt_settings(
         raise UsageError(f"--mqtt {url!r}: bad port") from None
     if not parts.hostname:
         raise UsageError(f"--mqtt {url!r}: no host name")
+    # the resolver would fail deep inside the delivery task (IDNA: 'a..b')
+    check_host(parts.hostname, f"--mqtt {url!r}: host")
     tls = parts.scheme in ("mqtts", "ssl") or bool(ca_file) or bool(cert_file)
     files: dict[str, Path | None] = {}
     for name, value in (("ca", ca_file), ("cert", cert_file), ("key", key_file)):

@@ -11,6 +11,7 @@ from sleepstream.names import (
     check_client_id,
     check_device,
     check_device_names,
+    check_host,
     check_topic_prefix,
     daemon_id,
     printable,
@@ -140,6 +141,50 @@ def test_names_client_id_refuses_acl_specials_and_controls(cid):
     """'/', '+', '#' would change ACL patterns; controls and length are refused."""
     with pytest.raises(UsageError, match="^--mqtt-client-id "):
         check_client_id(cid)
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["localhost", "127.0.0.1", "::1", "broker.example.org", "mqtt_broker", "bücher.de",
+     "a.org.", "x" * 63 + ".org", "10.0.0.1"],
+)  # fmt: skip
+def test_names_host_accepts_addresses_and_resolvable_names(host):
+    """IP literals, DNS names (also '_' and internationalised names) pass unchanged."""
+    assert check_host(host) == host
+    host.encode("idna")  # what the resolver will do with it: no UnicodeError
+
+
+@pytest.mark.parametrize(
+    ("host", "why"),
+    [("a..b", "valid host name"), ("x" * 64 + ".org", "valid host name"),
+     ("-a.org", "label '-a'"), ("a b", "space"), ("a\nb", "newline"), ("a%0a", "'%'"),
+     ("a/b", "'/'"), ("\udcff", "valid host name"), ("x." * 127 + "x", "253"), ("", "no host")],
+)  # fmt: skip
+def test_names_host_refuses_what_the_resolver_cannot_take_in_one_line(host, why):
+    """A host the resolver would choke on (IDNA) is one line naming it (faults' R11)."""
+    with pytest.raises(UsageError, match="^--mqtt ") as err:
+        check_host(host)
+    assert why in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["watch", "--mqtt", "mqtt://a..b:1", "--connect-timeout", "0.2", "--count", "1"],
+     ["run", "--source", "synthetic-night", "--mqtt", "mqtt://a..b:1"]],
+    ids=["watch", "run"],
+)  # fmt: skip
+def test_names_a_broker_host_the_resolver_cannot_take_is_refused_at_start(argv, tmp_path, capsys):
+    """run and watch: exit 2 in one line before any connection (was: a traceback from
+    the resolver; run retried it 5 times in its delivery task)."""
+    from sleepstream.cli import main
+
+    state = tmp_path / "state"
+    extra = ["--state-dir", str(state), "--no-metrics"] if argv[0] == "run" else []
+    rc = main(argv + extra)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert len(err.splitlines()) == 1 and "'a..b'" in err and "Traceback" not in err
+    assert not state.exists()
 
 
 def test_names_daemon_id_is_stable_valid_and_differs_per_shard():
