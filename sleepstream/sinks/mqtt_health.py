@@ -120,8 +120,8 @@ class LinkHealth:
                 len(self._crashes), self.crash_window_s, type(exc).__name__, exc, pending,
             )  # fmt: skip
             return True
-        log.error("MQTT delivery failed (%s: %s); restarting it", type(exc).__name__, exc,
-                  exc_info=exc)  # fmt: skip
+        log.error("MQTT delivery failed (%s: %s); restarting it", type(exc).__name__, exc)
+        log.debug("traceback of that failure (--log-level debug)", exc_info=exc)
         return False
 
 

@@ -27,8 +27,8 @@ message iterator) and retried with jittered back-off. Faults that retrying canno
 (credentials, TLS, a refused client id) are refused at start-up with one line
 (:class:`~sleepstream.errors.BrokerError`, exit code 9) and, when they happen mid-run,
 logged at ERROR and counted in ``sleepstream_mqtt_connect_errors_total{reason}``. An
-unexpected error of the delivery task is logged with its traceback and the task is
-restarted (``sleepstream_mqtt_delivery_restarts_total``); more than ``max_crashes``
+unexpected error of the delivery task is logged (one line; the traceback at debug
+level) and the task is restarted (``sleepstream_mqtt_delivery_restarts_total``); more than ``max_crashes``
 within ``crash_window_s`` calls ``on_fatal`` so the daemon stops loudly.
 """
 
@@ -280,6 +280,7 @@ class MqttLink:
         attempt = 0
         while not self._stop.is_set():
             up_before = self._sessions_up
+            lost = False
             try:
                 await self._session()
                 return
@@ -288,13 +289,15 @@ class MqttLink:
             except Exception as exc:  # noqa: BLE001 - sorted below, never silent
                 import aiomqtt
 
-                if isinstance(exc, aiomqtt.MqttError):
+                lost = isinstance(exc, aiomqtt.MqttError)
+                if lost:
                     self._failed_attempt(classify_connect_error(exc, self._paho.take()))
                 elif self._crashed(exc):
                     return
             if self._sessions_up != up_before:
                 attempt = 0  # it was connected: back-off starts again
-                self.health.session_ended()
+                if lost:  # the connection ended, not our own task (that is a crash)
+                    self.health.session_ended()
             if self._closing and not self.pending and attempt >= 2:
                 return  # nothing left to deliver; the will says offline
             delay = jittered_backoff(attempt, cap=self.retry_cap_s[self.health.config_fault])
@@ -335,7 +338,8 @@ class MqttLink:
             return
         exc = task.exception()
         assert exc is not None
-        log.critical("MQTT delivery task died: %s: %s", type(exc).__name__, exc, exc_info=exc)
+        log.critical("MQTT delivery task died: %s: %s", type(exc).__name__, exc)
+        log.debug("traceback of that failure (--log-level debug)", exc_info=exc)
         self._give_up(exc)
 
     # -- one connection ------------------------------------------------------------------
