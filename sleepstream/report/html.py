@@ -31,8 +31,11 @@ th, td { padding: 3px 8px; border-bottom: 1px solid var(--line); text-align: rig
 th:first-child, td:first-child { text-align: left; }
 tr.flag td { background: var(--flag); font-weight: 600; }
 figure { margin: 8px 0 14px; }
-figure svg { width: 100%; height: auto; display: block; }
+figure .plot { overflow-x: auto; }
+figure svg { width: 100%; min-width: 600px; height: auto; display: block; }
 figcaption { color: var(--muted); font-size: 0.85rem; }
+@media (max-width: 480px) { body { font-size: 13px; padding: 8px; }
+                            th, td { padding: 2px 4px; } }
 """
 
 
@@ -171,7 +174,7 @@ def render_html(report: dict[str, Any], figures: dict[str, str]) -> str:
     for name, caption in captions.items():
         if name in figures:
             parts.append(
-                f'<figure id="{name}">{_clean_svg(figures[name])}'
+                f'<figure id="{name}"><div class="plot">{_clean_svg(figures[name])}</div>'
                 f"<figcaption>{_e(caption)}</figcaption></figure>"
             )
     parts.append(_recording(report))

@@ -218,11 +218,14 @@ def render_svgs(
     first = float(night.onsets[0])
 
     def svg(height: float, draw: Callable[[Any, Any], None], n_axes: int = 1) -> str:
-        fig, axes = plt.subplots(n_axes, 1, figsize=(10, height), sharex=True, squeeze=False)
+        with plt.rc_context({"font.size": 11}):
+            fig, axes = plt.subplots(n_axes, 1, figsize=(8, height), sharex=True, squeeze=False)
         try:
             draw(fig, axes[:, 0])
             clock_axis(axes[-1, 0], times, first, edges)
-            fig.subplots_adjust(left=0.1, right=0.9, top=0.95, bottom=0.22 if n_axes == 1 else 0.14)
+            fig.subplots_adjust(
+                left=0.12, right=0.88, top=0.95, bottom=0.24 if n_axes == 1 else 0.15
+            )
             buf = io.StringIO()
             fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
         finally:
