@@ -73,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
                       extra_meta={"command": cmd}, runtime=rt,
                       resume=not args.fresh)  # fmt: skip
     models = {"teacher": chain.teacher, "ta": chain.ta, "student": chain.student}
+    from distill.runtime import is_main
+
+    if not is_main():  # under torchrun, rank 0 alone evaluates and reports
+        return 0
     test = [] if args.no_eval else _dreams(args, default_data_dir)
     report: dict = {"method": spec.label, "family": args.family, "command": cmd, "models": {}}
     for role, model in models.items():

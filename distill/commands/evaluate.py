@@ -182,6 +182,10 @@ def run(args: argparse.Namespace) -> int:
         # The card's declared normalisation, applied per recording from its start.
         norms.append(normalisation_of(card))
         per_fold["all"] = score_fold(predict, test_recs, test, seq, modes, norms[-1])
+    from distill.runtime import is_main
+
+    if not is_main():  # under torchrun, rank 0 alone reports
+        return 0
     if not per_fold or not any(len(f[m][0]) for f in per_fold.values() for m in modes):
         raise UsageError(f"{proto}: no scored test epochs")
     result = summarise(per_fold, proto)
