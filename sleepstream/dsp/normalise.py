@@ -312,6 +312,46 @@ class RunningScale:
         self.n_seen, self.n_used = n_seen, n_used
 
 
+def input_scales(
+    x_uv: np.ndarray,
+    usable: np.ndarray | None,
+    spec: NormalisationSpec,
+    start: int = 0,
+    prior_scale_uv: float | None = None,
+) -> np.ndarray:
+    """The factors :func:`normalise_night` multiplies by, one per epoch from ``start``.
+
+    The per-epoch statistics are computed in one vectorised call; the running state is
+    :class:`RunningScale`'s own (the daemon's code).
+
+    Parameters
+    ----------
+    x_uv : ndarray, shape (n, 3000), µV at 100 Hz
+    usable : ndarray, shape (n,), bool, or None (= all usable)
+    spec, start, prior_scale_uv :
+        As in :func:`normalise_night`.
+
+    Returns
+    -------
+    ndarray, shape (n - start,), float64
+        ``input_scale`` of each epoch (1.0 for kind none).
+    """
+    x = np.asarray(x_uv)
+    if x.ndim != 2 or x.shape[1] != EPOCH_SAMPLES:
+        raise ValueError(f"x_uv shape {x.shape}, expected (n, {EPOCH_SAMPLES})")
+    n = x.shape[0]
+    if not 0 <= start <= n:
+        raise ValueError(f"start={start} outside [0, {n}]")
+    ok = np.ones(n, bool) if usable is None else np.asarray(usable, bool)
+    if ok.shape != (n,):
+        raise ValueError(f"usable shape {ok.shape}, expected ({n},)")
+    if spec.kind == NONE:
+        return np.ones(n - start)
+    stats = epoch_scale_uv(x[start:])
+    rs = RunningScale(spec, prior_scale_uv)
+    return np.array([rs._step(float(s), bool(u)) for s, u in zip(stats, ok[start:], strict=True)])
+
+
 def normalise_night(
     x_uv: np.ndarray,
     usable: np.ndarray | None,
@@ -337,26 +377,14 @@ def normalise_night(
     Returns
     -------
     ndarray, shape (n - start, 3000), float32
-        ``x_uv[start + i] * input_scale_i``, the model input of each epoch.
+        ``x_uv[start + i] * input_scale_i``, the model input of each epoch
+        (:func:`input_scales`).
     """
-    x = np.asarray(x_uv)
-    if x.ndim != 2 or x.shape[1] != EPOCH_SAMPLES:
-        raise ValueError(f"x_uv shape {x.shape}, expected (n, {EPOCH_SAMPLES})")
-    n = x.shape[0]
-    if not 0 <= start <= n:
-        raise ValueError(f"start={start} outside [0, {n}]")
-    ok = np.ones(n, bool) if usable is None else np.asarray(usable, bool)
-    if ok.shape != (n,):
-        raise ValueError(f"usable shape {ok.shape}, expected ({n},)")
-    seg = x[start:]
+    f = input_scales(x_uv, usable, spec, start, prior_scale_uv)
+    seg = np.asarray(x_uv)[start:]
     if spec.kind == NONE:
         return seg.astype(np.float32, copy=True)
-    stats = epoch_scale_uv(seg)
-    rs = RunningScale(spec, prior_scale_uv)
-    factors = np.array(
-        [rs._step(float(s), bool(u)) for s, u in zip(stats, ok[start:], strict=True)]
-    )
-    return (seg * factors[:, None]).astype(np.float32)
+    return (seg * f[:, None]).astype(np.float32)
 
 
 def usable_epochs(x_uv: np.ndarray, quality: QualityConfig | None = None) -> np.ndarray:

@@ -12,6 +12,7 @@ from sleepstream.dsp.normalise import (
     NormalisationSpec,
     RunningScale,
     epoch_scale_uv,
+    input_scales,
     normalise_night,
     usable_epochs,
     usable_from_flags,
@@ -111,6 +112,7 @@ def test_normalise_night_matches_streaming_apply(night):
     out = normalise_night(x, usable, spec, start=17, prior_scale_uv=30.0)
     assert out.shape == (283, 3000) and out.dtype == np.float32
     assert np.array_equal(out, (x[17:] * f[:, None]).astype(np.float32))
+    assert np.array_equal(input_scales(x, usable, spec, start=17, prior_scale_uv=30.0), f)
 
 
 def test_normalise_state_survives_gaps(night):
