@@ -15,7 +15,7 @@ optionally given a residual gain. Stage 1 trains the epoch encoder on its epochs
 session, zero-padded before the session start (the windows the daemon sees at the start of
 a night), with the encoder frozen (split form: the head reads per-epoch states).
 
-Proxy v2 (model selection; SC4001 alone, never DREAMS)
+Proxy v3 (model selection; SC4001 alone, never DREAMS)
 ------------------------------------------------------
 ``cross-derivation``, both directions (Fpz-Cz -> Pz-Oz, Pz-Oz -> Fpz-Cz), 4 contiguous time
 blocks: fold (direction A->B, j) trains on derivation A minus block j (and a guard of 20
@@ -26,6 +26,13 @@ Cohen's kappa pooled over the 841 scored epochs of a direction, averaged over bo
 directions. It is derivation-disjoint and time-disjoint but same night and same subject;
 derivation mixing cannot be judged by it (mixing would show the scored derivation in
 training), so the proxy runs with mixing off.
+Proxy-T: the same held-out excerpts are also scored after one "new recording" transform
+each (:func:`new_recording_transform`: gain ×0.4–2.5, an amplifier's causal high- and
+low-pass, a noise floor; a fixed seed, so every recipe sees the same transforms, and a
+distribution independent of the training augmentations'), because the cross-derivation
+proxy keeps the person, amplifier and gain and so under-rewards what normalisation is for.
+The selection score is the mean of the proxy and proxy-T kappas (v3, decided before any
+DREAMS figure; v2 rows lack proxy-T).
 There is no validation set and no early stopping: the number of passes is part of the
 recipe (chosen on this proxy), and the last (or weight-averaged, ``ema``) model is kept.
 Proxy v1 (early stopping on derivation B's next block, training on 2 of 4 blocks) gave a
@@ -61,6 +68,8 @@ DERIVATIONS = ("EEG Fpz-Cz", "EEG Pz-Oz")
 PROXY_BLOCKS = 4
 GUARD = 20
 EXCERPT = 60
+#: Seed of the proxy-T "new recording" transforms (fixed: every recipe sees the same ones).
+NEW_RECORDING = 20261129
 
 
 @dataclass(frozen=True)
@@ -222,15 +231,44 @@ def pass_data(
     return out
 
 
-def eval_sessions(night: Night, blocks: list[tuple[int, int]], spec: NormalisationSpec):
-    """Cold-started 60-epoch excerpts of the given blocks: [(normalised x, labels)]."""
+def eval_sessions(
+    night: Night,
+    blocks: list[tuple[int, int]],
+    spec: NormalisationSpec,
+    new_recording: int | None = None,
+):
+    """Cold-started 60-epoch excerpts of the given blocks: [(normalised x, labels)].
+
+    With ``new_recording`` (a seed), each excerpt is first passed through one draw of
+    :func:`new_recording_transform` (seeded by ``new_recording`` and the excerpt's start,
+    so every recipe and seed sees the same transforms)."""
     out = []
     for a, b in blocks:
         for s in range(a, b, EXCERPT):
             e = min(b, s + EXCERPT)
             x = night.x[s:e]
+            if new_recording is not None:
+                x = new_recording_transform(x, np.random.default_rng([new_recording, s]))
             out.append((normalise_night(x, usable_epochs(x), spec), night.y[s:e]))
     return out
+
+
+def new_recording_transform(x_uv: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """What another person / amplifier changes, for the proxy-T score (fixed distribution,
+    independent of the training augmentations' implementation and ranges).
+
+    One draw per excerpt ``(L, 3000)`` µV: gain log-uniform in [0.4, 2.5]; the amplifier's
+    causal filters, a 1st-order Butterworth high-pass at U(0.1, 0.7) Hz and a 2nd-order
+    low-pass at U(20, 45) Hz; a white noise floor of U(0, 2) µV rms (after the gain).
+    """
+    from scipy.signal import butter, sosfilt
+
+    g = float(np.exp(rng.uniform(np.log(0.4), np.log(2.5))))
+    hp = butter(1, rng.uniform(0.1, 0.7), "highpass", fs=100.0, output="sos")
+    lp = butter(2, rng.uniform(20.0, 45.0), "lowpass", fs=100.0, output="sos")
+    flat = sosfilt(lp, sosfilt(hp, x_uv.reshape(-1).astype(np.float64)))
+    flat = g * flat + rng.normal(0.0, rng.uniform(0.0, 2.0), flat.shape)
+    return flat.reshape(x_uv.shape).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- model
@@ -429,31 +467,42 @@ def _freeze_encoder_bn(net: torch.nn.Module) -> None:
 
 # --------------------------------------------------------------------------- protocols
 def run_proxy(recipe: Recipe, seed: int, sc: dict[str, Night]) -> dict[str, Any]:
-    """Proxy v2: per direction A->B and block j, train on A minus block j (guard 20 epochs
-    each side), score B block j as cold-started 60-epoch excerpts; pooled over the 4 blocks."""
+    """Proxy v3: per direction A->B and block j, train on A minus block j (guard 20 epochs
+    each side), score B block j as cold-started 60-epoch excerpts; pooled over the 4 blocks.
+    Also scored after one "new recording" transform per excerpt (proxy-T). The selection
+    score is the mean of the proxy and proxy-T kappas."""
     spec = NormalisationSpec.from_card(recipe.normalise)
     stage = 2 if recipe.seq_len > 0 else 1
-    per_dir = {}
+    per_dir, per_dir_t = {}, {}
     for a, b in (DERIVATIONS, DERIVATIONS[::-1]):
         A, B = sc[a], sc[b]
         Ax, off = extended(A, recipe.extra_wake)
         A_only = Night(Ax.name, Ax.x, Ax.y, {})  # no mixing under this proxy
-        ys, ps = [], []
+        ys, ps, pts = [], [], []
         for train_mask, tblock in proxy_folds(len(Ax.y), (off, off + len(A.y))):
             model = train(recipe, seed, [(A_only, train_mask)])
             tb = (tblock[0] - off, tblock[1] - off)
             y, p = predict(model, eval_sessions(B, [tb], spec), stage)
+            _, pt = predict(model, eval_sessions(B, [tb], spec, new_recording=NEW_RECORDING), stage)
             ys.append(y)
             ps.append(p)
-        per_dir[f"{a}->{b}"] = agreement(np.concatenate(ys), np.concatenate(ps))
+            pts.append(pt)
+        y = np.concatenate(ys)
+        per_dir[f"{a}->{b}"] = agreement(y, np.concatenate(ps))
+        per_dir_t[f"{a}->{b}"] = agreement(y, np.concatenate(pts))
     kappas = [m["kappa"] for m in per_dir.values()]
     mf1s = [m["macro_f1"] for m in per_dir.values()]
+    kt = [m["kappa"] for m in per_dir_t.values()]
     return {
-        "proxy": "v2",
+        "proxy": "v3",
         "proxy_kappa": float(np.mean(kappas)),
         "proxy_macro_f1": float(np.mean(mf1s)),
         "proxy_accuracy": float(np.mean([m["accuracy"] for m in per_dir.values()])),
+        "proxy_t_kappa": float(np.mean(kt)),
+        "proxy_t_macro_f1": float(np.mean([m["macro_f1"] for m in per_dir_t.values()])),
+        "selection": float((np.mean(kappas) + np.mean(kt)) / 2),
         "directions": {k: _short(m) for k, m in per_dir.items()},
+        "directions_t": {k: _short(m) for k, m in per_dir_t.items()},
     }
 
 

@@ -41,8 +41,15 @@ def _rows() -> list[dict]:
     return [json.loads(line) for line in LEDGER.read_text().splitlines() if line.strip()]
 
 
+#: Proxy version written by this harness; proxy rows of older versions are kept and shown
+#: in their own table, never reused.
+PROXY = "v3"
+
+
 def _done(kind: str, name: str, seed: int, recipe_json: dict) -> dict | None:
     for r in _rows():
+        if kind == "proxy" and r.get("proxy") != PROXY:
+            continue
         if r["kind"] == kind and r["recipe"] == name and r["seed"] == seed:
             if not _same_recipe(r["recipe_json"], recipe_json):
                 sys.exit(f"ledger has {kind} {name} seed {seed} with another definition: rename it")
@@ -144,40 +151,75 @@ def _ms(v: list[float], pct: bool = False) -> str:
 
 def table() -> None:
     rows = _rows()
-    names = list(dict.fromkeys(r["recipe"] for r in rows))
     lines = [
         "# Generalisation ledger (issue 11): every recipe tried",
         "",
-        "Proxy v2 = SC4001 cross-derivation, 4 time blocks, both directions, cold-started",
-        "60-epoch excerpts, fixed passes (model selection; SC4001 alone). DREAMS = final model",
-        "(all of SC4001, same recipe) scored once on the 8 excerpts, causal, 480 epochs. mean ± sd",
-        "over seeds (n). Regenerate: `python -m bench.generalisation.run table`.",
+        "Proxy (v3) = SC4001 cross-derivation (train on one derivation, score the other), 4 time",
+        "blocks, both directions, held-out blocks scored as cold-started 60-epoch excerpts, fixed",
+        "passes; proxy-T = the same excerpts after one fixed 'new recording' transform each (gain",
+        "×0.4–2.5, amplifier high-/low-pass, noise floor); selection = mean of the two kappas",
+        "(model selection on SC4001 alone). DREAMS = final model (all of SC4001, same recipe)",
+        "scored once on the 8 excerpts, causal, 480 epochs, after the shipped recipe was chosen.",
+        "mean ± sd over seeds (n proxy / n DREAMS). Regenerate: "
+        "`python -m bench.generalisation.run table`.",
         "",
-        "| recipe | what | n | proxy κ | proxy MF1 % | DREAMS acc % | DREAMS MF1 % | DREAMS κ "
-        "| F1 W / N1 / N2 / N3 / REM (DREAMS, %) | wall s (proxy / final) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name in names:
-        p = [r for r in rows if r["recipe"] == name and r["kind"] == "proxy"]
+    lines += _table_rows(rows, PROXY, with_t=True)
+    older = sorted({r.get("proxy", "v2") for r in rows if r["kind"] == "proxy"} - {PROXY})
+    for v in older:
+        lines += [
+            "",
+            f"## Proxy {v} rows (earlier harness; no proxy-T score)",
+            "",
+            "v2: same folds and fixed passes, without proxy-T. v1 (ledger-proxy-v1.jsonl): early",
+            "stopping on the other derivation's next block, 2 of 4 blocks for training;",
+            "abandoned (seed sd ~0.07).",
+            "",
+        ]
+        lines += _table_rows(rows, v, with_t=False)
+    (OUT / "ledger.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _table_rows(rows: list[dict], version: str, with_t: bool) -> list[str]:
+    head = "| recipe | what | n | proxy κ | proxy MF1 % |"
+    sep = "|---|---|---|---|---|"
+    if with_t:
+        head += " proxy-T κ | selection κ |"
+        sep += "---|---|"
+    head += (
+        " DREAMS acc % | DREAMS MF1 % | DREAMS κ | F1 W / N1 / N2 / N3 / REM (DREAMS, %) "
+        "| wall s (proxy / final) |"
+    )
+    sep += "---|---|---|---|---|"
+    out = [head, sep]
+    vrows = [r for r in rows if r["kind"] == "proxy" and r.get("proxy", "v2") == version]
+    for name in dict.fromkeys(r["recipe"] for r in vrows):
+        p = [r for r in vrows if r["recipe"] == name]
         d = [r for r in rows if r["recipe"] == name and r["kind"] == "dreams"]
         f1 = []
         for st in ("W", "N1", "N2", "N3", "REM"):
             v = [r["dreams"]["per_stage_f1"][st] or 0.0 for r in d]
             f1.append(f"{100 * np.mean(v):.0f}" if v else "—")
-        what = RECIPES[name].__doc__ if False else _describe(name)
-        lines.append(
-            f"| {name} | {what} | {len(p)}/{len(d)} "
-            f"| {_ms([r['proxy_kappa'] for r in p])} "
-            f"| {_ms([r['proxy_macro_f1'] for r in p], True)} "
-            f"| {_ms([r['dreams']['accuracy'] for r in d], True)} "
-            f"| {_ms([r['dreams']['macro_f1'] for r in d], True)} "
-            f"| {_ms([r['dreams']['kappa'] for r in d])} "
-            f"| {' / '.join(f1)} "
-            f"| {np.mean([r['wall_s'] for r in p]) if p else 0:.0f} / "
-            f"{np.mean([r['wall_s'] for r in d]) if d else 0:.0f} |"
-        )
-    (OUT / "ledger.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        cells = [
+            name,
+            _describe(name),
+            f"{len(p)}/{len(d)}",
+            _ms([r["proxy_kappa"] for r in p]),
+            _ms([r["proxy_macro_f1"] for r in p], True),
+        ]
+        if with_t:
+            cells += [_ms([r["proxy_t_kappa"] for r in p]), _ms([r["selection"] for r in p])]
+        cells += [
+            _ms([r["dreams"]["accuracy"] for r in d], True),
+            _ms([r["dreams"]["macro_f1"] for r in d], True),
+            _ms([r["dreams"]["kappa"] for r in d]),
+            " / ".join(f1),
+            f"{np.mean([r['wall_s'] for r in p]):.0f} / "
+            f"{np.mean([r['wall_s'] for r in d]) if d else 0:.0f}",
+        ]
+        out.append("| " + " | ".join(cells) + " |")
+    return out
 
 
 def _describe(name: str) -> str:
