@@ -21,14 +21,16 @@ CSS = """
 * { box-sizing: border-box; }
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
        color: var(--ink); margin: 0 auto; padding: 12px; max-width: 980px; }
+h1, p, figcaption { overflow-wrap: anywhere; }
 h1 { font-size: 1.25rem; margin: 0.2em 0; }
 h2 { font-size: 1.05rem; margin: 1.4em 0 0.4em; border-bottom: 1px solid var(--line); }
 p.meta { color: var(--muted); margin: 0.2em 0; }
 .warn { background: var(--warn); padding: 6px 10px; border-radius: 4px; margin: 6px 0; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
-th, td { padding: 3px 8px; border-bottom: 1px solid var(--line); text-align: right; }
-th:first-child, td:first-child { text-align: left; }
+th, td { padding: 3px 8px; border-bottom: 1px solid var(--line); text-align: right;
+         white-space: nowrap; }
+th:first-child, td:first-child { text-align: left; white-space: normal; }
 tr.flag td { background: var(--flag); font-weight: 600; }
 figure { margin: 8px 0 14px; }
 figure .plot { overflow-x: auto; }
@@ -107,11 +109,11 @@ def _agreement(ag: dict[str, Any]) -> str:
     )
     f1 = ag.get("per_stage_f1", {})
     rows = [
-        [f"reference {name}", *[str(v) for v in ag["confusion"][k]],
+        [name, *[str(v) for v in ag["confusion"][k]],
          "—" if f1.get(name) is None else f"{100 * f1[name]:.1f}"]
         for k, name in enumerate(STAGE_NAMES)
     ]  # fmt: skip
-    matrix = _table(["", *[f"model {s}" for s in STAGE_NAMES], "F1 %"], rows)
+    matrix = _table(["reference \\ model", *STAGE_NAMES, "F1 %"], rows)
     return "<h2>Epoch agreement with the reference</h2>" + head + matrix
 
 
