@@ -56,6 +56,13 @@ _SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 
+#: The morning report (``report.html``, self-contained): inline CSS and SVG figures
+#: allowed, still no script, no request to anywhere but this server.
+_REPORT_CSP = (
+    "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
 
 def static_dir() -> Any:
     """The package folder of the page assets (HTML, CSS, JavaScript)."""
@@ -173,7 +180,10 @@ async def _report(request: web.Request) -> web.StreamResponse:
     from sleepstream.web.report import report_response
 
     view = request.app[VIEW_KEY]
-    return await report_response(view, _device(request))
+    response = await report_response(view, _device(request))
+    # the morning report is one self-contained file: its CSS and figures are inline
+    response.headers["Content-Security-Policy"] = _REPORT_CSP
+    return response
 
 
 async def _report_png(request: web.Request) -> web.StreamResponse:

@@ -322,6 +322,28 @@ def test_report_link_serves_the_night_report_once_ended(tmp_path, web):
     assert fig_status == 200 and body == png
 
 
+def test_report_page_may_use_its_inline_styles_but_no_script(tmp_path, web):
+    """The self-contained report.html keeps its inline CSS and figures under the view's
+    CSP; scripts and requests elsewhere stay blocked."""
+    night = tmp_path / "nights" / "bed1" / "20260101T220000Z"
+    night.mkdir(parents=True)
+    (night / "night.json").write_text("{}")
+    (night / "report.html").write_text("<!doctype html><style>h1{color:red}</style><h1>r</h1>")
+
+    async def scenario(view, http):
+        sink = view.sink("bed1", session="s1")
+        await sink.end_of_stream()
+        page = await http.get("/d/bed1/report")
+        return page.status, page.headers["Content-Security-Policy"], await page.text()
+
+    status, csp, html = serve(scenario, state_dir=tmp_path)
+    assert status == 200 and "<h1>r</h1>" in html
+    rules = dict(r.strip().split(" ", 1) for r in csp.split(";"))
+    assert rules["default-src"] == "'none'" and "script-src" not in rules
+    assert "'unsafe-inline'" in rules["style-src"] and "data:" in rules["img-src"]
+    assert rules["frame-ancestors"] == "'none'"
+
+
 def test_assets_ship_in_the_package_without_external_urls():
     """Every script and stylesheet a page names is in static/; no CDN, no external URL."""
     folder = Path(str(static_dir()))

@@ -81,6 +81,19 @@ def test_token_link_push_and_report_link_in_the_browser(tmp_path, chrome, web):
         assert chrome.find_element("id", "status").text == "night ended"
         link = chrome.find_element("id", "report").get_attribute("href")
         assert link == base + "d/bed1/report"
+        # a self-contained report.html: its inline CSS applies, an inline script does not run
+        night = tmp_path / "nights" / "bed1" / "20260101T220000Z"
+        night.mkdir(parents=True)
+        (night / "night.json").write_text("{}")
+        (night / "report.html").write_text(
+            "<!doctype html><title>report</title><style>h1{color:rgb(1, 2, 3)}</style>"
+            "<h1 id=t>bed1</h1><script>document.title = 'script ran'</script>"
+        )
+        chrome.find_element("id", "report").click()
+        wait.until(lambda d: d.current_url == link and d.find_elements("id", "t"))
+        color = chrome.execute_script("return getComputedStyle(document.getElementById('t')).color")
+        assert color == "rgb(1, 2, 3)"
+        assert chrome.title == "report"
         chrome.get(base)  # the overview shows both beds; bed2 still waiting
         wait.until(lambda d: len(_drawn(d, "#bed-bed1 rect.ep")) == 5)
         badges = chrome.execute_script(
