@@ -151,6 +151,36 @@ def table_rows(
     return rows
 
 
+def grouped_score(
+    store: ScoreStore,
+    label: str,
+    seeds: Sequence[int],
+    groups: dict[str, Sequence[str]],
+    mode: str,
+    metrics: Sequence[str] = ("kappa", "macro_f1"),
+) -> dict[str, Any] | None:
+    """Per seed, each metric pooled within each group of folds, then averaged over the
+    groups (the cross-derivation proxy's score: kappa pooled per direction, averaged over
+    the two directions); mean ± sd over seeds. None until a seed has every group done."""
+    per: dict[int, dict[str, float]] = {}
+    for s in seeds:
+        figs = [
+            per_seed_figures(store, label, [s], folds, mode).get(s) for folds in groups.values()
+        ]
+        if any(f is None for f in figs):
+            continue
+        per[s] = {k: float(np.mean([f[k] for f in figs])) for k in metrics}
+    if not per:
+        return None
+    arr = {k: np.array([v[k] for v in per.values()]) for k in metrics}
+    return {
+        "seeds": list(per),
+        "per_seed": list(per.values()),
+        "mean": {k: float(v.mean()) for k, v in arr.items()},
+        "sd": {k: float(v.std(ddof=1)) if v.size > 1 else 0.0 for k, v in arr.items()},
+    }
+
+
 def _mean_stage_f1(figs) -> dict[str, float | None]:
     """Mean over seeds of each stage's F1 (None when the stage never occurs)."""
     out: dict[str, float | None] = {}

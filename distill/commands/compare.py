@@ -334,6 +334,15 @@ def _update(result, store, labels, seeds, folds, modes, t0) -> None:
     done = [min((r["modes"].get(m, {}).get("n_seeds", 0) for r in rows), default=0)
             for m in modes]  # fmt: skip
     result["seeds_done"] = min(done) if done else 0
+    if result.get("protocol") == "cross-derivation":  # the proxy's selection score
+        from distill.runs import grouped_score
+
+        groups: dict[str, list[str]] = {}
+        for f in folds:
+            groups.setdefault(f.split("-block")[0], []).append(f)
+        result["proxy_score"] = {
+            lab: {m: grouped_score(store, lab, seeds, groups, m) for m in modes} for lab in labels
+        }
     result["wall_s"] = time.perf_counter() - t0  # this invocation
     result["units_wall_s"] = sum(float(u.get("wall_s") or 0.0) for u in store.units.values())
 
@@ -375,6 +384,18 @@ def to_markdown(result: dict[str, Any]) -> str:
                 + ("" if r["n_seeds"] == result.get("seeds_done") else f" ({r['n_seeds']} seeds)")
             )
         lines.append("")
+        proxy = result.get("proxy_score")
+        if proxy:
+            lines += [f"Proxy selection score ({mode}): kappa pooled per direction, averaged "
+                      "over the directions (macro-F1 beside it); mean ± sd over seeds:", "",
+                      "| model | proxy kappa | proxy macro-F1 % |", "|---|---|---|"]  # fmt: skip
+            for lab, by_mode in proxy.items():
+                p = by_mode.get(mode)
+                if p:
+                    lines.append(f"| {lab} | {p['mean']['kappa']:.3f} ± {p['sd']['kappa']:.3f} | "
+                                 f"{100 * p['mean']['macro_f1']:.2f} ± "
+                                 f"{100 * p['sd']['macro_f1']:.2f} |")  # fmt: skip
+            lines.append("")
         for ref, paired in (result.get("paired") or {}).items():
             lines += paired_markdown(paired, ref, mode)
     return "\n".join(lines)

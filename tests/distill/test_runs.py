@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -60,3 +63,18 @@ def test_eta_counts_only_units_run_now():
     assert eta.left_s() is None
     eta.finished(10.0, cached=False)
     assert eta.left_s() == pytest.approx(20.0) and "2/4" in eta.line()
+
+
+def test_grouped_score_pools_within_groups_and_averages_across():
+    """The proxy score: kappa pooled per direction (group of folds), then averaged."""
+    from distill.runs import grouped_score
+
+    s = ScoreStore(Path(tempfile.mkdtemp()))
+    y = np.array([0, 1, 2, 3] * 5)
+    s.save("m", 0, "a-block0", {"causal": (y[:10], y[:10])})  # direction a: perfect
+    s.save("m", 0, "a-block1", {"causal": (y[10:], y[10:])})
+    s.save("m", 0, "b-block0", {"causal": (y, np.zeros_like(y))})  # direction b: chance
+    groups = {"a": ["a-block0", "a-block1"], "b": ["b-block0"]}
+    g = grouped_score(s, "m", [0], groups, "causal")
+    assert g["per_seed"][0]["kappa"] == pytest.approx(0.5)  # (1 + 0) / 2
+    assert grouped_score(s, "m", [0], {**groups, "c": ["c-block0"]}, "causal") is None
