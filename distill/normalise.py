@@ -126,10 +126,10 @@ def night_scales(
     ndarray, shape (n - start,), float32
         The factor of each epoch from ``start`` on: model input = µV × factor.
     """
-    from sleepstream.dsp.normalise import epoch_scale_uv
+    from sleepstream.dsp.normalise import input_scales
 
     x = np.asarray(epochs).reshape(-1, EPOCH_SAMPLES)
-    return scales_from_stats(epoch_scale_uv(x), usable, spec, start, prior_scale_uv)
+    return input_scales(x, usable, parse_spec(spec), start, prior_scale_uv).astype(np.float32)
 
 
 def scales_from_stats(
@@ -144,8 +144,9 @@ def scales_from_stats(
     The per-epoch statistic does not depend on the spec, so a training set computes it once
     per night (:class:`NightNorm`) and every pass restarts the normaliser from it without
     reading the signal again. Runs the daemon's ``RunningScale`` update exactly as
-    :func:`sleepstream.dsp.normalise.normalise_night` does (its per-statistic step; a public
-    name for it is requested from its owner, see /work/coord/requests/distill.md D2).
+    :func:`sleepstream.dsp.normalise.input_scales` does after its statistics (its
+    per-statistic step ``_step``; a public statistics entry point is requested from its
+    owner, /work/coord/requests/distill.md D4). Tested equal to ``normalise_night``.
     """
     from sleepstream.dsp.normalise import RunningScale
 
