@@ -27,12 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--folds", type=int, default=20, help="subject-wise folds (ISRUC: one per subject)"
     )
     parser.add_argument("--fold", default="all", help="fold indices (comma) or 'all'")
-    parser.add_argument(
-        "--prepared",
-        type=Path,
-        default=None,
-        help="prepared folder (default runs/prepared/<dataset>; prepared when missing)",
-    )
     parser.add_argument("--methods", default="all", help="as in `distill compare`")
     parser.add_argument("--family", default="deepsleepnet", help="model family")
     parser.add_argument("--seeds", type=int, default=1, help="seeds per fold (0..N-1)")
@@ -42,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fresh", action="store_true", help="retrain every unit")
     parser.add_argument("--teacher", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help=f"few epochs: {QUICK}")
-    add_train_arguments(parser)
-    parser.set_defaults(_parser=parser, assembled_ratio=0.0)
+    add_train_arguments(parser)  # includes --prepared (default here: runs/prepared/<dataset>,
+    parser.set_defaults(_parser=parser, assembled_ratio=0.0)  # prepared when missing)
 
 
 def run(args: argparse.Namespace) -> int:

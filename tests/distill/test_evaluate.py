@@ -257,3 +257,31 @@ def test_evaluate_model_trains_then_scores_cross_dataset(shared_data, tmp_path):
     res = json.loads((tmp_path / "m.json").read_text())
     assert res["model"] == "tiny-student" and len(res["test_set"]) == 8
     assert list(res["modes"]) == ["offline"]
+
+
+@pytest.mark.slow
+def test_evaluate_onnx_applies_the_cards_normalisation(shared_data, tmp_path):
+    """A model trained with --normalise: its card declares the spec (from the sidecar),
+    and `evaluate --onnx` applies it per DREAMS excerpt exactly as the checkpoint path does."""
+    from distill.cli import main
+
+    run = tmp_path / "run"
+    common = ["--data", str(shared_data), "--no-progress"]
+    assert main(["train", "--model", "tiny-student", "--split", "full", "--out", str(run),
+                 "--pretrain-epochs", "1", "--epochs", "1", "--seq-len", "3",
+                 "--normalise", "running-robust-scale", *common]) == 0  # fmt: skip
+    onnx = tmp_path / "norm.onnx"
+    ckpt = run / "best.safetensors"
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(onnx), "--mode",
+                 "window"]) == 0  # fmt: skip
+    card = json.loads(onnx.with_name("norm.card.json").read_text())
+    assert card["input_contract"]["normalisation"]["kind"] == "running-robust-scale"
+    args = ["--protocol", "cross-dataset", "--mode", "causal", *common[:2], "--out", str(tmp_path)]
+    assert main(["evaluate", "--onnx", str(onnx), *args, "--stem", "o"]) == 0
+    assert main(["evaluate", "--checkpoint", str(ckpt), *args, "--stem", "t"]) == 0
+    o = json.loads((tmp_path / "o.json").read_text())
+    t = json.loads((tmp_path / "t.json").read_text())
+    assert o["normalisation"]["kind"] == t["normalisation"]["kind"] == "running-robust-scale"
+    assert (
+        o["modes"]["causal"]["pooled"]["confusion"] == t["modes"]["causal"]["pooled"]["confusion"]
+    )

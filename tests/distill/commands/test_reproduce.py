@@ -90,8 +90,8 @@ def test_reproduce_quick_writes_every_method_keeps_folds_apart_and_resumes(sc400
            "sleep-edf-20", "--folds", "3", "--fold", "0", "--prepared", str(tmp_path / "prep"),
            "--out", str(out), "--runs", str(runs), *QUICK]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env=env)  # fmt: skip
+    err = (tmp_path / "stderr.txt").open("w")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
     first = []
     for line in proc.stdout:  # kill right after the second finished unit
         if line.startswith('{"row"'):
@@ -100,7 +100,10 @@ def test_reproduce_quick_writes_every_method_keeps_folds_apart_and_resumes(sc400
                 proc.send_signal(signal.SIGKILL)
                 break
     proc.wait()
-    assert first == ["teacher", "student (from scratch)"]
+    err.close()
+    assert first == ["teacher", "student (from scratch)"], (tmp_path / "stderr.txt").read_text()[
+        -2000:
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
     assert done.returncode == 0, done.stderr[-2000:]
     second = [json.loads(x)["row"] for x in done.stdout.splitlines() if x.startswith('{"row"')]
