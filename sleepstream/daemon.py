@@ -67,7 +67,6 @@ from sleepstream.wiring import (  # re-exported: commands and tests import them 
     device_profile,
     make_normaliser,
     normaliser_path,
-    resolve_profile,
 )
 
 log = logging.getLogger(__name__)
@@ -79,7 +78,6 @@ __all__ = [
     "default_dsp",
     "default_source",
     "device_profile",
-    "resolve_profile",
 ]
 
 #: The signals that stop the daemon gracefully (SIGHUP included: see the module doc).

@@ -139,10 +139,6 @@ def device_profile(dev: DeviceConfig) -> Profile:
     return dataclasses.replace(profile, channel=str(channel), reference=refs)
 
 
-#: Kept for callers of the first API (commands, bench): same as :func:`device_profile`.
-resolve_profile = device_profile
-
-
 def default_source(dev: DeviceConfig) -> tuple[Source, float | None]:
     """The device's source from the registry, and the stream time to stop at (or None).
 

@@ -196,13 +196,13 @@ def run(args: argparse.Namespace) -> int:
     from sleepstream.daemon import Daemon
     from sleepstream.io.recording import check_file
     from sleepstream.sources.edf_replay import FileReplaySource, parse_speed
-    from sleepstream.wiring import resolve_profile
+    from sleepstream.wiring import device_profile
 
     parse_speed(args.speed)  # UsageError before any work
     check_file(args.path)
     options: dict[str, Any] = {} if args.channel is None else {"channel": args.channel}
     probe = DeviceConfig(check_device_name(args.device), f"edf:{args.path}", args.profile, options)
-    profile = resolve_profile(probe)
+    profile = device_profile(probe)
     board = _profile_board(profile)
     hyp = reference_window(args.path, args.hypnogram, trim=not args.no_trim, board=board)
     t0 = float(hyp.onsets[0]) if hyp is not None else 0.0
@@ -218,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
     collector = CollectSink()
 
     def build_source(dev: DeviceConfig) -> tuple[Any, float | None]:
-        prof = resolve_profile(dev)
+        prof = device_profile(dev)
         if args.channel is not None and args.channel != prof.channel:
             wanted: Any = args.channel  # the DSP takes --channel from the device options
         else:
