@@ -773,24 +773,24 @@ FINDINGS = {
         "profiles", "show", "edf-replay", "--json", "\x1b[31m"]),
     "metrics-addr-not-a-host": (None, lambda w: run_argv(
         f"edf:{w['edf']}", w["dir"] / "s", "--metrics-addr", "a..b")[:-1] + ["--no-metrics"]),
-    "broker-host-cannot-bind": ("R6", lambda w: run_argv(
+    "broker-host-cannot-bind": (None, lambda w: run_argv(
         f"edf:{w['edf']}", w["dir"] / "s", "--broker-host", "1", "--broker-port", "0")),
     "speed-1e-300-replays-for-ever": (None, lambda w: run_argv(
         f"edf:{w['edf']}", w["dir"] / "s", "--speed", "1e-300")),
     "inspect-hypnogram-name-too-long": (None, lambda w: [
         "inspect", str(w["edf"]), "--hypnogram", "x" * 300]),
-    "watch-connect-timeout-nan": ("R10", lambda w: [
+    "watch-connect-timeout-nan": (None, lambda w: [
         "watch", "--mqtt", f"mqtt://127.0.0.1:{free_port()}", "--connect-timeout", "nan",
         "--count", "1"]),
-    "watch-mqtt-host-not-idna": ("R11", lambda w: [
+    "watch-mqtt-host-not-idna": (None, lambda w: [
         "watch", "--mqtt", "mqtt://a..b:1", "--connect-timeout", "0.2", "--count", "1"]),
-    "run-mqtt-host-not-idna": ("R11", lambda w: run_argv(
+    "run-mqtt-host-not-idna": (None, lambda w: run_argv(
         f"edf:{w['edf']}", w["dir"] / "s", "--mqtt", "mqtt://a..b:1")),
     "edf-digital-minimum-inf": (None, lambda w: ["inspect", str(w["inf_edf"])]),
-    "tls-file-name-too-long": ("R16", lambda w: [
+    "tls-file-name-too-long": (None, lambda w: [
         "watch", "--mqtt", f"mqtt://127.0.0.1:{free_port()}", "--connect-timeout", "0.2",
         "--count", "1", "--mqtt-ca-file", "x" * 300]),
-    "lookahead-past-the-model": ("R15", lambda w: run_argv(
+    "lookahead-past-the-model": (None, lambda w: run_argv(
         f"edf:{w['edf']}", w["dir"] / "s", "--lookahead", "99999999999")),
 }  # fmt: skip
 
