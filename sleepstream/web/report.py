@@ -9,7 +9,6 @@ thread, then serves them. Nothing here is reachable before the night has ended.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import html
 import logging
@@ -37,19 +36,10 @@ def latest_night_dir(state_dir: Path, device: str) -> Path | None:
 
 
 def _write_report(night: Path) -> None:
-    """Write ``report.png`` (and ``report.html`` where the report code makes it)."""
-    from sleepstream.commands.report import build_report
+    """Write the night's morning report (``report.png`` and ``report.html``)."""
+    from sleepstream.report.build import write_morning_report
 
-    args = argparse.Namespace(
-        night_dir=night,
-        reference=None,
-        reference_offset=None,
-        png=None,
-        no_png=False,
-        channel=None,
-        json=False,
-    )
-    build_report(args)
+    write_morning_report(night)
 
 
 async def report_response(view: LiveView, device: str) -> web.StreamResponse:
