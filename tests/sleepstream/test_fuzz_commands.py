@@ -822,3 +822,41 @@ def test_fuzz_findings_stay_fixed(name, finding_inputs):
     argv = FINDINGS[name][1](finding_inputs)
     rc, out, err = cli(*argv, hang_s=8)
     assert_clean(argv, rc, out, err)
+
+
+def _dests(command: str) -> list[str]:
+    """The environment variables of a command's options (``SLEEPSTREAM_<DEST>``)."""
+    import argparse
+    import importlib
+
+    parser = argparse.ArgumentParser()
+    importlib.import_module(COMMANDS[command]).add_arguments(parser)
+    return sorted(
+        f"SLEEPSTREAM_{a.dest.upper()}" for a in parser._actions
+        if a.option_strings and not set(a.option_strings) & LEFT_OUT
+    )  # fmt: skip
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+@fuzz_settings(6)
+@given(data=st.data())
+def test_fuzz_environment_values(command, command_bases, data):
+    """Each command with one of its SLEEPSTREAM_* variables set to a fuzzed value (systemd's
+    EnvironmentFile= reaches the daemon this way): a result or one line naming it."""
+    names = _dests(command)
+    if not names:
+        return
+    name = data.draw(st.sampled_from(names))
+    flag = "--" + name.removeprefix("SLEEPSTREAM_").lower().replace("_", "-")
+    value = data.draw(PACING.get(flag, FLAG_VALUES))
+    base = list(command_bases.get(command, [command]))
+    saved = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        check(*base)
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
