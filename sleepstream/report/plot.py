@@ -218,18 +218,18 @@ def render_svgs(
     first = float(night.onsets[0])
 
     def svg(height: float, draw: Callable[[Any, Any], None], n_axes: int = 1) -> str:
-        with plt.rc_context({"font.size": 11}):
+        buf = io.StringIO()
+        with plt.rc_context({"font.size": 11, "svg.fonttype": "none"}):  # text stays text
             fig, axes = plt.subplots(n_axes, 1, figsize=(8, height), sharex=True, squeeze=False)
-        try:
-            draw(fig, axes[:, 0])
-            clock_axis(axes[-1, 0], times, first, edges)
-            fig.subplots_adjust(
-                left=0.12, right=0.88, top=0.95, bottom=0.24 if n_axes == 1 else 0.15
-            )
-            buf = io.StringIO()
-            fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
-        finally:
-            plt.close(fig)
+            try:
+                draw(fig, axes[:, 0])
+                clock_axis(axes[-1, 0], times, first, edges)
+                fig.subplots_adjust(
+                    left=0.12, right=0.88, top=0.95, bottom=0.24 if n_axes == 1 else 0.15
+                )
+                fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+            finally:
+                plt.close(fig)
         text = buf.getvalue()
         return text[text.index("<svg") :]  # drop the XML prolog and DOCTYPE
 

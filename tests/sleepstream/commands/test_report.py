@@ -514,10 +514,14 @@ def test_replayed_edf_d_night_keeps_its_gaps_and_its_date(tmp_path, helpers):
     rows = (night / "hypnogram.csv").read_text().splitlines()
     assert rows[1].startswith("0,1989-04-24T16:13:00.000,")
     assert not any(r.split(",")[1].endswith("Z") for r in rows[1:])
+    assert "+00:00" not in (night / "hypnogram.csv").read_text()  # the reported instance
     proc = subprocess.run(
-        helpers.sleepstream_cmd("report", str(night), "--no-png", "--no-html"),
+        helpers.sleepstream_cmd("report", str(night), "--no-png"),
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "1989-04-24 16:13:00 → 16:24:40 (local time of the recording" in proc.stdout
     assert "gaps 1" in proc.stdout
+    page = (night / "report.html").read_text(encoding="utf-8")
+    figures = page[page.index("<svg") : page.rindex("</svg>")]  # the clock axes
+    assert "night of 1989-04-24" in figures and "2026" not in figures
