@@ -5,7 +5,8 @@ real mosquitto) stages a short night; headless Chromium shows the device page fr
 start. Once the night's events are all on MQTT, the drawn hypnogram must hold exactly
 those epochs with the published stages (a revised stage where one was published), the
 page must say the night ended and link its morning report (the daemon's end-of-stream
-call, while ``--stay`` keeps it serving), and the overview must show the same night.
+call, while ``--stay`` keeps it serving) and the link must open the report of the
+recorded night; the overview must show the same night.
 Screenshots (desktop and phone width) are saved under the test's temporary folder; set
 ``SLEEPSTREAM_SCREENSHOTS=DIR`` to keep them.
 """
@@ -131,6 +132,18 @@ def test_live_page_draws_the_published_night(tmp_path, mosquitto, subscribe, chr
         )
         assert badges == ["ended"]
         _shot(chrome, tmp_path / "live-view-overview.png")
+
+        # the morning report behind the link: built from the night the daemon recorded
+        chrome.get(f"http://127.0.0.1:{port}/d/bed1")
+        wait.until(lambda d: d.find_element("id", "report").is_displayed())
+        chrome.find_element("id", "report").click()
+        WebDriverWait(chrome, 180).until(lambda d: d.find_elements("css selector", "h1"))
+        assert chrome.current_url == f"http://127.0.0.1:{port}/d/bed1/report"
+        heading = chrome.find_element("css selector", "h1").text
+        assert heading.startswith("sleepstream · bed1"), heading
+        meta = chrome.find_element("css selector", "p.meta").text
+        assert f"{N_EPOCHS} epochs" in meta, meta
+        _shot(chrome, tmp_path / "live-view-report.png")
         assert desktop.stat().st_size > 10_000 and phone.stat().st_size > 5_000
     finally:
         proc.send_signal(signal.SIGTERM)
