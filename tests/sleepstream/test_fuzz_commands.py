@@ -82,6 +82,8 @@ class Hang(BaseException):
     """A command ran past :data:`HANG_S` (raised by SIGALRM)."""
 
 
+#: The working directory of every call (fuzzed relative paths create files there).
+SANDBOX = tempfile.TemporaryDirectory(prefix="fuzz_cwd_")
 #: A single call's time limit (s): every base argv ends in seconds, so this is a hang.
 HANG_S = 90
 
@@ -104,7 +106,11 @@ def cli(*argv: str, hang_s: int = HANG_S) -> tuple[int, str, str]:
     previous = signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(hang_s)
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with (
+            contextlib.chdir(SANDBOX.name),  # a fuzzed relative path lands here, not in the repo
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+        ):
             rc = main(list(argv))
     except BaseException:  # noqa: BLE001 - the whole point: nothing may escape main()
         pytest.fail(f"sleepstream {list(argv)!r} raised:\n{traceback.format_exc()}")
