@@ -121,7 +121,13 @@ def measure(n: int, duration: float, speed: float, model: Path) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--devices", type=int, nargs="+", default=[1, 1000])
-    p.add_argument("--duration", type=float, default=240.0, help="seconds per run (240)")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="seconds per run (default: 240 for one device; 600 for more, two "
+        "of the night recorder's 300-s raw segments, its memory cycle)",
+    )
     p.add_argument(
         "--speed",
         type=float,
@@ -137,7 +143,8 @@ def main() -> None:
     runs = []
     for n in args.devices:
         speed = args.speed if args.speed is not None else (30.0 if n == 1 else 1.0)
-        r = measure(n, args.duration, speed, model)
+        duration = args.duration if args.duration is not None else (240.0 if n == 1 else 600.0)
+        r = measure(n, duration, speed, model)
         print(f"{n} devices: steady {r['rss_mb_steady_median_second_half']:.0f} MB, "
               f"peak {r['rss_mb_peak_sampled']:.0f} MB, exit {r['exit_code_after_sigterm']}",
               file=sys.stderr)  # fmt: skip
