@@ -13,8 +13,13 @@ import argparse
 import asyncio
 import contextlib
 import sys
+from typing import TYPE_CHECKING
 
 from sleepstream.commands._daemon_args import add_mqtt_arguments, mqtt_options
+
+if TYPE_CHECKING:
+    from sleepstream.sinks.ha_discovery import Topics
+    from sleepstream.sinks.mqtt_settings import MqttSettings
 
 HELP = "remove a device's Home Assistant MQTT discovery configs (retained)"
 
@@ -38,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_mqtt_arguments(parser, embedded=False)
 
 
-async def forget(settings: object, topics: list, wait_s: float) -> list[str]:
+async def forget(settings: MqttSettings, topics: list[Topics], wait_s: float) -> list[str]:
     """Clear every discovery config of ``topics`` (one :class:`Topics` per device).
 
     Returns the config topics that were cleared (found retained, or known).
@@ -46,7 +51,7 @@ async def forget(settings: object, topics: list, wait_s: float) -> list[str]:
     from sleepstream.sinks.mqtt_settings import make_client
 
     found: set[str] = set()
-    async with make_client(settings) as client:  # type: ignore[arg-type]
+    async with make_client(settings) as client:
         for t in topics:
             await client.subscribe(t.config_filter(), qos=1)
 

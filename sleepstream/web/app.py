@@ -31,6 +31,7 @@ import asyncio
 import hmac
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -39,8 +40,11 @@ from aiohttp import web
 if TYPE_CHECKING:
     from sleepstream.web.hub import LiveView
 
+#: An aiohttp request handler (what a middleware wraps and a route calls).
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
 log = logging.getLogger(__name__)
-VIEW_KEY: web.AppKey[Any] = web.AppKey("live_view", object)
+VIEW_KEY: web.AppKey[LiveView] = web.AppKey("live_view")
 COOKIE = "sleepstream_web"
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 _PUBLIC = {"/healthz"}
@@ -103,7 +107,7 @@ def _same(a: str | None, b: str) -> bool:
 
 
 @web.middleware
-async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
+async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     view: LiveView = request.app[VIEW_KEY]
     token = view.config.token
     if request.path in _PUBLIC:
@@ -144,7 +148,7 @@ def _device(request: web.Request) -> str:
     return name
 
 
-def _page(name: str) -> Any:
+def _page(name: str) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         html = (static_dir() / name).read_text(encoding="utf-8")
         return web.Response(text=html, content_type="text/html")

@@ -73,7 +73,7 @@ class WebFactory(BaseSinkFactory):
         await self.view.__aexit__(*exc)
 
     def sink_for(self, device: DeviceContext) -> Sink:
-        return self.view.sink(device.name, device.session)  # type: ignore[return-value]
+        return self.view.sink(device.name, device.session)
 
 
 def _factory(options: WebOptions, ctx: DaemonContext) -> WebFactory | None:
