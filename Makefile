@@ -1,7 +1,9 @@
 # Two commands do everything (see README "Quickstart"):
 #   make demo   set up .venv (run-time deps only) and run the daemon on its embedded defaults
 #   make test   set up .venv (+ distill, dev extras, Debian packages), lint, run the whole suite
-# Also: make lint (ruff + mypy --strict), make test-fast (pytest -m "not slow", < 2 min).
+# Also: make lint (ruff + mypy --strict), make test-fast (pytest -m "not slow", < 2 min:
+# for development; a test that starts a daemon, a CLI subprocess, a browser, a broker
+# restart or trains a model is marked `slow` and runs only in `make test`).
 #
 # The venv is installed once per change of pyproject.toml (a stamp file records it), so
 # a second `make demo` starts the daemon at once; pip's output goes to .venv/pip-*.log

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from distill.ddpcheck import ddp_vs_single
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_each_other_and_one_process():
     """After 2 steps the ranks hold identical parameters, equal (1e-6) to one process with
     2 micro-batches; one process with the whole batch at once (BatchNorm over 8 windows,

@@ -101,6 +101,7 @@ def tiny_runs(tmp_path_factory, shared_data):
     return root
 
 
+@pytest.mark.slow
 def test_evaluate_checkpoint_within_night_blocks(tiny_runs, shared_data, tmp_path, capsys):
     """A fold checkpoint is scored on its own held-out block, both modes, JSON + Markdown."""
     from distill.checkpoint import read_sidecar
@@ -135,6 +136,7 @@ def test_evaluate_checkpoint_within_night_blocks(tiny_runs, shared_data, tmp_pat
     assert res["command"].startswith("distill evaluate")
 
 
+@pytest.mark.slow
 def test_evaluate_checkpoint_cross_dataset_on_dreams(tiny_runs, shared_data, tmp_path):
     """Cross-dataset scores the 8 DREAMS excerpts (scored 30-s epochs only)."""
     from distill.cli import main
@@ -222,6 +224,7 @@ def test_evaluate_onnx_matches_checkpoint(tiny_runs, shared_data, tmp_path):
     assert o["causal"]["pooled"]["confusion"] == t["causal"]["pooled"]["confusion"]
 
 
+@pytest.mark.slow
 def test_evaluate_model_trains_then_scores_cross_dataset(shared_data, tmp_path):
     """`--model` trains on SC4001 (run folder written) and scores DREAMS in one command."""
     from distill.cli import main

@@ -62,6 +62,7 @@ def _fit(rt: Runtime, epochs: int = 2) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in net.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_dataloader_path_is_deterministic_and_trains_like_itself_with_workers():
     """The DataLoader path gives identical weights with 0 or 2 workers; the in-memory
     path (one random stream per pass) gives other weights; micro-batches change the

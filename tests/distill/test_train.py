@@ -50,6 +50,7 @@ def _weights(model: torch.nn.Module) -> list[torch.Tensor]:
     return [v.clone() for v in model.state_dict().values()]
 
 
+@pytest.mark.slow
 def test_train_run_learns_separable_stages():
     """Stage-1 pre-training reaches a high validation macro-F1 on a learnable night."""
     torch.set_num_threads(1)
@@ -226,6 +227,7 @@ def test_configs_reject_bad_values_and_roundtrip():
     assert OptimConfig(lr=1.0, schedule="step", step_size=2, gamma=0.5).lr_at(4, 10) == 0.25
 
 
+@pytest.mark.slow
 def test_train_command_writes_checkpoint(tmp_path, shared_data):
     """`distill train` on SC4001 (both derivations) writes a loadable checkpoint + sidecar."""
     from distill.cli import main
@@ -264,6 +266,7 @@ def test_train_command_writes_checkpoint(tmp_path, shared_data):
     )
 
 
+@pytest.mark.slow
 def test_train_command_with_generalisation_hooks_and_proxy(tmp_path, shared_data, capsys):
     """Normalisation, night-level augmentation, sessions and night-start windows on the
     cross-derivation proxy: the sidecar records what export needs; evaluate scores the

@@ -149,6 +149,7 @@ def _samples(text: str) -> dict[str, float]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.network
 def test_every_metric_is_on_a_running_daemons_metrics(tmp_path):
     """Dashboard and rules name only exported series; every exported family has a panel."""

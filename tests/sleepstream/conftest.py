@@ -193,8 +193,10 @@ class Subscriber:
         return predicate(self)
 
     def close(self) -> None:
-        self.client.loop_stop()
+        # disconnect first: the network thread then ends at once (the other order waits
+        # for its select timeout, ~1 s per subscriber)
         self.client.disconnect()
+        self.client.loop_stop()
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ def test_cli_unknown_command_lists_valid_ones(capsys):
     assert "frobnicate" in err and "inspect" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_cli_runs_without_torch():
     """Importing the CLI and its dispatcher never imports torch or distill."""
     code = "import sys, sleepstream.cli; sys.exit(int('torch' in sys.modules or 'distill' in sys.modules))"

@@ -37,6 +37,7 @@ def sleep_edf_like(root: Path, sc4001: Path, subjects=("00", "01", "02")) -> Pat
     return root
 
 
+@pytest.mark.slow
 def test_prepare_keeps_good_nights_names_the_bad_one_and_resumes(sc4001_dir, tmp_path, capsys):
     """One line for the truncated file, exit 3; the 6 good nights are memory-mapped; a
     second run reuses them."""

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from sleepstream.cli import main
 
 
@@ -32,6 +34,7 @@ def test_profiles_show_json_round_trips(capsys):
     assert data["board"] == "openbci" and data["fs"] == 250.0 and data["reference"] == ["C3"]
 
 
+@pytest.mark.slow
 def test_profiles_show_unknown_exits_with_config_error():
     """An unknown profile is a one-line error with the ConfigError exit code, no traceback."""
     r = subprocess.run(

@@ -8,7 +8,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.network
+pytestmark = [pytest.mark.network, pytest.mark.slow]
 
 
 def _replay_args(sc4001_dir, model, state_dir, *extra):

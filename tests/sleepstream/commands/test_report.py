@@ -159,6 +159,7 @@ def test_report_json_gives_statistics_png_and_agreement(sc4001_night, sc4001_dir
     assert img.shape[0] > 800 and img[..., :3].std() > 0.1
 
 
+@pytest.mark.slow
 def test_report_text_output_from_the_command_line(sc4001_night, sc4001_dir, tmp_path):
     """``python -m sleepstream report`` prints the statistics, agreement table and figure path."""
     night, _, _ = sc4001_night
@@ -487,6 +488,7 @@ def test_write_morning_report_writes_the_html_and_the_png(make_replayed_night):
     assert (night / "report.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 @pytest.mark.network
 def test_replayed_edf_d_night_keeps_its_gaps_and_its_date(tmp_path, helpers):
     """Class 4 end to end: an EDF+D file with a 100-s pause, replayed by the daemon: the

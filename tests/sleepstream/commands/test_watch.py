@@ -40,6 +40,7 @@ def _publish_events(port, n, *, duplicate_every=0):
         client.disconnect()
 
 
+@pytest.mark.slow
 def test_watch_prints_distinct_events_as_json_and_stops_at_count(mosquitto, tmp_path, helpers):
     """--count N --json: N JSON lines, redeliveries (same event_id) printed once, exit 0."""
     out = tmp_path / "watch.out"
@@ -69,6 +70,7 @@ def test_watch_prints_distinct_events_as_json_and_stops_at_count(mosquitto, tmp_
     assert [e["epoch_index"] for e in events] == list(range(10))
 
 
+@pytest.mark.slow
 def test_watch_readable_lines_for_all_devices(mosquitto, tmp_path, helpers):
     """Without --json: one readable line per event naming device, epoch and stage."""
     out = tmp_path / "watch.out"
@@ -297,6 +299,7 @@ def test_watch_never_crashes_and_prints_only_safe_lines_for_any_payload(as_json,
     mutated()
 
 
+@pytest.mark.slow
 def test_watch_survives_hostile_publishers_on_a_real_broker(mosquitto, tmp_path, helpers):
     """On mosquitto: `{"stage": null}`, escape sequences and junk among real events; the
     watch prints exactly the real events, no control character reaches the terminal,

@@ -265,6 +265,7 @@ def _namespace_prefix() -> list[str] | None:
     return prefix if probe.returncode == 0 else None
 
 
+@pytest.mark.slow
 @pytest.mark.network
 def test_daemon_on_a_really_full_disk_stages_every_epoch(tmp_path, sc4001_dir, helpers):
     """The reported instance: ``run`` on a 400 kB tmpfs. Raw segments (67 kB each) fill

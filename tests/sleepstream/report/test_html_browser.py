@@ -51,6 +51,7 @@ def phone(tmp_path_factory):
     driver.quit()
 
 
+@pytest.mark.slow
 def test_html_report_opens_offline_on_a_phone(make_night, phone, tmp_path):
     """Offline at 412 px: the page loads nothing, the three figures draw, the page itself
     does not overflow sideways (wide tables and figures scroll in their own boxes), and

@@ -241,6 +241,7 @@ def test_state_is_the_newest_causal_verdict(mosquitto, tmp_path):
     assert (got["stage"], got["confidence"], got["asleep"]) == ("unscored", None, None)
 
 
+@pytest.mark.slow
 @pytest.mark.network
 def test_configs_come_back_after_the_broker_lost_them(mosquitto, tmp_path):
     """A broker restarted without persistence gets every retained config again, from the

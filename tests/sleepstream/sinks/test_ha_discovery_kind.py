@@ -87,6 +87,7 @@ def _available(config: dict, retained: dict[str, bytes]) -> bool:
     return all(retained.get(a["topic"]) == want for a in config["availability"])
 
 
+@pytest.mark.slow
 def test_a_killed_daemon_makes_its_entities_unavailable_by_its_will(tmp_path, mosquitto, helpers):
     """While the daemon runs the entities are available; after ``kill -9`` (no clean
     'offline' possible) the connection's will makes them unavailable, although the

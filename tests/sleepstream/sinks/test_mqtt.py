@@ -68,6 +68,7 @@ def test_mqtt_sink_status_is_retained_online_then_offline(mosquitto, subscribe, 
     assert late.wait_for(lambda s: s.statuses() == ["offline"], 10)  # retained
 
 
+@pytest.mark.slow
 def test_mqtt_sink_redelivers_in_order_after_broker_outage(
     persistent_mosquitto, subscribe, tmp_path
 ):
@@ -131,6 +132,7 @@ def test_mqtt_settings_missing_ca_file_is_a_broker_error(tmp_path):
         mqtt_settings("mqtts://127.0.0.1", ca_file=tmp_path / "nope.pem")
 
 
+@pytest.mark.slow
 def test_mqtt_sink_survives_a_hung_broker(mosquitto, subscribe, tmp_path):
     """SIGSTOP/SIGCONT (a hung, not dead, broker): publishing times out, the sink reconnects
     and every event arrives in order, exactly once after dedup."""

@@ -48,6 +48,7 @@ def _unique_per_device(sub) -> dict[str, list[int]]:
     return out
 
 
+@pytest.mark.slow
 def test_mqtt_link_many_devices_share_one_connection_and_keep_each_order_through_a_crash(
     persistent_mosquitto, subscribe, tmp_path
 ):
@@ -153,6 +154,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.slow
 def test_mqtt_link_kill9_turns_the_daemon_offline_by_its_will_and_a_restart_recovers(
     mosquitto, subscribe, tmp_path, helpers
 ):
@@ -212,6 +214,7 @@ def _authenticated_subscriber(port: int, topic: str, user: str, password: str):
     return client, got
 
 
+@pytest.mark.slow
 def test_mqtt_link_credentials_refused_mid_run_are_loud_counted_and_recovered(
     tmp_path, helpers, caplog
 ):
@@ -451,6 +454,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.slow
 def test_mqtt_link_shutdown_on_a_hung_broker_leaves_the_will_to_say_offline(
     mosquitto, subscribe, tmp_path, helpers
 ):
@@ -478,6 +482,7 @@ def test_mqtt_link_shutdown_on_a_hung_broker_leaves_the_will_to_say_offline(
         assert [it.event_id for it in box.peek(5)] == ["bed1:s:1"]  # kept for the next start
 
 
+@pytest.mark.slow
 def test_mqtt_link_retained_messages_survive_a_broker_restart_and_can_be_cleared(
     mosquitto, subscribe, tmp_path
 ):
@@ -518,6 +523,7 @@ def test_mqtt_link_retained_messages_survive_a_broker_restart_and_can_be_cleared
         link.retain("a/+/b", b"x")
 
 
+@pytest.mark.slow
 def test_mqtt_link_says_so_when_the_broker_silently_drops_its_publishes(
     tmp_path, helpers, caplog, monkeypatch
 ):

@@ -171,9 +171,15 @@ CONNECT_FAULTS = {
     "wrong-ca": ({}, dict(ca="other.pem"), "CERTIFICATE_VERIFY_FAILED", "--mqtt-ca-file"),
     "no-client-cert": ({}, dict(cert=None, key=None), "certificate required", "--mqtt-cert-file"),
 }
+#: Cases that take the 5-s connect timeout before the refusal arrives.
+SLOW_CONNECT_FAULTS = {"no-client-cert"}
 
 
-@pytest.mark.parametrize("case", CONNECT_FAULTS, ids=list(CONNECT_FAULTS))
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(c, marks=pytest.mark.slow) if c in SLOW_CONNECT_FAULTS else c
+     for c in CONNECT_FAULTS],
+)  # fmt: skip
 def test_mqtt_connect_faults_are_refused_at_start_not_retried(
     case, certs, tls_broker, tmp_path, caplog
 ):
@@ -256,6 +262,7 @@ def test_mqtt_run_with_a_bad_ca_file_exits_9_in_one_line_before_anything_starts(
     assert not state.exists()
 
 
+@pytest.mark.slow
 def test_mqtt_run_with_a_wrong_password_exits_9_at_start(
     certs, tls_broker, tiny_model, tmp_path, helpers
 ):

@@ -36,6 +36,7 @@ def test_outbox_ack_removes_only_the_acknowledged_event(tmp_path):
         assert len(box) == 2
 
 
+@pytest.mark.slow
 def test_outbox_survives_a_kill9_of_its_process(tmp_path):
     """Events not acknowledged when the owning process is SIGKILLed are there after reopening."""
     path = tmp_path / "state" / "o.sqlite"

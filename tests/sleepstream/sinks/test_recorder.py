@@ -210,6 +210,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.slow
 def test_recorder_killed_mid_night_leaves_completed_segments_readable(tmp_path, sc4001_eeg):
     """SIGKILL of a recording process leaves every completed EDF segment readable by MNE."""
     data = tmp_path / "eeg.npy"

@@ -76,6 +76,7 @@ def test_parse_source_spec_kinds_and_unknown():
         parse_source_spec("serial:/dev/x")
 
 
+@pytest.mark.slow
 def test_open_source_is_lazy_and_checks_options(tmp_path):
     """Building an EDF source imports neither BrainFlow nor pylsl; bad options are usage errors."""
     src = open_source(f"edf:{tmp_path / 'x.edf'}", speed="max")

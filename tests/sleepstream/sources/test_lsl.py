@@ -51,6 +51,7 @@ def test_lsl_needs_a_query():
         LSLSource()
 
 
+@pytest.mark.slow
 def test_lsl_vanished_outlet_is_reresolved_when_it_comes_back(lsl_outlet):
     """The outlet disappears and returns: the source re-resolves it and data resumes."""
     outlet = lsl_outlet("flaky").start()

@@ -44,6 +44,7 @@ def test_web_is_off_by_default(web_kind):
     assert web_kind.factory(WebOptions(), None) is None
 
 
+@pytest.mark.slow
 def test_beyond_loopback_without_token_is_refused_before_listening(tmp_path, helpers):
     """`--web 0.0.0.0:PORT` without a token: exit 2, one line naming the flag; no listener."""
     port = helpers.free_port()
@@ -56,6 +57,7 @@ def test_beyond_loopback_without_token_is_refused_before_listening(tmp_path, hel
     assert not helpers.wait_port(port, 0.2)
 
 
+@pytest.mark.slow
 def test_bad_address_names_the_flag(tmp_path, helpers):
     """A malformed address is a usage error naming --web."""
     proc = _run("--source", "synthetic-night", "--web", "host:port", "--no-metrics",
