@@ -180,20 +180,20 @@ def default_source(dev: DeviceConfig) -> tuple[Source, float | None]:
 
 
 def source_start(source: Source) -> dt.datetime | None:
-    """The source's ``start_datetime`` as an aware datetime for the epoch grid.
+    """The source's ``start_datetime``: the wall-clock time of the epoch grid's stream time 0.
 
-    A naive time (EDF: the recording's local time, zone unknown) is stamped as UTC, and
-    said so once in the log; None for live sources (the grid then uses now).
+    A naive time (EDF: the recording's local time, zone unknown) stays naive: its epochs
+    and stage events carry that local time without an offset (``time_zone: null``), like
+    the night files; said once in the log. None for live sources (the grid then uses this
+    machine's clock, UTC).
     """
     start = source.start_datetime
-    if start is None:
-        return None
-    if start.tzinfo is None:
+    if start is not None and start.tzinfo is None:
         log.info(
-            "%s: the recording's start %s has no time zone; epochs are stamped as if it were UTC",
+            "%s: the recording's start %s states no time zone; epoch times are its local "
+            "clock time, without an offset (time_zone null)",
             source.name, start.isoformat(),
         )  # fmt: skip
-        return start.replace(tzinfo=dt.UTC)
     return start
 
 
@@ -201,7 +201,7 @@ def default_dsp(
     dev: DeviceConfig,
     source: Source,
     *,
-    utc_origin: dt.datetime | None = None,
+    clock_origin: dt.datetime | None = None,
     normaliser: EpochNormaliser | None = None,
 ) -> SignalChain:
     """The causal DSP chain of the device's effective profile, for an open source.
@@ -210,13 +210,13 @@ def default_dsp(
     profile's ``fs`` does not have to match, the filters only have to fit below its
     Nyquist frequency. A live source must deliver the profile's ``fs`` within
     ``fs_tolerance``. The 30-s grid starts at the first sample; its wall-clock time is
-    ``utc_origin`` if given, else the recording's start (:func:`source_start`) or, for a
-    live source, now. ``normaliser`` is the chain's last stage (:func:`make_normaliser`).
+    ``clock_origin`` if given, else the recording's start (:func:`source_start`; naive
+    when the file states no zone) or, for a live source, now (UTC). ``normaliser`` is the chain's last stage (:func:`make_normaliser`).
     """
     from_file = source.from_file
     chain = SignalChain.from_profile(
         device_profile(dev),
-        utc_origin=utc_origin or source_start(source),
+        clock_origin=clock_origin or source_start(source),
         rate_from_source=from_file,
         normaliser=normaliser,
     )

@@ -37,10 +37,12 @@ MAX_PAYLOAD = 64 * 1024
 #: Event ids remembered for de-duplication (oldest forgotten first).
 DEDUP_WINDOW = 100_000
 
-_SCHEMA = "sleepstream.stage_event/1"
+#: Event formats understood: /2 (``time_zone``; ``epoch_start`` naive when the zone is
+#: unknown) and /1 (no ``time_zone``; ``epoch_start`` always with an offset).
+_SCHEMA_V1, _SCHEMA_V2 = "sleepstream.stage_event/1", "sleepstream.stage_event/2"
 _STAGES = frozenset({"W", "N1", "N2", "N3", "REM", "unscored"})
 _PROB_KEYS = ("W", "N1", "N2", "N3", "REM")
-_START = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
+_START = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(?P<offset>Z|[+-]\d{2}:\d{2})?")
 _REQUIRED = ("schema", "device", "event_id", "epoch_index", "epoch_start", "stage",
              "probabilities", "confidence", "quality", "model", "latency_ms")  # fmt: skip
 _FLAG = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # quality flags and reasons: identifiers
@@ -135,14 +137,16 @@ def check_event(payload: bytes, topic_device: str | None = None) -> dict[str, An
         raise ValueError(f"not JSON ({type(exc).__name__})") from None
     if not isinstance(event, dict):
         raise ValueError("not a JSON object")
-    missing = [k for k in _REQUIRED if k not in event]
+    schema = event.get("schema")
+    if schema not in (_SCHEMA_V1, _SCHEMA_V2):
+        raise ValueError(f"schema is not {_SCHEMA_V2} or {_SCHEMA_V1}")
+    required = (*_REQUIRED, "time_zone") if schema == _SCHEMA_V2 else _REQUIRED
+    missing = [k for k in required if k not in event]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
-    extra = set(event) - set(_REQUIRED) - _OPTIONAL
+    extra = set(event) - set(required) - _OPTIONAL
     if extra:
         raise ValueError(f"unknown field(s) {', '.join(sorted(map(str, extra)))[:80]}")
-    if event["schema"] != _SCHEMA:
-        raise ValueError("schema is not " + _SCHEMA)
     device = event["device"]
     try:
         check_device(device, "device")
@@ -155,9 +159,7 @@ def check_event(payload: bytes, topic_device: str | None = None) -> dict[str, An
         if not isinstance(value, str) or not 0 < len(value) <= limit:
             raise ValueError(f"{key} is not a string of 1-{limit} characters")
     _integer(event["epoch_index"], "epoch_index")
-    start = event["epoch_start"]
-    if not isinstance(start, str) or len(start) > 40 or not _START.fullmatch(start):
-        raise ValueError("epoch_start is not an ISO-8601 time")
+    _check_start(event["epoch_start"], event.get("time_zone"), schema == _SCHEMA_V2)
     if not isinstance(event["stage"], str) or event["stage"] not in _STAGES:
         raise ValueError("stage is not one of W, N1, N2, N3, REM, unscored")
     probs = event["probabilities"]
@@ -182,6 +184,25 @@ def check_event(payload: bytes, topic_device: str | None = None) -> dict[str, An
     if revised and event.get("lookahead", 0) < 1:
         raise ValueError("a revised event has no lookahead >= 1")
     return event
+
+
+def _check_start(start: Any, zone: Any, v2: bool) -> None:
+    """``epoch_start`` agrees with ``time_zone``: an offset for UTC (/1: always), none for
+    a recording whose zone is unknown (``time_zone`` null, /2 only)."""
+    match = _START.fullmatch(start) if isinstance(start, str) and len(start) <= 40 else None
+    if match is None:
+        raise ValueError("epoch_start is not an ISO-8601 time")
+    offset = match.group("offset")
+    if not v2:
+        if offset is None:
+            raise ValueError("epoch_start has no offset")
+        return
+    if zone not in ("UTC", None):
+        raise ValueError('time_zone is not "UTC" or null')
+    if zone is None and offset is not None:
+        raise ValueError("epoch_start has an offset but time_zone is null")
+    if zone == "UTC" and offset not in ("Z", "+00:00"):
+        raise ValueError("epoch_start is not in UTC")
 
 
 def _no_constant(name: str) -> Any:

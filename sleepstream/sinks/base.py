@@ -18,14 +18,17 @@ plain JSON-able dict described by ``sleepstream/schemas/stage_event.schema.json`
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol, Self, runtime_checkable
 
+from sleepstream.record.clock import iso
 from sleepstream.types import STAGE_NAMES, UNSCORED, Chunk, Epoch, StagePrediction
 
-#: Value of the ``schema`` field; bump the suffix on an incompatible change.
-EVENT_SCHEMA = "sleepstream.stage_event/1"
+#: Value of the ``schema`` field; bump the suffix on an incompatible change. ``/2`` added
+#: ``time_zone`` and a naive ``epoch_start`` for a recording whose zone is unknown.
+EVENT_SCHEMA = "sleepstream.stage_event/2"
 
 
 @runtime_checkable
@@ -110,6 +113,30 @@ def event_id(device: str, session: str, epoch_index: int, lookahead: int = 0) ->
     return f"{base}:r{lookahead}" if lookahead else base
 
 
+def event_clock(epoch_start: str) -> tuple[str, str | None]:
+    """``epoch_start`` and ``time_zone`` of a stage event, from an epoch's start.
+
+    The epoch says what its clock knows: an ISO-8601 time with an offset (a live source:
+    this machine's clock; a recording that states its zone) is written in UTC with ``Z``
+    and ``time_zone`` ``"UTC"``; a time without an offset (a recording whose file states no
+    zone, like EDF) stays the recording's local wall-clock time, ``time_zone`` null. The
+    night files write the same strings (:func:`sleepstream.record.clock.iso`).
+
+    Parameters
+    ----------
+    epoch_start : str
+        ``Epoch.start_utc``: ISO-8601 to the millisecond, with or without an offset.
+
+    Returns
+    -------
+    tuple of (str, str or None)
+    """
+    t = dt.datetime.fromisoformat(epoch_start)
+    if t.tzinfo is None:
+        return iso(t), None
+    return iso(t.astimezone(dt.UTC)), "UTC"
+
+
 def build_event(
     ctx: EventContext,
     epoch: Epoch,
@@ -139,13 +166,15 @@ def build_event(
     latency_ms = max(0.0, (now - epoch.last_sample_at) * 1e3) if epoch.last_sample_at else 0.0
     scored = prediction.stage != UNSCORED
     probs = [float(p) for p in prediction.probabilities] if scored else [0.0] * len(STAGE_NAMES)
+    epoch_start, time_zone = event_clock(epoch.start_utc)
     event: dict[str, Any] = {
         "schema": EVENT_SCHEMA,
         "device": ctx.device,
         "event_id": event_id(ctx.device, ctx.session, prediction.epoch_index, ctx.lookahead),
         "session": ctx.session,
         "epoch_index": int(prediction.epoch_index),
-        "epoch_start": epoch.start_utc,
+        "epoch_start": epoch_start,
+        "time_zone": time_zone,
         "stage": prediction.stage_name,
         "probabilities": dict(zip(STAGE_NAMES, probs, strict=True)),
         "confidence": float(prediction.confidence) if scored else 0.0,

@@ -7,7 +7,8 @@ epoch's filtered signal (µV, 100 Hz) is kept for the signal trace.
 
 Epoch record (one per epoch, keys as sent to the browser)::
 
-    {"epoch_index": 12, "epoch_start": "2026-...Z", "stage": "N2", "confidence": 0.87,
+    {"epoch_index": 12, "epoch_start": "2026-...Z", "time_zone": "UTC",  # or a naive
+     "stage": "N2", "confidence": 0.87,               # start and null: see the event schema
      "probabilities": [0.01, 0.05, 0.87, 0.05, 0.02],     # W N1 N2 N3 REM
      "quality": ["gap"], "gap_fraction": 0.1, "reasons": [...],   # reasons: unscored only
      "revised": {"stage": "N3", "confidence": 0.7, "probabilities": [...], "lookahead": 2}}
@@ -43,6 +44,7 @@ def epoch_record(event: dict[str, Any], gap_fraction: float) -> dict[str, Any]:
     rec: dict[str, Any] = {
         "epoch_index": int(event["epoch_index"]),
         "epoch_start": event.get("epoch_start", ""),
+        "time_zone": event.get("time_zone", "UTC"),  # a /1 event: always an offset
         "stage": event["stage"],
         "confidence": round(float(event.get("confidence", 0.0)), 4),
         "probabilities": _probs(event),

@@ -163,6 +163,7 @@ def discovery_configs(
         "json_attributes_template": (
             "{{ {'probabilities': value_json.probabilities, 'epoch_index': "
             "value_json.epoch_index, 'epoch_start': value_json.epoch_start, "
+            "'time_zone': value_json.get('time_zone', 'UTC'), "
             "'quality': value_json.quality} | tojson }}"
         ),
         "icon": "mdi:sleep",
@@ -204,7 +205,8 @@ def current_state(event: dict[str, Any]) -> dict[str, Any]:
     """The retained state payload of a causal stage event.
 
     ``confidence`` and ``asleep`` are null for an unscored epoch (Home Assistant then
-    shows them as unknown); ``stage`` is ``unscored``.
+    shows them as unknown); ``stage`` is ``unscored``. ``epoch_start`` and ``time_zone``
+    are the event's (``time_zone`` null: a replayed recording's local time, zone unknown).
     """
     stage = str(event["stage"])
     scored = stage in STAGE_NAMES
@@ -214,6 +216,7 @@ def current_state(event: dict[str, Any]) -> dict[str, Any]:
         "asleep": (stage in ASLEEP_STAGES) if scored else None,
         "epoch_index": int(event["epoch_index"]),
         "epoch_start": event.get("epoch_start", ""),
+        "time_zone": event.get("time_zone", "UTC"),  # null: the recording's local time
         "probabilities": event.get("probabilities", {}),
         "quality": list(event.get("quality", [])),
         "event_id": event.get("event_id", ""),

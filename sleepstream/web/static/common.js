@@ -25,7 +25,7 @@ const SS = (() => {
   }
 
   function hhmm(date) {
-    return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false });
+    return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
   }
 
   // Epoch start time of index i, from one record with a parseable start.
@@ -167,6 +167,17 @@ const SS = (() => {
     return `${Math.round(100 * x)} %`;
   }
 
+  // "epoch #12 · 23:14:30" for a record; a recording whose file states no time zone
+  // (time_zone null: epoch_start has no offset, Date.parse reads it as local time, so
+  // the recording's own clock is shown) says so.
+  function epochWhen(rec) {
+    const t = Date.parse(rec.epoch_start);
+    if (isNaN(t)) return `epoch #${rec.epoch_index}`;
+    const clockText = new Date(t).toLocaleTimeString([], { hourCycle: "h23" });
+    const zone = rec.time_zone === null ? " (recording's clock, zone not stated)" : "";
+    return `epoch #${rec.epoch_index} · ${clockText}${zone}`;
+  }
+
   // Redraw at most once per animation frame.
   function throttle(fn) {
     let queued = false;
@@ -178,5 +189,5 @@ const SS = (() => {
   }
 
   return { ROWS, CLASSES, COLORS, el, clear, hhmm, drawHypnogram, drawHypnodensity, connect,
-    pct, throttle };
+    pct, epochWhen, throttle };
 })();

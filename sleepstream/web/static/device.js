@@ -40,9 +40,7 @@
     st.style.color = SS.COLORS[cur.stage] || "";
     $("current-confidence").textContent = cur.stage === "unscored"
       ? (cur.reasons || []).join(", ") : `confidence ${SS.pct(cur.confidence)}`;
-    const t = Date.parse(cur.epoch_start);
-    $("current-epoch").textContent = `epoch #${cur.epoch_index}` +
-      (isNaN(t) ? "" : ` · ${new Date(t).toLocaleTimeString([], { hour12: false })}`);
+    $("current-epoch").textContent = SS.epochWhen(cur);
     const flags = $("current-flags");
     SS.clear(flags);
     for (const f of cur.quality) {

@@ -50,9 +50,7 @@
         const conf = document.createElement("span");
         conf.textContent = shown === "unscored" ? "not scored" : `confidence ${SS.pct(cur.confidence)}`;
         const when = document.createElement("span");
-        const t = Date.parse(cur.epoch_start);
-        when.textContent = `epoch #${cur.epoch_index}` +
-          (isNaN(t) ? "" : ` · ${new Date(t).toLocaleTimeString([], { hour12: false })}`);
+        when.textContent = SS.epochWhen(cur);
         meta.append(conf, when);
         stage.append(big, meta);
       }

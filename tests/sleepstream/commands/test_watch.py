@@ -133,11 +133,11 @@ def test_watch_refuses_counts_and_timeouts_it_could_not_honour(flags, capsys):
 # --------------------------------------------------------------- untrusted payloads
 
 
-def _good_event(i=0, device="bed1", **changes):
+def _good_event(i=0, device="bed1", start="2026-01-01T23:00:00Z", **changes):
     from sleepstream.sinks.base import EventContext, build_event
     from sleepstream.types import Epoch, StagePrediction
 
-    epoch = Epoch(i, 30.0 * i, "2026-01-01T23:00:00Z", np.zeros((1, 3000), np.float32))
+    epoch = Epoch(i, 30.0 * i, start, np.zeros(3000, np.float32))
     p = np.full(5, 0.1)
     p[2] = 0.6
     event = build_event(EventContext(device, "s"), epoch, StagePrediction(i, 2, p, 0.6, "m"))
@@ -157,6 +157,12 @@ def _safe(line: str) -> bool:
     return all(ord(c) >= 0x20 and not 0x7F <= ord(c) <= 0x9F for c in line) and not any(
         c in line for c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
     )
+
+
+def _V1(event: dict) -> dict:  # noqa: N802 - reads as the format's name
+    """The same event as sleepstream.stage_event/1 wrote it (no time_zone field)."""
+    return {**{k: v for k, v in event.items() if k != "time_zone"},
+            "schema": "sleepstream.stage_event/1"}  # fmt: skip
 
 
 MALFORMED = {
@@ -190,6 +196,19 @@ MALFORMED = {
     "huge-int": '{"epoch_index": ' + "9" * 5000 + "}",
     "too-big": json.dumps(_good_event(model="m" * 70_000)),
     "probabilities-missing-stage": json.dumps(_good_event(probabilities={"W": 1.0})),
+    "time-zone-null-with-an-offset": json.dumps(_good_event(time_zone=None)),
+    "time-zone-utc-without-an-offset": json.dumps(
+        _good_event(start="1989-04-24T16:13:00", time_zone="UTC")
+    ),
+    "time-zone-other-offset": json.dumps(_good_event(epoch_start="2026-01-01T23:00:00+02:00")),
+    "time-zone-not-utc-or-null": json.dumps(_good_event(time_zone="Europe/Paris")),
+    "time-zone-missing-in-v2": json.dumps(
+        {k: v for k, v in _good_event().items() if k != "time_zone"}
+    ),
+    "v1-without-an-offset": json.dumps(
+        {**_V1(_good_event(start="1989-04-24T16:13:00")), "epoch_start": "1989-04-24T16:13:00"}
+    ),
+    "v1-with-a-time-zone": json.dumps({**_V1(_good_event()), "time_zone": "UTC"}),
 }
 
 
@@ -220,6 +239,34 @@ def test_watch_valid_events_print_once_and_pass_the_json_schema(stage_schema):
     assert len(out) == 1 and json.loads(out[0][1]) == json.loads(raw)
     assert w._handle("sleepstream/bed1/stage", raw) == []
     jsonschema.validate(check_event(raw, "bed1"), stage_schema)
+
+
+def test_watch_accepts_v2_events_in_utc_or_local_time_and_v1_events(stage_schema):
+    """R18: a /2 event of a recording without a zone (naive epoch_start, time_zone null),
+    a /2 event in UTC and a /1 event (older daemons: always an offset, no time_zone) are
+    each printed with their own clock time; both /2 forms pass the JSON schema."""
+    import jsonschema
+
+    from sleepstream.commands.watch import check_event
+
+    local = _good_event(1, start="1989-04-24T16:13:00")
+    assert local["epoch_start"] == "1989-04-24T16:13:00.000" and local["time_zone"] is None
+    utc = _good_event(2, start="2026-01-01T23:00:30+00:00")
+    assert utc["epoch_start"] == "2026-01-01T23:00:30.000Z" and utc["time_zone"] == "UTC"
+    old = _V1(_good_event(3))
+    old["epoch_start"] = "2026-01-01T23:01:00.000+00:00"
+    w = _watcher()
+    lines = [w._handle("sleepstream/bed1/stage", json.dumps(e).encode()) for e in (local, utc, old)]
+    assert [[s for s, _ in x] for x in lines] == [[w.out]] * 3 and w.events == 3
+    assert [x[0][1].split()[0] for x in lines] == ["16:13:00", "23:00:30", "23:01:00"]
+    for e in (local, utc):
+        jsonschema.validate(check_event(json.dumps(e).encode(), "bed1"), stage_schema)
+    assert check_event(json.dumps(old).encode(), "bed1")["schema"].endswith("/1")
+    with pytest.raises(jsonschema.ValidationError):  # the schema file describes /2 only
+        jsonschema.validate(old, stage_schema)
+    bad = {**local, "epoch_start": "1989-04-24T16:13:00.000Z"}
+    with pytest.raises(jsonschema.ValidationError):  # null zone with an offset
+        jsonschema.validate(bad, stage_schema)
 
 
 def test_watch_availability_needs_the_device_and_its_daemon_online():

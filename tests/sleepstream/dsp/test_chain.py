@@ -307,3 +307,35 @@ def test_chain_without_normaliser_keeps_input_scale_one(eeg, chunk_signal, chain
     x = eeg(100 * 30 * 3, 100.0)
     epochs = run(chain_factory(), chunk_signal(x, np.arange(x.size) / 100.0, 100.0, 500))
     assert epochs and all(e.input_scale == 1.0 for e in epochs)
+
+
+@pytest.mark.parametrize(
+    ("origin", "first", "second"),
+    [
+        # a recording that states no zone (EDF): its local clock, no offset
+        ("1989-04-24T16:13:00", "1989-04-24T16:13:00.000", "1989-04-24T16:13:30.000"),
+        # a zone that is known: UTC
+        ("2026-03-01T23:59:45+01:00", "2026-03-01T22:59:45.000+00:00",
+         "2026-03-01T23:00:15.000+00:00"),
+    ],
+    ids=["zone-unknown", "zone-known"],
+)  # fmt: skip
+def test_chain_clock_origin_keeps_a_zone_less_recording_naive(eeg, origin, first, second):
+    """R18 (issue 13 class 4): a naive clock origin gives epoch starts without an offset
+    (never a made-up +00:00); an aware one gives UTC; None gives this machine's clock."""
+    from datetime import datetime
+
+    from sleepstream.profiles import load_profile
+
+    p = load_profile("edf-replay")
+    n = int(61 * p.fs)
+    x = eeg(n, p.fs, seed=3)
+    for start, want in ((datetime.fromisoformat(origin), (first, second)), (None, None)):
+        chain = SignalChain.from_profile(p, clock_origin=start)
+        out = chain.push(Chunk(x[None, :] / p.scale_to_uv, np.arange(n) / p.fs, p.fs,
+                               (p.channel,), 0.0)) + chain.flush()  # fmt: skip
+        assert [e.index for e in out] == [0, 1]
+        if want is not None:
+            assert (out[0].start_utc, out[1].start_utc) == want
+        else:  # live: now, aware
+            assert datetime.fromisoformat(out[0].start_utc).tzinfo is not None

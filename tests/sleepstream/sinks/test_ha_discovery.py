@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import re
 import time
@@ -110,9 +111,9 @@ def test_schema_rejects_what_home_assistant_rejects():
 
 
 def test_templates_render_states_home_assistant_accepts():
-    """Each value template (Jinja, as HA renders it) gives a state its entity accepts."""
-    jinja2 = pytest.importorskip("jinja2")
-    env = jinja2.Environment()
+    """Each value template (Jinja in HA's immutable sandbox) gives a state its entity accepts."""
+    sandbox = pytest.importorskip("jinja2.sandbox")
+    env = sandbox.ImmutableSandboxedEnvironment()
     topics = Topics("homeassistant", "sleepstream", "bed1")
     configs = discovery_configs(topics, version="1")
     from sleepstream.sinks.base import EventContext, build_event
@@ -132,13 +133,36 @@ def test_templates_render_states_home_assistant_accepts():
                 value_json=state
             )
         )
-        assert set(attrs) == {"probabilities", "epoch_index", "epoch_start", "quality"}
+        assert set(attrs) == {"probabilities", "epoch_index", "epoch_start", "time_zone", "quality"}
+        assert (attrs["epoch_start"], attrs["time_zone"]) == ("2026-01-01T22:03:00.000Z", "UTC")
         if stage == UNSCORED:
             assert rendered == {"stage": "unscored", "confidence": "None", "asleep": "None"}
         else:
             assert rendered["stage"] == state["stage"]
             assert float(rendered["confidence"]) == pytest.approx(80.0)
             assert rendered["asleep"] == ("OFF" if stage == 0 else "ON")
+
+
+def test_state_and_attributes_say_when_the_recordings_zone_is_unknown():
+    """R18: a replayed EDF's epoch (naive start) gives a state whose epoch_start has no
+    offset and time_zone null, and so do the entity's attributes; a state retained by an
+    older daemon (no time_zone, always an offset) still renders, as UTC."""
+    sandbox = pytest.importorskip("jinja2.sandbox")
+    env = sandbox.ImmutableSandboxedEnvironment()
+    topics = Topics("homeassistant", "sleepstream", "bed1")
+    template = discovery_configs(topics, version="1")[topics.config("stage")]
+    from sleepstream.sinks.base import EventContext, build_event
+
+    epoch, pred = _epoch(3, 2)
+    epoch = dataclasses.replace(epoch, start_utc="1989-04-24T16:13:00.000")
+    state = current_state(build_event(EventContext("bed1", "s"), epoch, pred))
+    assert (state["epoch_start"], state["time_zone"]) == ("1989-04-24T16:13:00.000", None)
+    render = env.from_string(template["json_attributes_template"]).render
+    attrs = json.loads(render(value_json=state))
+    assert (attrs["epoch_start"], attrs["time_zone"]) == ("1989-04-24T16:13:00.000", None)
+    old = {k: v for k, v in state.items() if k != "time_zone"}
+    old["epoch_start"] = "2026-01-01T22:03:00.000+00:00"
+    assert json.loads(render(value_json=old))["time_zone"] == "UTC"
 
 
 async def _retained(url_port: int, topic_filter: str, wait: float = 0.7) -> dict[str, bytes]:
