@@ -16,7 +16,7 @@ built either from command-line flags (each also read from ``SLEEPSTREAM_*``) or 
 
     [[device]]
     name = "bed-1"
-    source = "board:cyton"          # board:NAME | lsl:NAME | edf:PATH | synthetic-night
+    source = "board:cyton"          # board:NAME | lsl:NAME | file:PATH | synthetic-night
     profile = "cyton"               # optional: the source kind's default profile
     serial_port = "/dev/ttyUSB0"    # any other key is a source option
 

@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument(
         "--source",
         metavar="SPEC",
-        help="edf:PATH | synthetic-night[:HYPNOGRAM] | board:NAME | lsl:NAME "
+        help="file:PATH (any recording: EDF/BDF, FIF, BrainVision, EEGLAB, OpenBCI, BrainFlow CSV; "
+        "edf:PATH is the same) | synthetic-night[:HYPNOGRAM] | board:NAME | lsl:NAME "
         "(default: synthetic-night)",
     )
     src.add_argument("--config", metavar="BEDS_TOML", help="several devices from a beds.toml")
