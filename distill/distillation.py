@@ -28,6 +28,7 @@ import torch
 
 from distill import methods
 from distill.checkpoint import load_model, save_checkpoint
+from distill.options import parse_value
 from distill.runtime import barrier, is_main
 from distill.train import (
     Runtime,
@@ -83,21 +84,9 @@ class MethodSpec:
             key, eq, raw = item.partition("=")
             if not eq:
                 raise UsageError(f"method option {item!r} in {text!r}: expected key=value")
-            opts[key.strip()] = _parse_value(raw.strip())
+            opts[key.strip()] = parse_value(raw.strip())
         methods.make_config(name, **opts)  # validate now, before any training
         return cls(name, opts)
-
-
-def _parse_value(raw: str) -> Any:
-    low = raw.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for conv in (int, float):
-        try:
-            return conv(raw)
-        except ValueError:
-            pass
-    return raw
 
 
 def uses_assistant(spec: MethodSpec) -> bool:

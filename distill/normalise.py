@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from distill.options import parse_value
 from sleepstream.types import EPOCH_SAMPLES
 
 #: The spec dict of "no normalisation" (what v1 cards and old checkpoints mean).
@@ -69,7 +70,7 @@ def spec_from_cli(kind: str, params: list[str] | None = None) -> dict[str, Any]:
         key, eq, raw = item.partition("=")
         if not eq or not key.strip():
             raise UsageError(f"--normalise-param {item!r}: expected key=value")
-        d[key.strip()] = _value(raw.strip())
+        d[key.strip()] = parse_value(raw.strip())
     if kind == "none" and len(d) == 1:
         return dict(NONE)
     try:
@@ -77,18 +78,6 @@ def spec_from_cli(kind: str, params: list[str] | None = None) -> dict[str, Any]:
     except ModelError as exc:  # unknown kind or parameter, value out of range
         raise UsageError(f"--normalise {kind}: {exc}") from None
     return dict(spec.to_card())
-
-
-def _value(raw: str) -> Any:
-    low = raw.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for conv in (int, float):
-        try:
-            return conv(raw)
-        except ValueError:
-            pass
-    return raw
 
 
 def usable_epochs(epochs: np.ndarray) -> np.ndarray:

@@ -45,7 +45,7 @@ def augmentation_from_args(args: argparse.Namespace, n_channels: int):
     ``--augment-where``, ``--shift`` and ``--no-augment`` (channel swap when the recording
     has more than one derivation)."""
     from distill.augment import AugmentConfig
-    from distill.normalise import _value
+    from distill.options import parse_value
     from distill.trainset import Augmentation
     from sleepstream.errors import UsageError
 
@@ -55,7 +55,7 @@ def augmentation_from_args(args: argparse.Namespace, n_channels: int):
         key, eq, raw = item.partition("=")
         if not eq:
             raise UsageError(f"--augment-param {item!r}: expected key=value")
-        vals = [_value(v.strip()) for v in raw.split(",")]
+        vals = [parse_value(v.strip()) for v in raw.split(",")]
         params[key.strip()] = tuple(vals) if len(vals) > 1 else vals[0]
     if names in AUGMENT_PRESETS:
         kw = {**AUGMENT_PRESETS[names], **params}

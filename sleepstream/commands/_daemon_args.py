@@ -16,7 +16,7 @@ import argparse
 import logging
 import sys
 from dataclasses import fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sleepstream import settings as st
 from sleepstream.config import (
@@ -28,6 +28,9 @@ from sleepstream.config import (
     run_config,
 )
 from sleepstream.settings import Setting
+
+if TYPE_CHECKING:
+    from sleepstream.sinks.mqtt_settings import MqttSettings
 
 #: Settings shown in the "MQTT" group (and the only ones ``watch`` takes).
 MQTT_KEYS = (
@@ -116,6 +119,21 @@ def mqtt_options(args: argparse.Namespace) -> MqttOptions:
     """The MQTT options given in ``args`` over the dataclass defaults (``watch``)."""
     values = {k: v for k, v in daemon_values(args).items() if k in MQTT_KEYS}
     return run_config((DeviceConfig("x", "synthetic-night"),), values).mqtt
+
+
+#: Broker of the client commands when ``--mqtt`` is not given.
+CLIENT_DEFAULT_URL = "mqtt://127.0.0.1:1883"
+
+
+def client_settings(args: argparse.Namespace) -> MqttSettings:
+    """The connection of a client command (``watch``, ``ha-forget``) from its MQTT flags
+    and ``SLEEPSTREAM_*`` variables, through the daemon's one mapping
+    (:func:`~sleepstream.sinks.mqtt_settings.settings_of`); ``--mqtt`` defaults to
+    :data:`CLIENT_DEFAULT_URL`."""
+    from sleepstream.sinks.mqtt_settings import settings_of
+
+    options = mqtt_options(args)
+    return settings_of(options, options.url or CLIENT_DEFAULT_URL)
 
 
 def add_daemon_arguments(

@@ -15,7 +15,7 @@ import contextlib
 import sys
 from typing import TYPE_CHECKING
 
-from sleepstream.commands._daemon_args import add_mqtt_arguments, mqtt_options
+from sleepstream.commands._daemon_args import add_mqtt_arguments, client_settings
 
 if TYPE_CHECKING:
     from sleepstream.sinks.ha_discovery import Topics
@@ -76,22 +76,10 @@ def run(args: argparse.Namespace) -> int:
     from sleepstream.config import check_device_name
     from sleepstream.errors import BrokerError
     from sleepstream.sinks.ha_discovery import Topics, check_discovery_prefix
-    from sleepstream.sinks.mqtt_settings import mqtt_settings, read_password
 
     prefix = check_discovery_prefix(args.ha_prefix)
     devices = [check_device_name(d, "DEVICE") for d in args.devices]
-    m = mqtt_options(args)
-    settings = mqtt_settings(
-        m.url or "mqtt://127.0.0.1:1883",
-        username=m.username,
-        password=read_password(m.password_file),
-        ca_file=m.ca_file,
-        cert_file=m.cert_file,
-        key_file=m.key_file,
-        tls_insecure=m.tls_insecure,
-        client_id=m.client_id,
-        topic_prefix=m.topic_prefix,
-    )
+    settings = client_settings(args)
     topics = [Topics(prefix, settings.topic_prefix, d) for d in devices]
     try:
         cleared = asyncio.run(forget(settings, topics, args.wait))

@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any, TextIO
 
-from sleepstream.commands._daemon_args import add_mqtt_arguments
+from sleepstream.commands._daemon_args import add_mqtt_arguments, client_settings
 from sleepstream.errors import BrokerError, UsageError
 from sleepstream.names import check_device, printable
 
@@ -317,19 +317,9 @@ def _state(payload: bytes) -> str | None:
 async def _watch(args: argparse.Namespace) -> int:
     import aiomqtt
 
-    from sleepstream.sinks.mqtt_settings import make_client, mqtt_settings, read_password
+    from sleepstream.sinks.mqtt_settings import make_client
 
-    settings = mqtt_settings(
-        args.mqtt or "mqtt://127.0.0.1:1883",
-        username=args.mqtt_username,
-        password=read_password(args.mqtt_password_file),
-        ca_file=args.mqtt_ca_file,
-        cert_file=args.mqtt_cert_file,
-        key_file=args.mqtt_key_file,
-        tls_insecure=args.mqtt_tls_insecure,
-        client_id=args.mqtt_client_id,
-        topic_prefix=args.topic_prefix,
-    )
+    settings = client_settings(args)
     prefix = settings.topic_prefix
     device = args.device or "+"
     topics = [f"{prefix}/{device}/{kind}" for kind in ("stage", "status", "daemon")]

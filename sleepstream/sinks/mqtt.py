@@ -34,6 +34,7 @@ from sleepstream.sinks.mqtt_settings import (
     make_client,
     mqtt_settings,
     read_password,
+    settings_of,
     tls_context,
 )
 from sleepstream.sinks.outbox import Outbox
@@ -47,7 +48,7 @@ from sleepstream.sinks.registry import (
 from sleepstream.types import Epoch, StagePrediction
 
 if TYPE_CHECKING:
-    from sleepstream.config import MqttOptions, RunConfig
+    from sleepstream.config import RunConfig
 
 __all__ = [
     "MQTT",
@@ -184,21 +185,6 @@ class MqttSink(BaseSink):
 def outbox_file(state_dir: Path, daemon: str) -> Path:
     """The daemon's outbox: ``<state_dir>/outbox/<daemon id>.sqlite``."""
     return state_dir / "outbox" / f"{daemon}.sqlite"
-
-
-def settings_of(options: MqttOptions, url: str) -> MqttSettings:
-    """The validated :class:`MqttSettings` of ``RunConfig.mqtt`` for the broker ``url``."""
-    return mqtt_settings(
-        url,
-        username=options.username,
-        password=read_password(options.password_file),
-        ca_file=options.ca_file,
-        cert_file=options.cert_file,
-        key_file=options.key_file,
-        tls_insecure=options.tls_insecure,
-        client_id=options.client_id,
-        topic_prefix=options.topic_prefix,
-    )
 
 
 class DaemonMqtt(BaseSinkFactory):

@@ -26,11 +26,14 @@ import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from sleepstream.errors import BrokerError, UsageError
 from sleepstream.names import check_client_id, check_host, check_topic_prefix
+
+if TYPE_CHECKING:
+    from sleepstream.config import MqttOptions
 
 #: Environment variable holding the MQTT password (never pass secrets on argv).
 PASSWORD_ENV = "SLEEPSTREAM_MQTT_PASSWORD"
@@ -97,6 +100,27 @@ def read_password(password_file: str | os.PathLike[str] | None) -> str | None:
         except OSError as exc:
             raise UsageError(f"--mqtt-password-file {password_file}: {exc.strerror}") from None
     return os.environ.get(PASSWORD_ENV) or None
+
+
+def settings_of(options: MqttOptions, url: str) -> MqttSettings:
+    """The validated :class:`MqttSettings` of :class:`~sleepstream.config.MqttOptions`
+    (``RunConfig.mqtt``: flags, environment, beds file) for the broker ``url``.
+
+    The one mapping of the MQTT options: the daemon (``run``, ``replay``) and the client
+    commands (``watch``, ``ha-forget``: :func:`sleepstream.commands._daemon_args.
+    client_settings`) all connect through it.
+    """
+    return mqtt_settings(
+        url,
+        username=options.username,
+        password=read_password(options.password_file),
+        ca_file=options.ca_file,
+        cert_file=options.cert_file,
+        key_file=options.key_file,
+        tls_insecure=options.tls_insecure,
+        client_id=options.client_id,
+        topic_prefix=options.topic_prefix,
+    )
 
 
 def mqtt_settings(

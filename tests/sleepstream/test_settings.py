@@ -353,3 +353,97 @@ def test_every_path_setting_refuses_a_path_that_cannot_exist():
 
 def _accepts(setting: Setting, raw: str) -> bool:
     return not setting.switch and not _rejects(setting, raw)
+
+
+# ------------------------------------------------ MQTT flags of the client commands
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory) -> Path:
+    """A self-signed certificate + key (openssl), a file with both, and a password file."""
+    import subprocess
+
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(d / "k.pem"),
+         "-out", str(d / "c.pem"), "-subj", "/CN=127.0.0.1", "-days", "2"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (d / "both.pem").write_text((d / "c.pem").read_text() + (d / "k.pem").read_text())
+    (d / "pw").write_text("s3cret\n")
+    return d
+
+
+def _mqtt_cases(d: Path) -> dict[str, tuple[list[str], str, Any]]:
+    """setting key -> (argv, MqttSettings attribute, expected value); argv[0:2] is the
+    setting's own flag and value, the rest companions it needs."""
+    return {
+        "mqtt": (["--mqtt", "mqtt://probe.example:1884"], "port", 1884),
+        "mqtt_username": (["--mqtt-username", "night"], "username", "night"),
+        "mqtt_password_file": (["--mqtt-password-file", str(d / "pw")], "password", "s3cret"),
+        "mqtt_ca_file": (["--mqtt-ca-file", str(d / "c.pem")], "ca_file", d / "c.pem"),
+        "mqtt_cert_file": (["--mqtt-cert-file", str(d / "both.pem")], "cert_file", d / "both.pem"),
+        "mqtt_key_file": (
+            ["--mqtt-key-file", str(d / "k.pem"), "--mqtt-cert-file", str(d / "c.pem")],
+            "key_file",
+            d / "k.pem",
+        ),  # fmt: skip
+        "mqtt_tls_insecure": (["--mqtt-tls-insecure"], "tls_insecure", True),
+        "mqtt_client_id": (["--mqtt-client-id", "probe-1"], "client_id", "probe-1"),
+        "topic_prefix": (["--topic-prefix", "probe"], "topic_prefix", "probe"),
+    }
+
+
+MQTT_SETTINGS = {s.key: s for s in all_settings() if s.key in _daemon_args.MQTT_KEYS}
+
+
+def test_every_mqtt_setting_has_a_client_command_case(tmp_path):
+    """A new MQTT setting must be added to the cases below (so watch/ha-forget see it)."""
+    assert set(_mqtt_cases(tmp_path)) == set(_daemon_args.MQTT_KEYS) == set(MQTT_SETTINGS)
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+@pytest.mark.parametrize("key", _daemon_args.MQTT_KEYS)
+@pytest.mark.parametrize("command", ["watch", "ha_forget"])
+def test_mqtt_flag_of_a_client_command_reaches_its_connection(
+    command, key, how, tls_files, monkeypatch
+):
+    """Each MQTT flag (and its SLEEPSTREAM_* variable) of ``watch`` and ``ha-forget``
+    reaches the MqttSettings they connect with, through the daemon's one mapping
+    (the lead's duplicates: three copies of MqttOptions -> MqttSettings had drifted)."""
+    monkeypatch.delenv("SLEEPSTREAM_MQTT_PASSWORD", raising=False)
+    argv, attr, want = _mqtt_cases(tls_files)[key]
+    positional = ["bed1"] if command == "ha_forget" else []
+    parser = _parser(command)
+    if how == "env":
+        setting = MQTT_SETTINGS[key]
+        monkeypatch.setenv(setting.env, "1" if setting.switch else argv[1])
+        argv = argv[1 if setting.switch else 2 :]
+        _apply_env_defaults(parser, "SLEEPSTREAM")
+    settings = _daemon_args.client_settings(parser.parse_args(positional + argv))
+    default = _daemon_args.client_settings(_parser(command).parse_args(positional))
+    assert getattr(settings, attr) == want != getattr(default, attr)
+    assert (default.host, default.port) == ("127.0.0.1", 1883)
+
+
+def test_mqtt_options_map_onto_settings_in_one_place():
+    """Only ``mqtt_settings.settings_of`` turns MQTT options into MqttSettings: any other
+    call of ``mqtt_settings(...)`` in the package passes a URL alone (the embedded broker's
+    probe), so watch, ha-forget and the daemon cannot drift apart again."""
+    import ast
+
+    import sleepstream
+
+    root = Path(sleepstream.__file__).parent
+    twins = []
+    for path in root.rglob("*.py"):
+        if path.name == "mqtt_settings.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", getattr(node.func, "attr", None)) == "mqtt_settings"
+                and (node.keywords or len(node.args) > 1)
+            ):
+                twins.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert twins == []
