@@ -483,7 +483,7 @@ def recorded_night(work: Path) -> Path:
                     p = np.full(5, 0.05)
                     p[k % 5] = 0.8
                     await rec.publish(
-                        Epoch(k, 30.0 * k, "", np.zeros((1, 3000), np.float32)),
+                        Epoch(k, 30.0 * k, "", np.zeros(3000, np.float32)),
                         StagePrediction(k, k % 5, p, 0.8, "m"),
                     )
         return rec.night_dir

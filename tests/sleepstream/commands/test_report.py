@@ -75,7 +75,7 @@ def sc4001_night(tmp_path_factory, sc4001_dir) -> tuple[Path, np.ndarray, np.nda
                 p = np.full(5, 0.1)
                 p[s] = 0.6
                 await rec.publish(
-                    Epoch(k, 30.0 * k, "1989-04-24T16:13:00Z", np.zeros((1, 3000), np.float32)),
+                    Epoch(k, 30.0 * k, "1989-04-24T16:13:00Z", np.zeros(3000, np.float32)),
                     StagePrediction(k, int(s), p, 0.6, "expert-plus-errors"),
                 )
         return rec.night_dir
@@ -112,7 +112,7 @@ def make_replayed_night(tmp_path):
                     p = np.full(5, 0.05)
                     p[2] = 0.8
                     await rec.publish(
-                        Epoch(k, 30.0 * k, "", np.zeros((1, 3000), np.float32)),
+                        Epoch(k, 30.0 * k, "", np.zeros(3000, np.float32)),
                         StagePrediction(k, 2, p, 0.8, "m"),
                     )
             return rec.night_dir

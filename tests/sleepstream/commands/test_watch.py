@@ -24,7 +24,7 @@ def _publish_events(port, n, *, duplicate_every=0):
     client.loop_start()
     try:
         for i in range(n):
-            epoch = Epoch(i, 30.0 * i, "2026-01-01T23:00:00Z", np.zeros((1, 3000), np.float32))
+            epoch = Epoch(i, 30.0 * i, "2026-01-01T23:00:00Z", np.zeros(3000, np.float32))
             p = np.full(5, 0.1)
             p[2] = 0.6
             event = build_event(

@@ -88,7 +88,7 @@ def chunks(x: np.ndarray, size: int = 500, t0: float = 0.0) -> Iterator[Chunk]:
 
 
 def epoch(k: int, t0: float = 0.0) -> Epoch:
-    return Epoch(k, t0 + 30.0 * k, "", np.zeros((1, 3000), np.float32))
+    return Epoch(k, t0 + 30.0 * k, "", np.zeros(3000, np.float32))
 
 
 def prediction(k: int, stage: int) -> StagePrediction:

@@ -48,7 +48,7 @@ def record_night(
                 if s != UNSCORED:
                     p[s] = 0.8
                 await rec.publish(
-                    Epoch(k, 30.0 * k, "2026-01-01T00:00:00Z", np.zeros((1, 3000), np.float32)),
+                    Epoch(k, 30.0 * k, "2026-01-01T00:00:00Z", np.zeros(3000, np.float32)),
                     StagePrediction(k, int(s), p, 0.8 if s != UNSCORED else 0.0, "m"),
                 )
         return rec.night_dir

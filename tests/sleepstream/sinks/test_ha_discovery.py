@@ -48,7 +48,7 @@ def validate(topic: str, payload: dict) -> str:
 
 
 def _epoch(i: int, stage: int, quality: tuple[str, ...] = ()) -> tuple[Epoch, StagePrediction]:
-    epoch = Epoch(i, 30.0 * i, f"2026-01-01T22:{i:02d}:00Z", np.zeros((1, 3000), np.float32),
+    epoch = Epoch(i, 30.0 * i, f"2026-01-01T22:{i:02d}:00Z", np.zeros(3000, np.float32),
                   quality=quality, unscored_reasons=("flat",) if stage == UNSCORED else ())  # fmt: skip
     probs = np.full(5, 0.05)
     if stage >= 0:

@@ -28,7 +28,7 @@ def _event(i: int) -> tuple[Epoch, StagePrediction]:
     p = np.full(5, 0.1)
     p[i % 5] = 0.6
     epoch = Epoch(
-        i, 30.0 * i, "2026-01-01T23:00:00Z", np.zeros((1, 3000), np.float32),
+        i, 30.0 * i, "2026-01-01T23:00:00Z", np.zeros(3000, np.float32),
         last_sample_at=time.perf_counter(),
     )  # fmt: skip
     return epoch, StagePrediction(i, i % 5, p, 0.6, "m")
@@ -143,7 +143,7 @@ async def main():
             p = np.full(5, 0.1)
             for s in sinks:
                 await s.publish(Epoch(i, 30.0 * i, "2026-01-01T23:00:00Z",
-                                      np.zeros((1, 3000), np.float32)),
+                                      np.zeros(3000, np.float32)),
                                 StagePrediction(i, 2, p, 0.6, "m"))
         await link.drained()
         print("delivered", flush=True)
@@ -442,11 +442,11 @@ async def main():
                     daemon="node-h", flush_timeout=0.5)
     async with link:
         sink = MqttSink(link.settings, device="bed1", session="s", link=link)
-        await sink.publish(Epoch(0, 0.0, "2026-01-01T23:00:00Z", np.zeros((1, 3000), np.float32)),
+        await sink.publish(Epoch(0, 0.0, "2026-01-01T23:00:00Z", np.zeros(3000, np.float32)),
                            StagePrediction(0, 2, np.full(5, 0.2), 0.6, "m"))
         await link.drained()
         os.kill(broker_pid, signal.SIGSTOP)  # the broker hangs just as we shut down
-        await sink.publish(Epoch(1, 30.0, "2026-01-01T23:00:30Z", np.zeros((1, 3000), np.float32)),
+        await sink.publish(Epoch(1, 30.0, "2026-01-01T23:00:30Z", np.zeros(3000, np.float32)),
                            StagePrediction(1, 2, np.full(5, 0.2), 0.6, "m"))
     print("left", flush=True)
 

@@ -134,7 +134,7 @@ def _event(i: int) -> tuple[Epoch, StagePrediction]:
     p = np.full(5, 0.1)
     p[i % 5] = 0.6
     epoch = Epoch(
-        i, 30.0 * i, "2026-01-01T23:00:00Z", np.zeros((1, 3000), np.float32),
+        i, 30.0 * i, "2026-01-01T23:00:00Z", np.zeros(3000, np.float32),
         last_sample_at=time.perf_counter(),
     )  # fmt: skip
     return epoch, StagePrediction(i, i % 5, p, 0.6, "m")

@@ -49,7 +49,7 @@ def epoch(k: int, t0: float = 0.0) -> Epoch:
         k,
         t0 + 30.0 * k,
         f"2026-01-01T00:{k // 2:02d}:{30 * (k % 2):02d}Z",
-        np.zeros((1, 3000), np.float32),
+        np.zeros(3000, np.float32),
     )
 
 
@@ -203,7 +203,7 @@ async def main():
             if n % 3000 == 0:
                 p = np.full(5, 0.2)
                 await rec.publish(Epoch(k, 30.0 * k, "2026-01-01T00:00:00Z",
-                                        np.zeros((1, 3000), np.float32)),
+                                        np.zeros(3000, np.float32)),
                                   StagePrediction(k, k % 5, p, 0.2, "m"))
                 k += 1
 asyncio.run(main())
