@@ -52,7 +52,7 @@ from sleepstream.errors import AlreadyRunningError, SleepstreamError, StorageErr
 from sleepstream.metrics import Metrics
 from sleepstream.pipeline import DevicePipeline, EpochChain, run_pipelines, wait_opened
 from sleepstream.profiles import Profile
-from sleepstream.sinks.base import BaseSink, Sink
+from sleepstream.sinks.base import Sink
 from sleepstream.sinks.registry import (
     DaemonContext,
     DeviceContext,
@@ -195,23 +195,6 @@ class DeviceLock:
             self._fd = None
 
 
-class _PublishOnly(BaseSink):
-    """Transitional: an extra sink that has only ``publish`` (see notes/glue.md)."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    async def publish(self, epoch: Any, prediction: Any) -> None:
-        await self.inner.publish(epoch, prediction)
-
-
-def _as_sink(obj: Any) -> Sink:
-    if isinstance(obj, Sink):
-        return obj
-    log.debug("extra sink %s lacks part of the Sink protocol; adapting", type(obj).__name__)
-    return _PublishOnly(obj)
-
-
 class Daemon:
     """One process, one event loop, one pipeline per device.
 
@@ -246,7 +229,7 @@ class Daemon:
         stager: Stager | Model | None = None,
         build_source: Callable[[DeviceConfig], tuple[Source, float | None]] | None = None,
         make_dsp: Callable[[DeviceConfig, Source], EpochChain] | None = None,
-        extra_sinks: Callable[[str], Sequence[Any]] | None = None,
+        extra_sinks: Callable[[str], Sequence[Sink]] | None = None,
         install_signals: bool = True,
         stdout: TextIO | None = None,
         stay: bool | None = None,
@@ -485,7 +468,7 @@ class Daemon:
                 if sink is not None:
                     sinks.append(await stack.enter_async_context(sink))
             if self.extra_sinks is not None:
-                sinks.extend(_as_sink(s) for s in self.extra_sinks(dev.name))
+                sinks.extend(self.extra_sinks(dev.name))
             pipe.set_sinks(sinks)
 
     def _normaliser(
