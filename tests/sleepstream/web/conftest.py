@@ -59,12 +59,16 @@ def chrome(tmp_path_factory):
     driver.quit()
 
 
-def make_epoch(i: int, stage: int, quality: tuple[str, ...] = (), gap: float = 0.0):
-    """An epoch (20 µV sine) and its prediction (0.8 on ``stage``; -1 = unscored)."""
+def make_epoch(
+    i: int, stage: int, quality: tuple[str, ...] = (), gap: float = 0.0, start: str | None = None
+):
+    """An epoch (20 µV sine) and its prediction (0.8 on ``stage``; -1 = unscored); its
+    start is ``start`` or 22:00 UTC + 30 s * i."""
     from sleepstream.types import UNSCORED, Epoch, StagePrediction
 
-    window = (20 * np.sin(np.arange(3000) / 10.0)).astype(np.float32)[None]
-    e = Epoch(i, 30.0 * i, f"2026-01-01T22:{i // 2:02d}:{(i % 2) * 30:02d}Z", window,
+    samples = (20 * np.sin(np.arange(3000) / 10.0)).astype(np.float32)
+    start = start or f"2026-01-01T22:{i // 2:02d}:{(i % 2) * 30:02d}Z"
+    e = Epoch(i, 30.0 * i, start, samples,
               gap_fraction=gap, quality=quality,
               unscored_reasons=("flat",) if stage == UNSCORED else ())  # fmt: skip
     probs = np.full(5, 0.05)
@@ -75,7 +79,18 @@ def make_epoch(i: int, stage: int, quality: tuple[str, ...] = (), gap: float = 0
 
 @pytest.fixture
 def web():
-    """Shared helpers of the web tests: ``web.TOKEN``, ``web.epoch(i, stage, ...)``."""
+    """Shared helpers of the web tests: ``web.TOKEN``, ``web.epoch(i, stage, ...)``,
+    ``web.rects(driver, selector)``."""
     import types
 
-    return types.SimpleNamespace(TOKEN=TOKEN, epoch=make_epoch)
+    return types.SimpleNamespace(TOKEN=TOKEN, epoch=make_epoch, rects=drawn_rects)
+
+
+def drawn_rects(driver, selector: str) -> dict[int, tuple[str, str | None]]:
+    """``epoch -> (drawn stage, causal stage if a revision changed it)`` of the SVG rects."""
+    rows = driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map(r => "
+        "[+r.dataset.epoch, r.dataset.stage, r.dataset.causal || null]);",
+        selector,
+    )
+    return {i: (stage, causal) for i, stage, causal in rows}

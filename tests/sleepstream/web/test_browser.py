@@ -35,16 +35,6 @@ def _events(sub) -> tuple[dict[int, dict], dict[int, dict]]:
     return causal, revised
 
 
-def _drawn(driver, selector: str) -> dict[int, tuple[str, str | None]]:
-    """``epoch -> (drawn stage, causal stage if a revision changed it)`` of the SVG rects."""
-    rows = driver.execute_script(
-        "return [...document.querySelectorAll(arguments[0])].map(r => "
-        "[+r.dataset.epoch, r.dataset.stage, r.dataset.causal || null]);",
-        selector,
-    )
-    return {i: (stage, causal) for i, stage, causal in rows}
-
-
 def _shot(driver, path: Path) -> Path:
     driver.save_screenshot(str(path))
     keep = os.environ.get("SLEEPSTREAM_SCREENSHOTS")
@@ -55,7 +45,7 @@ def _shot(driver, path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_live_page_draws_the_published_night(tmp_path, mosquitto, subscribe, chrome, helpers):
+def test_live_page_draws_the_published_night(tmp_path, mosquitto, subscribe, chrome, helpers, web):
     """Every published epoch is drawn once, with its published (or revised) stage."""
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -79,9 +69,9 @@ def test_live_page_draws_the_published_night(tmp_path, mosquitto, subscribe, chr
         causal, revised = _events(sub)
         expected = {i: (revised.get(i) or e)["stage"] for i, e in causal.items()}
         wait = WebDriverWait(chrome, 30)
-        wait.until(lambda d: _drawn(d, "#hypnogram rect.ep") and {
-            i: s for i, (s, _) in _drawn(d, "#hypnogram rect.ep").items()} == expected)  # fmt: skip
-        drawn = _drawn(chrome, "#hypnogram rect.ep")
+        wait.until(lambda d: web.rects(d, "#hypnogram rect.ep") and {
+            i: s for i, (s, _) in web.rects(d, "#hypnogram rect.ep").items()} == expected)  # fmt: skip
+        drawn = web.rects(chrome, "#hypnogram rect.ep")
         assert sorted(drawn) == list(range(N_EPOCHS))
         assert (
             chrome.execute_script("return document.querySelectorAll('#hypnogram rect.ep').length")
@@ -116,7 +106,7 @@ def test_live_page_draws_the_published_night(tmp_path, mosquitto, subscribe, chr
 
         chrome.set_window_size(390, 844)  # a phone
         chrome.refresh()
-        wait.until(lambda d: len(_drawn(d, "#hypnogram rect.ep")) == N_EPOCHS)
+        wait.until(lambda d: len(web.rects(d, "#hypnogram rect.ep")) == N_EPOCHS)
         overflow = chrome.execute_script(
             "return document.documentElement.scrollWidth - window.innerWidth"
         )
@@ -125,8 +115,8 @@ def test_live_page_draws_the_published_night(tmp_path, mosquitto, subscribe, chr
 
         chrome.set_window_size(1280, 1000)
         chrome.get(f"http://127.0.0.1:{port}/")
-        wait.until(lambda d: len(_drawn(d, "#bed-bed1 rect.ep")) == N_EPOCHS)
-        assert {i: s for i, (s, _) in _drawn(chrome, "#bed-bed1 rect.ep").items()} == expected
+        wait.until(lambda d: len(web.rects(d, "#bed-bed1 rect.ep")) == N_EPOCHS)
+        assert {i: s for i, (s, _) in web.rects(chrome, "#bed-bed1 rect.ep").items()} == expected
         badges = chrome.execute_script(
             "return [...document.querySelectorAll('.bed .badge')].map(b => b.textContent)"
         )

@@ -9,16 +9,6 @@ import pytest
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
 
-def _drawn(driver, selector: str) -> dict[int, tuple[str, str | None]]:
-    """``epoch -> (drawn stage, causal stage if a revision changed it)`` of the SVG rects."""
-    rows = driver.execute_script(
-        "return [...document.querySelectorAll(arguments[0])].map(r => "
-        "[+r.dataset.epoch, r.dataset.stage, r.dataset.causal || null]);",
-        selector,
-    )
-    return {i: (stage, causal) for i, stage, causal in rows}
-
-
 class _ViewThread:
     """A LiveView served from its own event loop in a thread (the test drives it)."""
 
@@ -66,10 +56,12 @@ def test_token_link_push_and_report_link_in_the_browser(tmp_path, chrome, web):
         for i, stage in enumerate([0, 1, 2, 2, 3]):
             served.call(sink.publish(*epoch(i, stage, ("gap",) if i == 3 else (), 0.25 * (i == 3))))
         served.call(sink.publish_revised(*epoch(1, 2), 1))
-        wait.until(lambda d: len(_drawn(d, "#hypnogram rect.ep")) == 5)
-        wait.until(lambda d: _drawn(d, "#hypnogram rect.ep")[1] == ("N2", "N1"))
-        assert {i: s for i, (s, _) in _drawn(chrome, "#hypnogram rect.ep").items()} == {
+        wait.until(lambda d: len(web.rects(d, "#hypnogram rect.ep")) == 5)
+        wait.until(lambda d: web.rects(d, "#hypnogram rect.ep")[1] == ("N2", "N1"))
+        assert {i: s for i, (s, _) in web.rects(chrome, "#hypnogram rect.ep").items()} == {
             0: "W", 1: "N2", 2: "N2", 3: "N2", 4: "N3"}  # fmt: skip
+        current = chrome.find_element("id", "current-epoch").text
+        assert current.startswith("epoch #4 · ") and "zone" not in current  # UTC: local time
         flags = chrome.execute_script(
             "return [...document.querySelectorAll('#hypnogram rect.flag')].map(r => "
             "[+r.dataset.epoch, r.dataset.flags, r.classList.contains('gap')])"
@@ -94,11 +86,21 @@ def test_token_link_push_and_report_link_in_the_browser(tmp_path, chrome, web):
         color = chrome.execute_script("return getComputedStyle(document.getElementById('t')).color")
         assert color == "rgb(1, 2, 3)"
         assert chrome.title == "report"
-        chrome.get(base)  # the overview shows both beds; bed2 still waiting
-        wait.until(lambda d: len(_drawn(d, "#bed-bed1 rect.ep")) == 5)
+        # bed2 replays a recording that states no time zone (R18): its own clock is shown
+        served.call(served.sinks["bed2"].publish(*epoch(0, 2, start="1989-04-24T16:13:00.000")))
+        chrome.get(base + "d/bed2")
+        wait.until(lambda d: "16:13:00" in d.find_element("id", "current-epoch").text)
+        current = chrome.find_element("id", "current-epoch").text
+        assert current == "epoch #0 · 16:13:00 (recording's clock, zone not stated)"
+        chrome.get(base)  # the overview shows both beds
+        wait.until(lambda d: len(web.rects(d, "#bed-bed1 rect.ep")) == 5)
         badges = chrome.execute_script(
             "return [...document.querySelectorAll('.bed .badge')].map(b => b.textContent)"
         )
-        assert badges == ["ended", "waiting"]
+        assert badges == ["ended", "live"]
+        whens = chrome.execute_script(
+            "return [...document.querySelectorAll('.bed .stage-meta')].map(m => m.textContent)"
+        )
+        assert "recording's clock" in whens[1] and "recording's clock" not in whens[0]
     finally:
         served.close()
