@@ -165,6 +165,7 @@ def test_evaluate_checkpoint_cross_dataset_on_dreams(tiny_runs, shared_data, tmp
     assert "offline" not in res["modes"]
 
 
+@pytest.mark.slow  # tiny_runs trains two models
 def test_evaluate_rejects_protocol_mismatch(tiny_runs, shared_data):
     """A full-night checkpoint has no held-out block: within-night-blocks is refused (exit 2)."""
     from distill.cli import main
