@@ -98,6 +98,7 @@ class Recipe:
     batch2: int = 64
     loss_last_only: bool = True
     ema: float = 0.0  # per-step decay of a weight average kept as the model (0 = last weights)
+    head_augment: dict = field(default_factory=dict)  # extra augmentations in stage-2 passes
     final_derivations: tuple[str, ...] = DERIVATIONS
     extra_wake: int = 0  # epochs of the untrimmed recording added on each side of the night
 
@@ -433,13 +434,14 @@ def train(recipe: Recipe, seed: int, train_nights: list[tuple[Night, np.ndarray]
     opt = _opt(hparams, recipe.lr2, recipe.wd2)
     ema = _Ema(model.net, recipe.ema) if recipe.ema > 0 else None
     seq = recipe.seq_len
+    recipe2 = replace(recipe, augment={**recipe.augment, **recipe.head_augment})
     for i in range(recipe.epochs2):
         rng = np.random.default_rng([seed, 2, i])
         torch.manual_seed(seed * 1000 + 500 + i)
         _cosine(opt, recipe.lr2, i, recipe.epochs2)
         ws, yw = [], []
         pad_state = model.pad_state()
-        for x, y in pass_data(train_nights, recipe, rng):
+        for x, y in pass_data(train_nights, recipe2, rng):
             ws.append(windows_of(model.states(x), seq, pad_state))
             yp = np.concatenate([np.full(seq - 1, -1), y])
             yw.append(np.lib.stride_tricks.sliding_window_view(yp, seq))

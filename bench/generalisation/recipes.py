@@ -119,5 +119,29 @@ _R += [
     ),
 ]
 
+# Round 3b: the head learns on the encoder's logits for its own training epochs (confident,
+# right); new recordings give softer, wronger logits. Label smoothing softens them; extra
+# augmentations in stage 2 only broaden the states the head learns on.
+HEAD_AUG = {"noise": True, "time_scale": True, **MILD_FILTER}
+_R += [
+    (
+        replace(_SEQ, name="s-seq20-ls", label_smoothing=0.1),
+        "s-norm-seq20, label smoothing 0.1 (both stages)",
+    ),
+    (
+        replace(_SEQ, name="s-seq20-headaug", head_augment=HEAD_AUG),
+        "s-norm-seq20, stage 2 on noise + time scale + mild filter augmented sessions",
+    ),
+    (
+        replace(
+            _SEQ,
+            name="s-seq20-ls-prior3",
+            label_smoothing=0.1,
+            normalise={**RUN, "prior_weight_epochs": 3.0},
+        ),
+        "s-seq20-ls with prior weight 3",
+    ),
+]
+
 RECIPES: dict[str, Recipe] = {r.name: r for r, _ in _R}
 DESCRIPTIONS: dict[str, str] = {r.name: d for r, d in _R}
