@@ -102,7 +102,8 @@ def epoch_scale_uv(x_uv: np.ndarray) -> np.ndarray:
     ndarray, shape (...), float64, µV
     """
     q25, q75 = np.percentile(np.asarray(x_uv, dtype=np.float64), [25.0, 75.0], axis=-1)
-    return (q75 - q25) / _IQR_TO_STD
+    out: np.ndarray = (q75 - q25) / _IQR_TO_STD
+    return out
 
 
 @dataclass(frozen=True)
@@ -384,7 +385,8 @@ def normalise_night(
     seg = np.asarray(x_uv)[start:]
     if spec.kind == NONE:
         return seg.astype(np.float32, copy=True)
-    return (seg * f[:, None]).astype(np.float32)
+    out: np.ndarray = (seg * f[:, None]).astype(np.float32)
+    return out
 
 
 def usable_epochs(x_uv: np.ndarray, quality: QualityConfig | None = None) -> np.ndarray:
@@ -414,4 +416,5 @@ def usable_epochs(x_uv: np.ndarray, quality: QualityConfig | None = None) -> np.
     ok &= np.abs(xs).max(axis=-1) <= q.amplitude_uv
     if q.clip_uv is not None:
         ok &= (np.abs(xs) >= q.clip_uv).mean(axis=-1) < q.clip_fraction
-    return ok
+    mask: np.ndarray = ok
+    return mask
