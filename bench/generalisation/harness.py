@@ -508,17 +508,23 @@ def run_proxy(recipe: Recipe, seed: int, sc: dict[str, Night]) -> dict[str, Any]
     }
 
 
-def run_final_dreams(
-    recipe: Recipe, seed: int, sc: dict[str, Night], dreams: list[Night]
-) -> tuple[Model, dict[str, Any]]:
-    """Final model on all of SC4001 (the recipe's derivations), scored once on DREAMS."""
-    spec = NormalisationSpec.from_card(recipe.normalise)
+def train_final(recipe: Recipe, seed: int, sc: dict[str, Night]) -> Model:
+    """The final model: all of SC4001 (the recipe's derivations), no validation, no early
+    stopping (reads SC4001 only: the shipped model's build uses exactly this)."""
     both = len(recipe.final_derivations) > 1  # mixing only with both derivations in training
     nights = []
     for ch in recipe.final_derivations:
         n, _ = extended(sc[ch], recipe.extra_wake)
         nights.append((Night(n.name, n.x, n.y, n.others if both else {}), np.ones(len(n.y), bool)))
-    model = train(recipe, seed, nights)
+    return train(recipe, seed, nights)
+
+
+def run_final_dreams(
+    recipe: Recipe, seed: int, sc: dict[str, Night], dreams: list[Night]
+) -> tuple[Model, dict[str, Any]]:
+    """Final model on all of SC4001 (:func:`train_final`), scored once on DREAMS."""
+    spec = NormalisationSpec.from_card(recipe.normalise)
+    model = train_final(recipe, seed, sc)
     stage = 2 if recipe.seq_len > 0 else 1
     sessions = [(normalise_night(d.x, usable_epochs(d.x), spec), d.y) for d in dreams]
     y, p = predict(model, sessions, stage)

@@ -5,6 +5,7 @@ Usage (from the repository root)::
     python -m bench.generalisation.run proxy  --recipe R [--recipe R2 ...] --seeds 0,1,2
     python -m bench.generalisation.run dreams --recipe R ... --seeds 0,1,2
     python -m bench.generalisation.run table
+    python -m bench.generalisation.run final  --recipe R --seeds 0 --export OUT.onnx
 
 ``proxy`` trains the 8 proxy folds per seed (SC4001 only) and appends one ledger row per
 (recipe, seed) to ``bench/results/generalisation/ledger.jsonl``; finished rows are skipped
@@ -12,6 +13,13 @@ Usage (from the repository root)::
 same recipe, scores it once on the 8 DREAMS excerpts (causal, 480 epochs) and
 appends a ``dreams`` row; it refuses a recipe without proxy rows. ``table`` rewrites
 ``ledger.md`` (mean ± sd over seeds). DREAMS is read in place; only metrics are written.
+``final`` trains one final model on SC4001 alone (it never reads DREAMS) and exports it as
+split ONNX graphs + card (:mod:`bench.generalisation.ship`); the shipped default student is
+built this way (``scripts/build_default_student.sh``).
+
+A recipe in :data:`~bench.generalisation.recipes.PROXY_OF` (the shipped recipe with
+derivation mixing, which the cross-derivation proxy cannot judge) is judged by its base
+recipe's proxy rows; its DREAMS rows are listed under the base's row.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.generalisation import harness as H
-from bench.generalisation.recipes import RECIPES
+from bench.generalisation.recipes import PROXY_OF, RECIPES
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = Path(os.environ.get("GEN_RESULTS", REPO / "bench" / "results" / "generalisation"))
@@ -118,8 +126,11 @@ def dreams(names: list[str], seeds: list[int]) -> None:
     dr = H.dreams_nights(DATA / "dreams_spindles")
     for name in names:
         recipe = RECIPES[name]
-        if not any(r["kind"] == "proxy" and r["recipe"] == name for r in _rows()):
-            sys.exit(f"recipe {name}: no proxy rows in {LEDGER}; run the proxy first")
+        judged_by = PROXY_OF.get(name, name)
+        if not any(r["kind"] == "proxy" and r["recipe"] == judged_by for r in _rows()):
+            sys.exit(
+                f"recipe {name}: no proxy rows of {judged_by} in {LEDGER}; run the proxy first"
+            )
         for seed in seeds:
             rj = json.loads(json.dumps(recipe.to_json()))
             if _done("dreams", name, seed, rj):
@@ -138,6 +149,34 @@ def dreams(names: list[str], seeds: list[int]) -> None:
                 f"({wall:.0f} s)",
                 flush=True,
             )
+
+
+def final(name: str, seeds: list[int], export: Path) -> None:
+    """Train ``name``'s final model on SC4001 alone (one seed) and export it (split + card)."""
+    from bench.generalisation.ship import export_final
+
+    if len(seeds) != 1:
+        sys.exit("final: give exactly one seed (--seeds 0)")
+    recipe, seed = RECIPES[name], seeds[0]
+    sc_dir = DATA / "sleep_edf_sc4001"
+    sc = H.sc4001_nights(sc_dir)
+    model, wall = H.timed(H.train_final, recipe, seed, sc)
+    judged_by = PROXY_OF.get(name, name)
+    p = [r for r in _rows() if r["kind"] == "proxy" and r["recipe"] == judged_by]
+    p = [r for r in p if r.get("proxy") == PROXY]
+    selection = {
+        "proxy": PROXY,
+        "judged_by": judged_by,
+        "seeds": [r["seed"] for r in p],
+        "selection_kappa": [r["selection"] for r in p],
+        "proxy_kappa": [r["proxy_kappa"] for r in p],
+        "proxy_t_kappa": [r["proxy_t_kappa"] for r in p],
+    }
+    what = _describe(name)
+    card = export_final(
+        model, recipe, seed, export, sc_dir, wall_s=wall, what=what, selection=selection
+    )
+    print(f"final {name} seed {seed}: trained in {wall:.0f} s, exported {card}", flush=True)
 
 
 def _ms(v: list[float], pct: bool = False) -> str:
@@ -194,8 +233,12 @@ def _table_rows(rows: list[dict], version: str, with_t: bool) -> list[str]:
     sep += "---|---|---|---|---|"
     out = [head, sep]
     vrows = [r for r in rows if r["kind"] == "proxy" and r.get("proxy", "v2") == version]
-    for name in dict.fromkeys(r["recipe"] for r in vrows):
-        p = [r for r in vrows if r["recipe"] == name]
+    names = list(dict.fromkeys(r["recipe"] for r in vrows))
+    for variant, base in PROXY_OF.items():
+        if base in names and version == PROXY:
+            names.insert(names.index(base) + 1, variant)
+    for name in names:
+        p = [r for r in vrows if r["recipe"] == PROXY_OF.get(name, name)]
         d = [r for r in rows if r["recipe"] == name and r["kind"] == "dreams"]
         f1 = []
         for st in ("W", "N1", "N2", "N3", "REM"):
@@ -203,7 +246,7 @@ def _table_rows(rows: list[dict], version: str, with_t: bool) -> list[str]:
             f1.append(f"{100 * np.mean(v):.0f}" if v else "—")
         cells = [
             name,
-            _describe(name),
+            _describe(name) + (f" (proxy = {PROXY_OF[name]}'s)" if name in PROXY_OF else ""),
             f"{len(p)}/{len(d)}",
             _ms([r["proxy_kappa"] for r in p]),
             _ms([r["proxy_macro_f1"] for r in p], True),
@@ -230,9 +273,10 @@ def _describe(name: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.generalisation.run")
-    ap.add_argument("what", choices=("proxy", "dreams", "table"))
+    ap.add_argument("what", choices=("proxy", "dreams", "table", "final"))
     ap.add_argument("--recipe", action="append", default=[])
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--export", type=Path, help="final: the model's <stem>.onnx path")
     a = ap.parse_args(argv)
     seeds = [int(s) for s in a.seeds.split(",")]
     for n in a.recipe:
@@ -242,6 +286,11 @@ def main(argv: list[str] | None = None) -> None:
         proxy(a.recipe, seeds)
     elif a.what == "dreams":
         dreams(a.recipe, seeds)
+    elif a.what == "final":
+        if len(a.recipe) != 1 or a.export is None:
+            sys.exit("final: give one --recipe and --export OUT.onnx")
+        final(a.recipe[0], seeds, a.export)
+        return
     table()
 
 
