@@ -204,7 +204,7 @@ class ModelCard:
         return self.path.parent / self.graphs[role].file
 
 
-def _get(doc: Mapping, dotted: str, kind: type | tuple[type, ...], where: Path) -> Any:
+def _get(doc: Mapping[str, Any], dotted: str, kind: type | tuple[type, ...], where: Path) -> Any:
     node: Any = doc
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:
@@ -225,7 +225,9 @@ def _is_sha(s: str) -> bool:
     return len(s) == 64 and all(c in "0123456789abcdef" for c in s)
 
 
-def _graph(doc: Mapping, key: str, role: str, io: tuple[str, str], where: Path) -> GraphFile:
+def _graph(
+    doc: Mapping[str, Any], key: str, role: str, io: tuple[str, str], where: Path
+) -> GraphFile:
     sha = _get(doc, f"{key}.sha256", str, where).lower()
     if not _is_sha(sha):
         raise ModelError(f"{where}: model card field '{key}.sha256' is not a hex sha256: {sha!r}")
@@ -251,7 +253,7 @@ def _pad(node: Any, key: str, where: Path) -> dict[str, Any]:
     return dict(node)
 
 
-def _normalisation(ic: Mapping, version: int, where: Path) -> dict[str, Any]:
+def _normalisation(ic: Mapping[str, Any], version: int, where: Path) -> dict[str, Any]:
     node = ic.get("normalisation")
     if version == 1 and (node is None or isinstance(node, str)):
         return {"kind": "none"}  # v1: the graph's own InputNorm, described as a string
@@ -263,7 +265,7 @@ def _normalisation(ic: Mapping, version: int, where: Path) -> dict[str, Any]:
     return dict(node)
 
 
-def _recordings(doc: Mapping, where: Path) -> tuple[dict[str, Any], ...]:
+def _recordings(doc: Mapping[str, Any], where: Path) -> tuple[dict[str, Any], ...]:
     training = doc.get("training", {})
     recs = training.get("recordings", []) if isinstance(training, dict) else []
     if not isinstance(recs, list):
@@ -277,7 +279,9 @@ def _recordings(doc: Mapping, where: Path) -> tuple[dict[str, Any], ...]:
     return tuple(dict(r) for r in recs)
 
 
-def _contract(doc: Mapping, where: Path) -> tuple[float, str, int, int, tuple[str, ...], bool]:
+def _contract(
+    doc: Mapping[str, Any], where: Path
+) -> tuple[float, str, int, int, tuple[str, ...], bool]:
     fs = float(_get(doc, "input_contract.fs_hz", (int, float), where))
     if fs != MODEL_FS:
         raise _fail(where, "input_contract.fs_hz", fs, str(MODEL_FS))

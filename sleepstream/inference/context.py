@@ -115,7 +115,7 @@ class _Ring:
     finite: np.ndarray
     next_index: int | None = None
     held: int = 0  # real (non-pad) rows at the end of ``states``
-    recent: deque = field(default_factory=deque)  # last K epochs (for revisions)
+    recent: deque[ScoringEpoch] = field(default_factory=deque)  # last K epochs (revisions)
     resumed: bool = False
 
 

@@ -62,7 +62,7 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64)
     z = z - z.max(axis=axis, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=axis, keepdims=True)
+    return np.asarray(e / e.sum(axis=axis, keepdims=True), dtype=np.float64)
 
 
 class Stager:
@@ -144,7 +144,7 @@ class Stager:
         parts = [x[i : i + rows] for i in range(0, x.shape[0], rows)]
 
         def one(part: np.ndarray) -> np.ndarray:
-            return sess.run([io[1]], {io[0]: part})[0]
+            return np.asarray(sess.run([io[1]], {io[0]: part})[0])
 
         if len(parts) > 1 and self._pool is not None:
             return np.concatenate(list(self._pool.map(one, parts)), axis=0)
