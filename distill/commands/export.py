@@ -128,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
             "best",
             "summary",
             "class_weights",
+            "machine",
+            "started_at",
         )  # fmt: skip
         if k in meta
     }
