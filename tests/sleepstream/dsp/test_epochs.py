@@ -10,7 +10,9 @@ import pytest
 from sleepstream.dsp import EpochBuffer, EpochConfig, FilterConfig
 from sleepstream.types import EPOCH_SAMPLES
 
-SIZES = (1, 7, 250, 3000)
+# Chunk sizes in samples, the first is the reference; one-sample chunks take seconds
+# (slow tier).
+SIZES = [(3000, 250, 7), pytest.param((3000, 1), marks=pytest.mark.slow, id="3000-1")]
 UTC0 = datetime(2024, 1, 1, 22, 0, tzinfo=UTC)  # the chain_factory fixture uses this origin
 
 
@@ -41,11 +43,12 @@ def _messy_100hz(eeg, n_epochs=4):
     return x[keep], ts[keep], eoff[keep], fs
 
 
-def test_epochs_identical_for_any_chunk_size_100hz(eeg, chunk_signal, chain_factory, run):
-    """Samples, indices and flags are identical for chunks of 1, 7, 250 and 3000 samples."""
+@pytest.mark.parametrize("sizes", SIZES)
+def test_epochs_identical_for_any_chunk_size_100hz(eeg, chunk_signal, chain_factory, run, sizes):
+    """Samples, indices and flags are identical for chunks of 3000, 250, 7 and 1 samples."""
     x, ts, eoff, fs = _messy_100hz(eeg)
     outs = []
-    for size in SIZES:
+    for size in sizes:
         chain = chain_factory(fs=fs, filters=FilterConfig(bandpass_hz=(0.3, 35.0)))
         outs.append(run(chain, chunk_signal(x, ts, fs, size, electrode_off=eoff)))
     ref = outs[0]
@@ -56,7 +59,8 @@ def test_epochs_identical_for_any_chunk_size_100hz(eeg, chunk_signal, chain_fact
         _assert_same(out, ref)
 
 
-def test_epochs_identical_for_any_chunk_size_250hz(eeg, chunk_signal, chain_factory, run):
+@pytest.mark.parametrize("sizes", SIZES)
+def test_epochs_identical_for_any_chunk_size_250hz(eeg, chunk_signal, chain_factory, run, sizes):
     """A 250-Hz source through notch, band-pass and resampler: same epochs for any chunking."""
     fs = 250.0
     n = int(2.2 * 30 * fs)
@@ -65,7 +69,7 @@ def test_epochs_identical_for_any_chunk_size_250hz(eeg, chunk_signal, chain_fact
     ts = 1000.0 + np.arange(n) / fs
     x[9000:9100] = np.nan
     outs = []
-    for size in SIZES:
+    for size in sizes:
         chain = chain_factory(fs=fs, filters=FilterConfig(notch_hz=50.0, bandpass_hz=(0.3, 35.0)))
         outs.append(run(chain, chunk_signal(x, ts, fs, size)))
     assert [e.index for e in outs[0]] == [0, 1]

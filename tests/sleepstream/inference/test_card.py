@@ -215,6 +215,7 @@ def test_training_recording_match_by_hash_then_name(tiny_onnx: Path, tmp_path: P
     )
 
 
+@pytest.mark.slow
 def test_daemon_refuses_unknown_normalisation(tiny_onnx: Path, tmp_path: Path, helpers) -> None:
     """`sleepstream run` with a model whose normalisation kind it does not implement exits
     with the model error code (7) and one line naming the card and the kind."""

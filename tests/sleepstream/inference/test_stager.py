@@ -91,6 +91,7 @@ def test_logits_dynamic_batch_and_shape(tiny_onnx: Path) -> None:
         stager.logits(x[:, :, :100])
 
 
+@pytest.mark.slow
 def test_load_stager_without_torch(tiny_onnx: Path) -> None:
     """In a fresh interpreter, loading and running the stager never imports torch or distill."""
     code = (
