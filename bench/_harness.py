@@ -249,15 +249,15 @@ class LastSampleSink(BaseSink):
         self.store[(self.device, int(prediction.epoch_index))] = float(epoch.last_sample_at)
 
 
-def sc4001_window() -> tuple[Path, float, float, object]:
-    """(EDF path, first kept onset s, end s, UTC start) of SC4001 as ``replay`` trims it."""
-    from sleepstream.commands.replay import edf_start_utc, reference_window
+def sc4001_window() -> tuple[Path, float, float]:
+    """(EDF path, first kept onset s, end s) of SC4001 as ``replay`` trims it."""
+    from sleepstream.commands.replay import reference_window
     from sleepstream.types import EPOCH_SECONDS
 
     psg = SC4001 / "SC4001E0-PSG.edf"
     hyp = reference_window(psg, SC4001 / "SC4001EC-Hypnogram.edf", trim=True)
     t0 = float(hyp.onsets[0])
-    return psg, t0, float(hyp.onsets[-1]) + EPOCH_SECONDS, edf_start_utc(psg)
+    return psg, t0, float(hyp.onsets[-1]) + EPOCH_SECONDS
 
 
 async def run_edf_daemon(
@@ -270,7 +270,6 @@ async def run_edf_daemon(
     speed: str | float,
     start: float,
     until: float,
-    utc_origin=None,
     last_samples: dict | None = None,
 ) -> dict:
     """One device replaying SC4001 through :class:`sleepstream.daemon.Daemon` to mosquitto.

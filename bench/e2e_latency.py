@@ -51,7 +51,7 @@ def stats(xs: list[float]) -> dict[str, float]:
 
 
 def one_run(port: int, stager, model: Path, device: str, n_epochs: int, speed: float) -> dict:
-    psg, t0, t_end, utc = sc4001_window()
+    psg, t0, t_end = sc4001_window()
     until = min(t_end, t0 + n_epochs * 30.0)
     last: dict = {}
     load0 = os.getloadavg()[0]
@@ -69,7 +69,6 @@ def one_run(port: int, stager, model: Path, device: str, n_epochs: int, speed: f
                 speed=speed,
                 start=t0,
                 until=until,
-                utc_origin=utc,
                 last_samples=last,
             )  # fmt: skip
         )

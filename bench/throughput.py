@@ -41,7 +41,7 @@ GOAL = 500.0
 
 
 def one_run(port: int, stager, model: Path, device: str, window) -> dict:
-    psg, t0, t_end, utc = window
+    psg, t0, t_end = window
     n_expected = int(round((t_end - t0) / 30))
     with (
         Subscriber(port, f"sleepstream/{device}/stage") as sub,
@@ -57,7 +57,6 @@ def one_run(port: int, stager, model: Path, device: str, window) -> dict:
                 speed="max",
                 start=t0,
                 until=t_end,
-                utc_origin=utc,
             )  # fmt: skip
         )
         recs = sub.wait(n_expected, timeout=60)
