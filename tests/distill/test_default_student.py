@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sleepstream.dsp.normalise import NormalisationSpec
 from sleepstream.inference import load_stager
 from sleepstream.inference.stager import default_model_path
 
@@ -14,12 +15,19 @@ CARD = default_model_path().with_name("default.card.json")
 
 
 def test_default_student_card_matches_model_and_describes_training():
-    """The card's sha256 matches the ONNX file, and it says what data and protocol made it."""
+    """The card's sha256 matches the ONNX graphs, and it says what data, recipe and
+    selection made it (SC4001 only; DREAMS never used for selection)."""
     stager = load_stager(None)  # raises ModelError on a sha256 or contract mismatch
     card = json.loads(CARD.read_text())
     assert stager.seq_len == card["input_contract"]["seq_len"]
-    assert card["training"]["datasets"] == ["sc4001"]
-    assert "hypnogram-assembled" in card["training"]["description"]
+    training = card["training"]
+    assert training["datasets"] == ["sc4001"]
+    assert [r["name"] for r in training["recordings"]] == ["SC4001E0-PSG.edf"]
+    assert stager.card.training_recordings[0]["sha256"] == training["recordings"][0]["sha256"]
+    assert training["recipe"]["name"] in training["description"]
+    assert "DREAMS was never used" in training["description"]
+    # the card declares the normalisation the daemon applies, with the recipe's parameters
+    assert stager.normalisation == NormalisationSpec.from_card(training["recipe"]["normalise"])
     assert card["metrics"]["protocol"] == "cross-dataset"
 
 
