@@ -14,9 +14,9 @@ import pytest
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
 _SYMBOL = {0: "W", 1: "1", 2: "2", 3: "3", 4: "R", -1: "?"}
-#: Resampled inputs (256 / 250 Hz through the DSP's resampler) on 120 epochs; the
-#: whole-night figure is in bench/results/formats.md.
-RESAMPLED_TOLERANCE = 0.95
+#: Resampled inputs (256 / 250 Hz through the DSP's resampler) on 120 epochs: the
+#: documented tolerance (README, bench/results/formats.md: >= 98 % epoch agreement).
+RESAMPLED_TOLERANCE = 0.98
 
 
 def _stages(helpers, path, state, *extra):
@@ -48,7 +48,7 @@ def _stages(helpers, path, state, *extra):
 
 def test_every_format_replays_to_the_stages_of_the_edf_replay(sc4001_dir, tmp_path, helpers):
     """FIF, BrainVision, EEGLAB (100 Hz) give the EDF replay's stages exactly; EDF at
-    256 Hz and a BrainFlow Cyton file at 250 Hz agree on >= 95 % of 120 epochs."""
+    256 Hz and a BrainFlow Cyton file at 250 Hz agree on >= 98 % of 120 epochs."""
     from scipy.signal import resample_poly
 
     from sleepstream.io import read_sleep_edf
@@ -78,6 +78,8 @@ def test_every_format_replays_to_the_stages_of_the_edf_replay(sc4001_dir, tmp_pa
     edf256 = w.write_edf(tmp_path / "e.edf", resample_poly(x, 64, 25)[None], 256.0, names)
     got = _stages(helpers, edf256, tmp_path / "s-256", "--hypnogram", hyp)
     assert np.mean(got == ref) >= RESAMPLED_TOLERANCE
+    # The Cyton layout and scaling with the EDF replay's signal path (no notch or band-pass):
+    # the shipped cyton profile filters, which would change the samples being compared.
     profile = tmp_path / "cyton-plain.toml"
     profile.write_text(
         'name = "cyton-plain"\n[source]\nkind = "board"\nboard = "cyton"\n[signal]\n'
