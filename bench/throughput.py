@@ -169,9 +169,11 @@ def main() -> None:
         if args.profile:
             prof = cProfile.Profile()
             with inference_thread_times(stager) as times:
+                loop_cpu = time.thread_time()
                 prof.enable()
                 prof_run = one_run(port, stager, model, "tp-prof", window)
                 prof.disable()
+                loop_cpu = time.thread_time() - loop_cpu
             n = max(1, prof_run["epochs_received"])
             buf = io.StringIO()
             pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(25)
@@ -185,8 +187,11 @@ def main() -> None:
                 "threading wait / run_in_executor in the loop thread)\n"
                 f"# inference thread CPU per epoch (time.thread_time around the calls): "
                 f"score {1e3 * times['score'] / n:.3f} ms = encoder {1e3 * times['encode'] / n:.3f}"
-                f" + head {1e3 * times['head'] / n:.3f} + the rest (Python); process CPU per "
-                f"epoch {prof_run['cpu_ms_per_epoch']:.3f} ms (all threads, under the profiler)\n\n"
+                f" + head {1e3 * times['head'] / n:.3f} + the rest (Python); event-loop thread "
+                f"CPU per epoch {1e3 * loop_cpu / n:.3f} ms; process CPU per epoch "
+                f"{prof_run['cpu_ms_per_epoch']:.3f} ms (all threads; all under the profiler)\n"
+                f"# {prof_run['epochs_per_s']:.0f} epochs/s under the profiler; 1-min load average "
+                f"{os.getloadavg()[0]:.1f}, this process at nice {os.nice(0)}\n\n"
                 "## by own time\n" + buf.getvalue() + "\n## cumulative\n" + buf2.getvalue()
             )
             profile_top = str(out.relative_to(RESULTS.parent.parent))
