@@ -246,6 +246,10 @@ def markdown(result: dict) -> str:
         "",
         "Tolerance: the 100-Hz formats give the EDF replay's stages exactly; inputs the "
         f"DSP resamples (256 / 250 Hz) agree on >= {100 * GOAL_AGREEMENT:.0f} % of epochs.",
+        "",
+        "The kappa column is against SC4001's expert hypnogram. SC4001 is the shipped "
+        "student's training recording, so that column shows only that the formats agree; "
+        "it says nothing about other people's nights (see the DREAMS figures).",
     ]
     if result.get("agreement_from"):
         lines += ["", f"(agreement table from `{result['agreement_from']}`)"]
