@@ -35,7 +35,14 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+def _is_flag(action: argparse.Action) -> bool:
+    """A ``store_true`` option (told by its public attributes: no value, const True)."""
+    return action.nargs == 0 and action.const is True
+
+
 def _apply_env_defaults(parser: argparse.ArgumentParser, env_prefix: str) -> None:
+    # argparse has no public list of a parser's actions; ``_actions`` is the documented-
+    # by-use attribute every argparse extension reads (stable since Python 3.2).
     for action in parser._actions:
         if not action.option_strings or action.dest in ("help",):
             continue
@@ -43,7 +50,7 @@ def _apply_env_defaults(parser: argparse.ArgumentParser, env_prefix: str) -> Non
         if key not in os.environ:
             continue
         raw = os.environ[key]
-        if isinstance(action, argparse._StoreTrueAction):
+        if _is_flag(action):
             value: object = raw.strip().lower() in ("1", "true", "yes", "on")
         elif action.nargs == "?" and raw.strip().lower() in _TRUE + _FALSE:
             # a flag with an optional value: SLEEPSTREAM_X=1 is the flag alone, =0 is off
