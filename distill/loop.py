@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from distill.checkpoint import load_optimizer, load_weights, read_sidecar, save_checkpoint
 from distill.config import StageConfig
+from distill.loader import StageLoader, pass_items, view_rng
 from distill.runtime import Runtime, barrier, broadcast, rank, world_size
 from distill.trainset import Augmentation, TrainSet
 
@@ -193,121 +194,133 @@ def fit(
     micro = rt.micro_batches
     reseed = micro > 1 or world > 1
     t0 = time.perf_counter()
-    for epoch in range(start, stage.epochs):
-        if bad > stage.patience:
-            break
-        rng = np.random.default_rng([seed, stage_index, epoch])
-        torch.manual_seed(seed * 10_000 + stage_index * 1_000 + epoch)
-        lr = stage.optim.lr_at(epoch, stage.epochs)
-        _set_lr(opt, lr)
-        items = train_set.plan(rng, sampler_weights)
-        if train_set.seq == 1 and len(items) % stage.batch_size == 1 and len(items) > 1:
-            items = items[:-1]  # BatchNorm cannot train on a batch of one epoch
-        # Normalisation cuts and night-level augmentation draw from their own stream, so
-        # runs without them draw exactly the windows they drew before these existed.
-        views = train_set.pass_view(np.random.default_rng([seed, stage_index, epoch, 1]), augment)
-        batches, n_batches = _batches(train_set, items, rng, augment, views, stage.batch_size,
-                                      rt, (seed, stage_index, epoch), rk, world)  # fmt: skip
-        owner.train()
-        bar = tqdm(
-            range(n_batches),
-            desc=f"{stage_name} {epoch + 1}/{stage.epochs}",
-            disable=not (progress and main),
-            leave=False,
-            dynamic_ncols=True,
-            mininterval=0.2 if sys.stderr.isatty() else 5.0,
-        )
-        tot, n_seen, correct, n_lab = 0.0, 0, 0, 0
-        log_sums: dict[str, float] = {}
-        for b, (x, y) in zip(bar, batches, strict=False):
-            x = x.to(device, non_blocking=True)
-            y = y.to(device, non_blocking=True)
-            parts = [(x[k::micro], y[k::micro]) for k in range(micro)] if micro > 1 else [(x, y)]
-            parts = [p for p in parts if len(p[0])]
-            opt.zero_grad(set_to_none=True)
-            for k, (xk, yk) in enumerate(parts):
-                if reseed:
-                    torch.manual_seed(_step_seed(seed, stage_index, epoch, b, k * world + rk))
-                sync = k == len(parts) - 1 or world == 1
-                ctx = contextlib.nullcontext() if sync else step_module.no_sync()
-                with ctx:
-                    with rt.autocast():
-                        loss, logits, logs = step_module(xk, yk, epoch, stage_name)
-                    scaled = loss / len(parts)
-                    (scaler.scale(scaled) if scaler is not None else scaled).backward()
-                m = yk >= 0
-                correct += int((logits.argmax(-1)[m] == yk[m]).sum())
-                n_lab += int(m.sum())
-                tot += float(loss.detach()) * len(xk)
-                for name, v in logs.items():
-                    log_sums[name] = log_sums.get(name, 0.0) + float(v) * len(xk)
-                n_seen += len(xk)
-            if scaler is not None:
-                scaler.unscale_(opt)
-            if stage.optim.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, stage.optim.grad_clip)
-            if scaler is not None:
-                scaler.step(opt)
-                scaler.update()
+    loader = None
+    if rt.per_item:  # one DataLoader (one set of workers) serves every pass of the stage
+        loader = StageLoader(train_set, augment, (seed, stage_index), sampler_weights,
+                             stage.batch_size, range(start, stage.epochs), workers=rt.workers,
+                             pin_memory=device.type == "cuda", rank=rk, world=world)  # fmt: skip
+    try:
+        for epoch in range(start, stage.epochs):
+            if bad > stage.patience:
+                break
+            torch.manual_seed(seed * 10_000 + stage_index * 1_000 + epoch)
+            lr = stage.optim.lr_at(epoch, stage.epochs)
+            _set_lr(opt, lr)
+            if loader is not None:
+                batches, n_batches = loader.batches(epoch), loader.n_batches(epoch)
             else:
-                opt.step()
-            bar.set_postfix(
-                loss=f"{tot / max(n_seen, 1):.3f}",
-                acc=f"{correct / max(n_lab, 1):.3f}",
-                **{k: f"{v:.3f}" for k, v in logs.items() if k != "ce"},
+                batches, n_batches = _memory_batches(
+                    train_set, (seed, stage_index, epoch), sampler_weights, augment,
+                    stage.batch_size)  # fmt: skip
+            owner.train()
+            bar = tqdm(
+                range(n_batches),
+                desc=f"{stage_name} {epoch + 1}/{stage.epochs}",
+                disable=not (progress and main),
+                leave=False,
+                dynamic_ncols=True,
+                mininterval=0.2 if sys.stderr.isatty() else 5.0,
             )
-        bar.close()
-        rec = {
-            "epoch": epoch,
-            "lr": lr,
-            "loss": tot / max(n_seen, 1),
-            "train_acc": correct / max(n_lab, 1),
-            "wall_s": time.perf_counter() - t0,
-            **{f"train_{k}": v / max(n_seen, 1) for k, v in log_sums.items()},
-        }
-        if validate is not None:
-            vm = broadcast(validate(model) if main else None)
-            rec.update(
-                val_macro_f1=vm["macro_f1"], val_accuracy=vm["accuracy"], val_kappa=vm["kappa"]
-            )
-            metric = vm["macro_f1"]
-        else:
-            metric = -rec["loss"]
-        history.append(rec)
-        if metric > best:
-            best, best_epoch, bad = metric, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            if best_path is not None and main:
-                save_checkpoint(
-                    best_path,
-                    model,
-                    dict(sidecar or {}, stage=stage_name, best_epoch=epoch, best=best),
+            tot, n_seen, correct, n_lab = 0.0, 0, 0, 0
+            log_sums: dict[str, float] = {}
+            for b, (x, y) in zip(bar, batches, strict=False):
+                x = x.to(device, non_blocking=True)
+                y = y.to(device, non_blocking=True)
+                parts = (
+                    [(x[k::micro], y[k::micro]) for k in range(micro)] if micro > 1 else [(x, y)]
                 )
-        else:
-            bad += 1
-        if progress and main:
-            tqdm.write(
-                f"{stage_name} epoch {epoch + 1}/{stage.epochs} loss {rec['loss']:.4f} "
-                f"train-acc {rec['train_acc']:.3f}"
-                + (
-                    f" val-MF1 {rec['val_macro_f1']:.3f} val-acc {rec['val_accuracy']:.3f}"
-                    if validate is not None
-                    else ""
+                parts = [p for p in parts if len(p[0])]
+                opt.zero_grad(set_to_none=True)
+                for k, (xk, yk) in enumerate(parts):
+                    if reseed:
+                        torch.manual_seed(_step_seed(seed, stage_index, epoch, b, k * world + rk))
+                    sync = k == len(parts) - 1 or world == 1
+                    ctx = contextlib.nullcontext() if sync else step_module.no_sync()
+                    with ctx:
+                        with rt.autocast():
+                            loss, logits, logs = step_module(xk, yk, epoch, stage_name)
+                        scaled = loss / len(parts)
+                        (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                    m = yk >= 0
+                    correct += int((logits.argmax(-1)[m] == yk[m]).sum())
+                    n_lab += int(m.sum())
+                    tot += float(loss.detach()) * len(xk)
+                    for name, v in logs.items():
+                        log_sums[name] = log_sums.get(name, 0.0) + float(v) * len(xk)
+                    n_seen += len(xk)
+                if scaler is not None:
+                    scaler.unscale_(opt)
+                if stage.optim.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(params, stage.optim.grad_clip)
+                if scaler is not None:
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    opt.step()
+                bar.set_postfix(
+                    loss=f"{tot / max(n_seen, 1):.3f}",
+                    acc=f"{correct / max(n_lab, 1):.3f}",
+                    **{k: f"{v:.3f}" for k, v in logs.items() if k != "ce"},
                 )
-                + f" lr {lr:.2e} [{rec['wall_s']:.0f} s]"
-            )
-        if last is not None and main:
-            state = {
+            bar.close()
+            rec = {
                 "epoch": epoch,
-                "history": history,
-                "best": best,
-                "best_epoch": best_epoch,
-                "bad": bad,
+                "lr": lr,
+                "loss": tot / max(n_seen, 1),
+                "train_acc": correct / max(n_lab, 1),
+                "wall_s": time.perf_counter() - t0,
+                **{f"train_{k}": v / max(n_seen, 1) for k, v in log_sums.items()},
             }
-            save_checkpoint(
-                last, owner, dict(sidecar or {}, stage=stage_name, train_state=state), optimizer=opt
-            )
-        barrier()
+            if validate is not None:
+                vm = broadcast(validate(model) if main else None)
+                rec.update(
+                    val_macro_f1=vm["macro_f1"], val_accuracy=vm["accuracy"], val_kappa=vm["kappa"]
+                )
+                metric = vm["macro_f1"]
+            else:
+                metric = -rec["loss"]
+            history.append(rec)
+            if metric > best:
+                best, best_epoch, bad = metric, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                if best_path is not None and main:
+                    save_checkpoint(
+                        best_path,
+                        model,
+                        dict(sidecar or {}, stage=stage_name, best_epoch=epoch, best=best),
+                    )
+            else:
+                bad += 1
+            if progress and main:
+                tqdm.write(
+                    f"{stage_name} epoch {epoch + 1}/{stage.epochs} loss {rec['loss']:.4f} "
+                    f"train-acc {rec['train_acc']:.3f}"
+                    + (
+                        f" val-MF1 {rec['val_macro_f1']:.3f} val-acc {rec['val_accuracy']:.3f}"
+                        if validate is not None
+                        else ""
+                    )
+                    + f" lr {lr:.2e} [{rec['wall_s']:.0f} s]"
+                )
+            if last is not None and main:
+                state = {
+                    "epoch": epoch,
+                    "history": history,
+                    "best": best,
+                    "best_epoch": best_epoch,
+                    "bad": bad,
+                }
+                save_checkpoint(
+                    last,
+                    owner,
+                    dict(sidecar or {}, stage=stage_name, train_state=state),
+                    optimizer=opt,
+                )
+            barrier()
+    finally:
+        if loader is not None:
+            loader.close()
+
     if best_state is not None:
         model.load_state_dict(best_state)
     _sync_buffers(model)
@@ -329,34 +342,20 @@ def _sync_buffers(model: nn.Module) -> None:
             torch.distributed.broadcast(buf, src=0)
 
 
-def _batches(
+def _memory_batches(
     train_set: TrainSet,
-    items: np.ndarray,
-    rng: np.random.Generator,
-    augment: Augmentation,
-    views,
-    batch_size: int,
-    rt: Runtime,
     key: tuple[int, int, int],
-    rk: int,
-    world: int,
+    weights: np.ndarray | None,
+    augment: Augmentation,
+    batch_size: int,
 ) -> tuple[Iterator[tuple[torch.Tensor, torch.Tensor]], int]:
-    """The pass's batches (``x``, ``y`` tensors) and their number on this rank."""
-    if rt.per_item:
-        from distill.loader import WindowDataset, make_loader
-
-        loader = make_loader(
-            WindowDataset(train_set, items, augment, views, key),
-            batch_size,
-            workers=rt.workers,
-            pin_memory=rt.torch_device.type == "cuda",
-            rank=rk,
-            world=world,
-        )
-        return iter(loader), len(loader)
+    """The in-memory path: one pass's batches (``x``, ``y`` tensors), cut in this process
+    from one random stream per pass, and their number."""
+    items, rng = pass_items(train_set, key, weights, batch_size)
+    views = train_set.pass_view(view_rng(key), augment)
     n = max(1, math.ceil(len(items) / batch_size))
 
-    def gen():
+    def gen() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for b in range(n):
             chunk = items[b * batch_size : (b + 1) * batch_size]
             if len(chunk) == 0:
