@@ -1,8 +1,10 @@
 """Nights prepared once into memory-mapped arrays, for datasets that do not fit in RAM.
 
-``distill prepare DATA_DIR --dataset sleep-edf-20|sleep-edf-78|isruc --out PREP`` reads
-every recording of a local download through :mod:`sleepstream.io` (the daemon's readers:
-trimmed, 100 Hz) and writes, per night, under ``PREP/nights/``:
+``distill prepare DATA --dataset sleep-edf-20|sleep-edf-78|isruc|bids|pairs --out PREP``
+reads every night of a dataset (:mod:`distill.datasets`: the public downloads, a BIDS
+tree, or a lab's own list of recordings and hypnograms in any format) through
+:mod:`sleepstream.io` (the daemon's readers: trimmed, 100 Hz) and writes, per night,
+under ``PREP/nights/``:
 
 - ``<key>.npy``: float32 ``(n_channels, n_epochs * 3000)`` µV, read back with
   ``numpy.load(mmap_mode="r")`` (no pickle, ``allow_pickle=False``);
@@ -23,27 +25,26 @@ memory-mapped views: a training window reads only its own epochs.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from distill.data import Recording
+from distill.datasets import (
+    DEFAULT_CHANNELS,
+    NightSource,
+    find_sources,
+    read_night,
+    source_files,
+)
 from sleepstream.errors import DataFileError, SleepstreamError, UsageError
 from sleepstream.types import EPOCH_SAMPLES
 
 FORMAT = "sleepstream-distill-prepared/1"
-DATASETS = ("sleep-edf-20", "sleep-edf-78", "isruc")
-#: Default derivations per dataset.
-DEFAULT_CHANNELS = {
-    "sleep-edf-20": ("EEG Fpz-Cz",),
-    "sleep-edf-78": ("EEG Fpz-Cz",),
-    "isruc": ("C3-A2",),
-}
 
 
 @dataclass(frozen=True)
@@ -56,45 +57,23 @@ class NightEntry:
     key: str
     n_epochs: int
     psg: str
-    hypnogram: str
+    hypnogram: str  # "" = the recording's own stage annotations
 
 
-def find_pairs(data_dir: Path, dataset: str) -> list:
-    """The recording/hypnogram pairs of ``dataset`` under ``data_dir``.
-
-    ``sleep-edf-20``: Sleep Cassette subjects 0-19 (39 nights); ``sleep-edf-78``: every
-    Sleep Cassette night (153); ``isruc``: every ISRUC ``N.rec`` with ``N_1.txt``.
-    """
-    from sleepstream.io import find_isruc_pairs, find_sleep_edf_pairs
-
-    if dataset not in DATASETS:
-        raise UsageError(f"--dataset {dataset!r}: valid: {', '.join(DATASETS)}")
-    if not Path(data_dir).is_dir():
-        raise DataFileError(f"{data_dir}: no such folder")
-    if dataset == "isruc":
-        return find_isruc_pairs(data_dir)
-    pairs = [p for p in find_sleep_edf_pairs(data_dir) if p.psg.name.startswith("SC")]
-    if dataset == "sleep-edf-20":
-        pairs = [p for p in pairs if int(p.psg.name[3:5]) < 20]
-    return pairs
-
-
-def subject_of(pair) -> tuple[str, int]:
-    """``(subject, night)``: Sleep-EDF ``SC4ssN`` -> ``("SC4ss", N)``; ISRUC -> (folder, 1)."""
-    name = Path(pair.psg).name
-    m = re.match(r"(S[CT]\d\d\d)(\d)", name)
-    if m:
-        return m.group(1), int(m.group(2))
-    return str(pair.subject), 1
-
-
-def night_key(pair, channels: Sequence[str], fs: float = 100.0) -> str:
+def night_key(src: NightSource, channels: Sequence[str], fs: float = 100.0) -> str:
     """Content key of a prepared night (source bytes + reading parameters)."""
     from sleepstream.io.cache import CacheSpec
 
-    params = {"format": FORMAT, "channels": list(channels), "fs": fs, "trim": True,
-              "dataset": pair.dataset}  # fmt: skip
-    return CacheSpec("distill.prepared", [pair.psg, pair.hypnogram], params).key()
+    params: dict[str, Any] = {"format": FORMAT, "channels": list(channels), "fs": fs,
+                              "trim": True, "dataset": src.dataset}  # fmt: skip
+    if src.legacy:  # Sleep-EDF, ISRUC: the keys of the first release
+        return CacheSpec("distill.prepared", [src.psg, cast(Path, src.hypnogram)], params).key()
+    for f in source_files(src):
+        if not f.is_file():
+            raise DataFileError(f"{f}: no such file")
+    params.update(file_channels=list(src.channels or channels), board=src.board,
+                  own_annotations=src.hypnogram is None)  # fmt: skip
+    return CacheSpec("distill.prepared", source_files(src), params).key()
 
 
 def prepare(
@@ -105,57 +84,77 @@ def prepare(
     *,
     progress: bool = True,
     limit: int | None = None,
+    board: str | None = None,
 ) -> dict[str, Any]:
     """Prepare every night of ``dataset`` (see the module docstring); returns the manifest.
 
-    Failures are listed in the manifest's ``failed`` (and printed, one line each); the
-    caller decides the exit status.
+    ``data_dir`` is the dataset's folder (``pairs``: the pairs file, or a folder holding
+    ``pairs.tsv``); ``board`` the BrainFlow layout of BrainFlow files whose row names
+    none. Failures are listed in the manifest's ``failed`` (and printed, one line each);
+    the caller decides the exit status.
     """
-    from tqdm import tqdm
+    from tqdm import tqdm  # type: ignore[import-untyped]
 
     out = Path(out)
-    (out / "nights").mkdir(parents=True, exist_ok=True)
-    chans = tuple(channels or DEFAULT_CHANNELS[dataset])
-    pairs = find_pairs(Path(data_dir), dataset)[:limit]
-    if not pairs:
+    sources = find_sources(Path(data_dir), dataset, board)[:limit]
+    if not sources:
         raise DataFileError(f"{data_dir}: no {dataset} recordings with hypnograms found")
+    chans = tuple(channels) if channels else DEFAULT_CHANNELS.get(dataset, ())
+    if not chans:
+        raise UsageError(f"--dataset {dataset}: name the derivation(s) with --channels "
+                         f"(e.g. --channels C3-M2); {first_channels(sources[0])}")  # fmt: skip
+    (out / "nights").mkdir(parents=True, exist_ok=True)
     entries: list[NightEntry] = []
     failed: list[dict[str, str]] = []
-    bar = tqdm(pairs, desc=f"prepare {dataset}", unit="night", disable=not progress,
+    bar = tqdm(sources, desc=f"prepare {dataset}", unit="night", disable=not progress,
                dynamic_ncols=True)  # fmt: skip
-    for pair in bar:
-        bar.set_postfix_str(Path(pair.psg).name)
+    for src in bar:
+        bar.set_postfix_str(src.psg.name)
         try:
-            entries.append(_prepare_one(pair, chans, out / "nights"))
+            entries.append(_prepare_one(src, chans, out / "nights"))
         except (SleepstreamError, OSError, ValueError) as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            failed.append({"psg": str(pair.psg), "hypnogram": str(pair.hypnogram), "error": msg})
-            where = "" if str(pair.psg) in msg or str(pair.hypnogram) in msg else f"{pair.psg}: "
+            hyp = str(src.hypnogram or "")
+            failed.append({"psg": str(src.psg), "hypnogram": hyp, "error": msg})
+            where = "" if str(src.psg) in msg or (hyp and hyp in msg) else f"{src.psg}: "
             tqdm.write(f"distill prepare: {where}{msg}", file=sys.stderr)
     return write_manifest(out, dataset, str(Path(data_dir).resolve()), chans, entries, failed)
 
 
-def _prepare_one(pair, chans: Sequence[str], folder: Path) -> NightEntry:
-    from sleepstream.io import iter_nights
+def first_channels(src: NightSource) -> str:
+    """``"<file> has: <labels>"`` of a recording (for a message), or why it cannot say."""
+    from sleepstream.io import open_recording
 
-    key = night_key(pair, chans)
-    subject, night = subject_of(pair)
+    try:
+        rec = open_recording(src.psg, board=src.board)
+        labels = [c.name for c in rec.channels]
+        rec.close()
+    except (SleepstreamError, OSError, ValueError) as exc:
+        return f"{src.psg}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    return f"{src.psg.name} has: {', '.join(labels)}"
+
+
+def _prepare_one(src: NightSource, chans: Sequence[str], folder: Path) -> NightEntry:
+    key = night_key(src, chans)
     index = folder / f"{key}.json"
     if index.is_file():  # done before (resume) or an identical file under another name
         meta = json.loads(index.read_text())
     else:
-        nights = [next(iter_nights([pair], ch, fs=100.0, trim=True, cache=False)) for ch in chans]
+        nights = read_night(src, chans)
         labels = np.asarray(nights[0].stages, np.int8)
         for ch, n in zip(chans[1:], nights[1:], strict=True):
             if not np.array_equal(np.asarray(n.stages, np.int8), labels):
-                raise DataFileError(f"{pair.psg} {ch}: hypnogram grid differs from {chans[0]}")
+                raise DataFileError(f"{src.psg} {ch}: hypnogram grid differs from {chans[0]}")
         x = np.stack([np.asarray(n.epochs(), np.float32).reshape(-1) for n in nights])
         from sleepstream.io.cache import file_digest
 
-        sources = {str(p): file_digest(p) for p in (pair.psg, pair.hypnogram)}
-        meta = write_night(folder, key, x, labels, chans, sources, file_digest(pair.psg))
-    return NightEntry(_night_name(pair), subject, night, key, int(meta["n_epochs"]),
-                      str(pair.psg), str(pair.hypnogram))  # fmt: skip
+        files = [src.psg] if src.legacy else source_files(src)
+        if src.legacy:
+            files.append(cast(Path, src.hypnogram))
+        sources = {str(p): file_digest(p) for p in files}
+        meta = write_night(folder, key, x, labels, chans, sources, file_digest(src.psg))
+    return NightEntry(src.name, src.subject, src.night, key, int(meta["n_epochs"]),
+                      str(src.psg), str(src.hypnogram or ""))  # fmt: skip
 
 
 def write_night(
@@ -192,14 +191,16 @@ def write_night(
     return meta
 
 
-def _night_name(pair) -> str:
-    name = Path(pair.psg).name
-    return name[:6] if re.match(r"S[CT]\d{4}", name) else f"{pair.dataset}-{pair.subject}"
-
-
-def write_manifest(out: Path, dataset: str, source: str, channels, entries, failed=()) -> dict:
+def write_manifest(
+    out: Path,
+    dataset: str,
+    source: str,
+    channels: Sequence[str],
+    entries: Sequence[NightEntry],
+    failed: Sequence[dict[str, str]] = (),
+) -> dict[str, Any]:
     """Write ``out/manifest.json`` for ``entries`` (:class:`NightEntry`); returns it."""
-    manifest = {
+    manifest: dict[str, Any] = {
         "format": FORMAT,
         "dataset": dataset,
         "source": source,
@@ -212,7 +213,7 @@ def write_manifest(out: Path, dataset: str, source: str, channels, entries, fail
     return manifest
 
 
-def _write_json(path: Path, doc: dict) -> None:
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(doc, indent=1) + "\n")
     tmp.replace(path)
@@ -222,7 +223,7 @@ def read_manifest(prep: Path | str) -> dict[str, Any]:
     """``PREP/manifest.json``; :class:`DataFileError` naming the file if absent or foreign."""
     path = Path(prep) / "manifest.json"
     try:
-        doc = json.loads(path.read_text())
+        doc: dict[str, Any] = json.loads(path.read_text())
     except FileNotFoundError:
         raise DataFileError(f"{path}: not found (run `distill prepare` first)") from None
     except json.JSONDecodeError as exc:

@@ -1,7 +1,8 @@
 """``distill reproduce``: the paper's protocol on a full dataset, in one resumable command.
 
-Prepares the dataset once (:mod:`distill.prepared`, memory-mapped), cuts it into
-subject-wise folds (Sleep-EDF: ``--folds k``, both nights of a subject in the same fold;
+Prepares the dataset once (:mod:`distill.prepared`, memory-mapped; ``--dataset bids`` or
+``pairs`` takes a lab's own recordings, ``--channels`` naming the derivations), cuts it
+into subject-wise folds (``--folds k``, every night of a subject in the same fold;
 ISRUC: leave-one-subject-out), then trains, per fold and seed, the teacher, the student
 from scratch, every method's student and the TA, and scores each on its fold's test
 subjects. Every (row, seed, fold) is a resumable unit (:mod:`distill.runs`); the table
@@ -20,7 +21,7 @@ HELP = "the paper's subject-wise k-fold on a full dataset: teacher, TA, every me
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from distill.commands.compare import QUICK
     from distill.commands.train import add_train_arguments
-    from distill.prepared import DATASETS
+    from distill.datasets import DATASETS
 
     parser.add_argument("--dataset", required=True, choices=DATASETS)
     parser.add_argument(
@@ -43,15 +44,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from distill.commands.compare import Setup, parse_methods, run_rows
     from distill.commands.train import pick_folds
+    from distill.datasets import DEFAULT_CHANNELS
     from distill.data import subject_kfold
     from distill.prepared import load_prepared, prepare, read_manifest, subjects
     from sleepstream.errors import UsageError
 
     if args.data is None:
-        raise UsageError("--data: the dataset's local folder is required")
+        raise UsageError("--data: the dataset's local folder (pairs: its pairs file) is required")
     prep = args.prepared or Path("runs/prepared") / args.dataset
     if not (prep / "manifest.json").is_file():
-        prepare(args.data, args.dataset, prep, progress=not args.no_progress)
+        chans = None  # Sleep-EDF / ISRUC: the dataset's default derivation
+        if args.dataset not in DEFAULT_CHANNELS:  # bids, pairs: --channels names them
+            chans = [c.strip() for c in args.channels.split(",") if c.strip()]
+        prepare(args.data, args.dataset, prep, chans, progress=not args.no_progress)
     man = read_manifest(prep)
     if man["dataset"] != args.dataset:
         raise UsageError(f"{prep}: prepared for {man['dataset']!r}, not {args.dataset!r}")
