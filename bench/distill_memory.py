@@ -63,7 +63,7 @@ def child(prep: Path, workers: int, stride: int) -> None:
     """The measured training run (in its own process)."""
     from dataclasses import replace
 
-    from distill.data import Fold
+    from distill.folds import Fold
     from distill.loop import cross_entropy, fit
     from distill.prepared import load_prepared
     from distill.runtime import Runtime, set_determinism

@@ -4,7 +4,7 @@ A checkpoint ``<dir>/<stem>.safetensors`` has:
 
 - ``<stem>.safetensors``: the model's ``state_dict`` (weights and BN buffers);
 - ``<stem>.json``: the sidecar — model name and build kwargs, the training config, the split
-  (:meth:`distill.data.Fold.to_json`), the training state (stage, epoch, best validation
+  (:meth:`distill.folds.Fold.to_json`), the training state (stage, epoch, best validation
   macro-F1, history) and free-form metadata;
 - ``<stem>.optim.safetensors`` (optional): the optimiser state, tensors stored flat as
   ``state.<param index>.<key>``; scalar hyper-parameters of the parameter groups go to the

@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from distill.data import MODES, Fold, Recording, gather_windows, score_position
+from distill.data import MODES, Recording, gather_windows, score_position
+from distill.folds import Fold
 from sleepstream.errors import UsageError
 from sleepstream.scoring import agreement, agreement_markdown
 from sleepstream.types import N_STAGES

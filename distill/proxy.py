@@ -4,7 +4,7 @@ SC4001 has two derivations that see different cortex at different amplitudes (Fp
 Pz-Oz). The proxy trains on one and scores on the other, which is the closest thing to
 "another montage, another amplifier" that one night allows. Each derivation becomes its
 own single-channel :class:`~distill.data.Recording` (``SC4001/EEG Fpz-Cz``, ...), so the
-usual :class:`~distill.data.Fold` masks, training sets and scorers work unchanged.
+usual :class:`~distill.folds.Fold` masks, training sets and scorers work unchanged.
 
 Folds (``k`` blocks; ``guard`` epochs, normally the window length):
 
@@ -30,7 +30,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from distill.data import Fold, Recording, _guarded, block_bounds, runs_to_mask
+from distill.data import Recording
+from distill.folds import Fold, _guarded, block_bounds, runs_to_mask
 from sleepstream.errors import UsageError
 
 PROTOCOL = "cross-derivation"
@@ -119,7 +120,7 @@ def excerpts(
     Epochs outside ``test`` are not in any excerpt, so nothing outside the test mask is
     seen as history either.
     """
-    from distill.data import mask_to_runs
+    from distill.folds import mask_to_runs
 
     if length < 1:
         raise UsageError(f"excerpt length must be >= 1 epoch, got {length}")

@@ -113,7 +113,7 @@ class StageData:
 
     def sequence_set(self, stage_sequences: list | None) -> TrainSet:
         """Windows of ``seq_len`` epochs plus hypnogram-assembled ones (stage 2)."""
-        from distill.trainset import AssembledNights
+        from distill.assembled import AssembledNights
 
         cfg = self.cfg
         asm = None
@@ -175,11 +175,11 @@ def train_run(
     cfg : TrainConfig
     recs : list of :class:`~distill.data.Recording`
         Recordings the fold's masks refer to (by name).
-    fold : :class:`~distill.data.Fold`
+    fold : :class:`~distill.folds.Fold`
         Train masks (training windows) and validation masks (early stopping).
     stage_sequences : list of ndarray, optional
         Real hypnograms for hypnogram-assembled windows in stage 2 (see
-        :class:`~distill.data.AssembledNights`); ignored when ``cfg.assembled_ratio`` is 0.
+        :class:`~distill.assembled.AssembledNights`); ignored when ``cfg.assembled_ratio`` is 0.
     out_dir : Path, optional
         Checkpoint folder: ``pretrain-{last,best}``, ``sequence-{last,best}`` and ``best``
         (the final model), each ``.safetensors`` + ``.json``.

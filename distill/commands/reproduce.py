@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from distill.commands.compare import Setup, parse_methods, run_rows
     from distill.commands.train import pick_folds
     from distill.datasets import DEFAULT_CHANNELS
-    from distill.data import subject_kfold
+    from distill.folds import subject_kfold
     from distill.prepared import load_prepared, prepare, read_manifest, subjects
     from sleepstream.errors import UsageError
 

@@ -283,8 +283,8 @@ def runtime_from_args(args: argparse.Namespace):
 
 def load_recordings(args: argparse.Namespace, datasets=("sc4001",)):
     """Recordings for ``datasets`` and the real hypnograms (SC4001's own excluded)."""
+    from distill.assembled import trimmed_stage_sequences
     from distill.data import load_dreams_recordings, load_sc4001_recording
-    from distill.trainset import trimmed_stage_sequences
     from sleepstream.io.datasets import load_sleep_edf20_hypnograms
 
     root = args.data or default_data_dir()
@@ -311,7 +311,7 @@ def load_recordings(args: argparse.Namespace, datasets=("sc4001",)):
 
 
 def make_folds(split: str, recs, k: int, guard: int, seed: int, val: str = "next"):
-    from distill.data import (
+    from distill.folds import (
         full_night_fold,
         nightwise_kfold,
         subject_holdout,

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from distill.data import Recording, full_night_fold
+from distill.data import Recording
 from distill.distillation import MethodSpec, family_models, n_params, run_chain, uses_assistant
+from distill.folds import full_night_fold
 from distill.train import StageConfig, TrainConfig
 from distill.trainset import Augmentation
 from sleepstream.errors import UsageError

@@ -106,7 +106,7 @@ def test_evaluate_checkpoint_within_night_blocks(tiny_runs, shared_data, tmp_pat
     """A fold checkpoint is scored on its own held-out block, both modes, JSON + Markdown."""
     from distill.checkpoint import read_sidecar
     from distill.cli import main
-    from distill.data import Fold
+    from distill.folds import Fold
 
     rc = main(
         [

@@ -10,7 +10,8 @@ import torch
 
 from distill.augment import AugmentConfig
 from distill.checkpoint import load_model, load_optimizer, read_sidecar, save_checkpoint
-from distill.data import Recording, full_night_fold
+from distill.data import Recording
+from distill.folds import full_night_fold
 from distill.train import (
     OptimConfig,
     StageConfig,
