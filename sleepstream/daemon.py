@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -311,6 +312,8 @@ class Daemon:
                 if not self._aborted:
                     raise
                 log.warning("shutdown aborted: undelivered events stay in the outbox")
+            finally:
+                gc.unfreeze()
         if self._fatal is not None:
             raise self._fatal
         return DaemonResult(
@@ -346,6 +349,11 @@ class Daemon:
             work = asyncio.create_task(run_pipelines(self.pipelines, batcher), name="pipelines")
             await wait_opened(self.pipelines, work)
             if not work.done():
+                # everything built at start-up (models, sessions, thousands of pipelines)
+                # leaves the collector's generations: full collections stay short all night
+                # (1,000 beds: 111-ms pauses before); undone when the run ends
+                gc.collect()
+                gc.freeze()
                 self.started.set()
                 log.info("running: %s", ", ".join(p.name for p in self.pipelines))
             await self._until_stopped(work)
