@@ -11,8 +11,10 @@ increasing across passes, so stream time never goes backwards.
 
 A finite ``speed`` paces chunks by the wall clock (``speed=1`` is real time, ``30`` is
 30x); ``"max"`` hands chunks over as fast as the consumer takes them, so nothing is
-ever dropped. Chunks are ``chunk_seconds`` long: 30 s at ``--speed max`` (one read and
-one DSP call per epoch), 1 s when paced.
+ever dropped. Chunks are ``chunk_seconds`` long: 300 s at ``--speed max`` (one read and
+one DSP call per 10 epochs, which reach inference as one batch: 2.2x the epochs/s of
+30-s chunks, ``bench/throughput.py``), 1 s when paced. The output does not depend on the
+chunk size.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ log = logging.getLogger(__name__)
 #: Bounds of a paced replay's speed factor (1 = real time; beyond: ``max``).
 MIN_SPEED, MAX_SPEED = 0.01, 1e6
 #: Stream seconds per chunk at ``--speed max`` and when paced.
-MAX_SPEED_CHUNK_S = 30.0
+MAX_SPEED_CHUNK_S = 300.0
 PACED_CHUNK_S = 1.0
 
 
@@ -105,7 +107,7 @@ class FileReplaySource:
     loop : bool
         Start over at ``start`` when the file ends (timestamps keep increasing).
     chunk_seconds : float, optional
-        Stream time per chunk in seconds (default 30 at ``max``, else 1).
+        Stream time per chunk in seconds (default 300 at ``max``, else 1).
     board : str, optional
         BrainFlow board whose layout a BrainFlow file follows (the profile's board).
 

@@ -125,12 +125,13 @@ def test_parse_speed_accepts_max_and_factors():
     assert parse_speed("max") is None and parse_speed("30") == 30.0 and parse_speed(1) == 1.0
 
 
-def test_file_replay_chunks_are_30_s_at_max_speed_and_1_s_when_paced(tmp_path):
-    """At --speed max a chunk is one 30-s epoch (issue 12); paced replays hand over 1 s."""
+def test_file_replay_chunks_are_300_s_at_max_speed_and_1_s_when_paced(tmp_path):
+    """At --speed max a chunk is ten 30-s epochs (issue 12: >= 30 s; ten reach inference as
+    one batch); paced replays hand over 1 s."""
     path = tmp_path / "small.edf"
-    _write_edf(path, seconds=70)
+    _write_edf(path, seconds=700)
     fast = asyncio.run(_drain(EDFReplaySource(path, "EEG A", speed="max")))
-    assert [c.n_samples for c in fast] == [3000, 3000, 1000]
+    assert [c.n_samples for c in fast] == [30000, 30000, 10000]
     paced = EDFReplaySource(path, "EEG A", speed=1000.0)
     assert paced.chunk_seconds == 1.0
     assert {c.n_samples for c in asyncio.run(_drain(paced, limit=5))} == {100}
