@@ -175,7 +175,8 @@ def test_reproduce_on_a_labs_pairs_file_folds_by_subject(lab_pairs, tmp_path):
                  "--runs", str(tmp_path / "runs"), *TINY[2:]]) == 0  # fmt: skip
     res = json.loads((out / "reproduce-pairs-tiny-quick.json").read_text())
     assert res["n_subjects"] == 3 and not res["failed_files"]
-    assert [r["label"] for r in res["rows"]][0] == "teacher" and "kd" in str(res["rows"])
+    labels = [r["label"] for r in res["rows"]]
+    assert labels[0] == "teacher" and "kd" in labels, labels
     fs = res["fold_subjects"]
     assert sorted(s for f in fs.values() for s in f["test"]) == ["s1", "s2", "s3"]
     n_test = res["rows"][0]["modes"]["causal"]["per_seed"][0]["n_epochs"]
