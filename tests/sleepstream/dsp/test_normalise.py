@@ -212,3 +212,29 @@ def test_normalise_rejects_bad_shapes_and_priors(night):
         normalise_night(night[:5], None, spec, start=9)
     with pytest.raises(ConfigError, match="prior_scale_uv=-1"):
         RunningScale(spec, prior_scale_uv=-1.0)
+
+
+def test_quantile_1d_is_numpys_linear_quantile_bit_for_bit():
+    """The daemon's partial-sort quantile equals np.quantile exactly (ties, tiny and
+    epoch-sized arrays, q at the ends), so training (whole nights, np.percentile) and the
+    daemon (one epoch at a time) compute the same scale."""
+    from sleepstream.dsp.normalise import quantile_1d
+
+    rng = np.random.default_rng(5)
+    qs = (0.0, 0.1, 0.25, 1 / 3, 0.5, 0.75, 0.9, 1.0)
+    for n in [*range(1, 64), 239, 240, 3000]:
+        for x in (
+            rng.standard_normal(n),
+            np.round(rng.standard_normal(n) * 2),
+            rng.standard_cauchy(n),
+        ):
+            assert quantile_1d(x, qs) == tuple(float(v) for v in np.quantile(x, qs)), n
+
+
+def test_one_epochs_scale_equals_the_batched_scale():
+    """epoch_scale_uv of one (3000,) epoch (fast path) == the same row of a batch."""
+    from sleepstream.dsp.normalise import epoch_scale_uv
+
+    x = np.random.default_rng(6).standard_normal((20, 3000)) * 25
+    batch = epoch_scale_uv(x)
+    assert [float(epoch_scale_uv(row)) for row in x] == batch.tolist()
