@@ -192,6 +192,7 @@ class SourceReader:
         self._dsp: EpochChain | None = None
         self._fresh = False
         self._seen_dropped = 0
+        self._chunk_metrics: tuple[Any, Any] | None = None  # this device's labelled children
 
     async def open(self) -> None:
         """Enter the source and build its DSP chain (the first open: errors propagate).
@@ -320,12 +321,18 @@ class SourceReader:
         if self.metrics is None:
             return
         m = self.metrics
-        m.samples_received.labels(self.name).inc(chunk.n_samples)
+        if self._chunk_metrics is None:  # labels() is a locked dict lookup: once per device
+            self._chunk_metrics = (
+                m.samples_received.labels(self.name),
+                m.queue_depth.labels(self.name, "source"),
+            )
+        received, depth = self._chunk_metrics
+        received.inc(chunk.n_samples)
         dropped = int(src.dropped_samples)
         if dropped > self._seen_dropped:
             m.samples_dropped.labels(self.name).inc(dropped - self._seen_dropped)
             self._seen_dropped = dropped
-        m.queue_depth.labels(self.name, "source").set(src.queue_depth)
+        depth.set(src.queue_depth)
 
 
 class DevicePipeline:
