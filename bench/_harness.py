@@ -203,13 +203,15 @@ def bench_model() -> tuple[Path, str]:
     )
 
 
-def export_model(name: str, seed: int = 0, mode: str = "window") -> Path:
-    """Export ``distill.models.build(name)`` with seed ``seed`` in ``mode`` (cached).
+def export_model(name: str, seed: int = 0, mode: str = "window", **model_kwargs: int) -> Path:
+    """Export ``distill.models.build(name, **model_kwargs)`` with seed ``seed`` in ``mode``
+    (cached).
 
-    Returns the model's card path. The same name and seed give the same weights in both
-    modes (one checkpoint exported both ways).
+    Returns the model's card path. The same name, kwargs and seed give the same weights in
+    both modes (one checkpoint exported both ways).
     """
-    stem = f"{name}-seed{seed}" + ("" if mode == "window" else f"-{mode}")
+    size = "".join(f"-{k}{v}" for k, v in sorted(model_kwargs.items()))
+    stem = f"{name}{size}-seed{seed}" + ("" if mode == "window" else f"-{mode}")
     card = CACHE / f"{stem}.card.json"
     if card.exists():
         return card
@@ -219,7 +221,7 @@ def export_model(name: str, seed: int = 0, mode: str = "window") -> Path:
     from distill.models import build
 
     torch.manual_seed(seed)
-    model = build(name).eval()
+    model = build(name, **model_kwargs).eval()
     export_student(
         model,
         CACHE / f"{stem}.onnx",
