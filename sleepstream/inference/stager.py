@@ -47,8 +47,6 @@ from sleepstream.types import EPOCH_SAMPLES, N_STAGES, UNSCORED, StagePrediction
 MODELS_DIR: Path = Path(__file__).resolve().parents[1] / "models"
 #: Stem of the shipped default student inside :data:`MODELS_DIR`.
 DEFAULT_MODEL_NAME: str = "default.onnx"
-#: Fewest rows per part when one ORT call is split over the worker pool.
-_MIN_PARALLEL_ROWS = 8
 
 
 def default_model_path() -> Path:
@@ -143,9 +141,6 @@ class Stager:
         sess = self._sessions[role]
         x = np.ascontiguousarray(x, dtype=np.float32)
         rows = max(1, self.max_batch // max(1, per_row))
-        if self._pool is not None and x.shape[0] >= 2 * _MIN_PARALLEL_ROWS:
-            # a burst (many beds due together): one part per worker, so every core works
-            rows = min(rows, max(_MIN_PARALLEL_ROWS, -(-x.shape[0] // self.workers)))
         parts = [x[i : i + rows] for i in range(0, x.shape[0], rows)]
 
         def one(part: np.ndarray) -> np.ndarray:

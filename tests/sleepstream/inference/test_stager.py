@@ -118,29 +118,3 @@ def test_load_stager_default_missing_is_model_error(
     monkeypatch.setattr(stager_mod, "MODELS_DIR", tmp_path)
     with pytest.raises(ModelError, match=r"default\.card\.json: no default model"):
         load_stager()
-
-
-def test_a_burst_below_max_batch_is_shared_by_the_pool(tiny_pair: tuple[Path, Path]) -> None:
-    """Many beds due together (a burst of >= 16 epochs, fewer than max_batch) is split into
-    one part per worker, so both cores encode; the states equal one thread's."""
-    _, split_card = tiny_pair
-    pooled = load_stager(split_card, max_batch=64, workers=2)
-    single = load_stager(split_card, max_batch=64)
-    sess = pooled._sessions["encoder"]
-    calls: list[int] = []
-
-    class Counting:
-        def run(self, names, feeds):  # type: ignore[no-untyped-def]
-            calls.append(next(iter(feeds.values())).shape[0])
-            return sess.run(names, feeds)
-
-    pooled._sessions["encoder"] = Counting()
-    try:
-        x = np.stack([e.samples for e in _epochs(40, seed=3)]).astype(np.float32)
-        np.testing.assert_array_equal(pooled.encode(x), single.encode(x))
-        assert calls == [20, 20]
-        calls.clear()
-        pooled.encode(x[:10])  # a small batch stays one call (not worth a hand-over)
-        assert calls == [10]
-    finally:
-        pooled.close()
