@@ -89,18 +89,18 @@ DREAMS (Spearman 0.61 over the 7 v3 recipes), and nothing was changed because of
 
 """
 
-KD_INTRO = """**Not converged: stopped at 02:29 UTC on 2026-11-30 (session deadline) after 18 of 33
-units.** Seeds per row are in the last column: 2 for teacher, scratch student, kd, fitnets,
-nst, takd and dgkd; 1 for dkd, sleepkd, sleepkd:preset=code and TA (the header's "seeds:"
-line counts the last session only). It resumes where it stopped with the command below plus
-`--seeds 3 --runs /work/runs-kd` (≈ 1 h 45 more on one core). Every model here is a
-1.55 M-parameter paper-size student trained with the new recipe (normalisation, sessions,
-time-scale and derivation-mix augmentation, 30 % night-start windows; 25 + 15 passes,
-early stopping on an SC4001 block), tested on DREAMS. With one or two seeds no conclusion
-about SleepKD's advantage is possible: on seed 0 it is +0.052 kappa over the scratch
-student and +0.025 over plain KD, and every KD model stays at kappa ≤ 0.37, below the
-shipped 329 k student trained directly (0.397). `distill ablate` was not rerun at full
-settings (its quick table is in the footnotes).
+KD_INTRO = """**Not converged: stopped at 03:02 UTC on 2026-11-30 (session end) after 26 of 33
+units.** Seeds per row are in the last column: 3 for teacher, scratch student, kd and
+fitnets; 2 for nst, takd, dgkd, dkd, sleepkd, sleepkd:preset=code and TA (the header's
+"seeds:" line counts only the last session). It resumes where it stopped with the command
+below plus `--seeds 3 --runs /work/runs-kd`. Every model here is a 1.55 M-parameter
+paper-size student trained with the new recipe (normalisation, sessions, time-scale and
+derivation-mix augmentation, 30 % night-start windows; 25 + 15 passes, early stopping on an
+SC4001 block), tested on DREAMS. Paired per seed, SleepKD is +0.025 ± 0.001 kappa over plain
+KD (better on 2 of 2 seeds) and −0.000 ± 0.074 against the scratch student (1 of 2): **no
+advantage over training the student alone appears here**, and every KD model stays at kappa
+≤ 0.35, below the shipped 329 k student trained directly (0.397). `distill ablate` was not
+rerun at full settings (its quick table is in the footnotes).
 
 """
 
