@@ -74,6 +74,23 @@ class MethodSpec:
             return self.name
         return self.name + ":" + ",".join(f"{k}={v}" for k, v in self.options.items())
 
+    @property
+    def key(self) -> str:
+        """The method plus only the settings that differ from its defaults, sorted.
+
+        Two specs that train the same loss share one key (``sleepkd`` and
+        ``sleepkd:preset=paper``; the order of options does not matter), so a chain's
+        checkpoints are found again by any command or row label that asks for it.
+        """
+        default = dataclasses.asdict(methods.make_config(self.name))
+        chosen = dataclasses.asdict(methods.make_config(self.name, **self.options))
+        same_type = {  # 0 and 0.0 spell one setting
+            k: float(v) if isinstance(default[k], float) and type(v) is int else v
+            for k, v in chosen.items()
+        }
+        diff = sorted(f"{k}={v}" for k, v in same_type.items() if v != default[k])
+        return self.name + (":" + ",".join(diff) if diff else "")
+
     @classmethod
     def parse(cls, text: str) -> MethodSpec:
         """Parse ``name[:key=value,...]``; values become bool/int/float where they parse."""

@@ -214,7 +214,9 @@ def run_rows(
     first chain that trains one, ``sleepkd`` preferred) is added per ``extra_rows``.
     Resumable: each finished (row, seed, fold) is kept under the run folder
     (:class:`distill.runs.ScoreStore`) and skipped when the command runs again with the
-    same settings; ``--fresh`` retrains and rescores everything. The table and the paired
+    same settings; ``--fresh`` retrains and rescores everything. A chain's checkpoints live
+    under its method's :attr:`~distill.distillation.MethodSpec.key`, not the row label, so
+    ``distill ablate``'s full row reuses ``compare``'s ``sleepkd``. The table and the paired
     per-seed differences (vs the from-scratch student and vs plain KD) are rewritten
     after every unit.
     """
@@ -281,7 +283,7 @@ def run_rows(
                 if ("chain", label) not in memo:
                     memo[("chain", label)] = run_chain(
                         specs[label], args.family, cfg, setup.recs, fold,
-                        out_dir=base / _slug(label), teacher=teacher(),
+                        out_dir=base / _slug(specs[label].key), teacher=teacher(),
                         reuse=not args.fresh, resume=not args.fresh, **kw,
                     )  # fmt: skip
                 return memo[("chain", label)]

@@ -162,3 +162,20 @@ def lab_bids(tmp_path_factory, sc4001_dir) -> tuple[Path, list[Stretch]]:
     """The root of :func:`bids_tree` and its nights' stretches."""
     root = bids_tree(tmp_path_factory.mktemp("bids") / "root", sc4001_dir)
     return root, stretches(sc4001_dir, BIDS_STARTS, 16)
+
+
+def _id_recording(n: int = 60, name: str = "night", channels: int = 1):
+    """A synthetic night whose epoch ``i`` holds the constant ``i + 1`` in every sample
+    (derivation ``c`` adds ``1000 * c``; 100 Hz, 3000 samples an epoch); its stages cycle
+    W, N1, N2, N3, REM. Window and fold tests read epoch ids straight off the samples."""
+    from distill.data import Recording
+
+    base = np.repeat(np.arange(1, n + 1, dtype=np.float32), EPOCH_SAMPLES)
+    sig = {f"ch{c}": base + 1000.0 * c for c in range(channels)}
+    return Recording(name, sig, (np.arange(n) % 5).astype(np.int64), "synthetic")
+
+
+@pytest.fixture
+def id_recording():
+    """:func:`_id_recording`, the epoch-id night factory: ``id_recording(n, name, channels)``."""
+    return _id_recording

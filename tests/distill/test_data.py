@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from distill.data import (
-    Recording,
     gather_windows,
     load_sc4001_recording,
     make_windows,
@@ -15,19 +14,12 @@ from distill.data import (
 from sleepstream.errors import UsageError
 
 
-def id_recording(n: int = 60, name: str = "night", channels: int = 1) -> Recording:
-    """Epoch ``i`` holds the constant ``i + 1`` (derivation ``c`` adds ``1000 * c``)."""
-    base = np.repeat(np.arange(1, n + 1, dtype=np.float32), 3000)
-    sig = {f"ch{c}": base + 1000.0 * c for c in range(channels)}
-    return Recording(name, sig, (np.arange(n) % 5).astype(np.int64), "synthetic")
-
-
 def _ids(x: np.ndarray) -> np.ndarray:
     """Epoch ids of a window batch built from :func:`id_recording` (0 = padding)."""
     return np.round(x[..., 0, :].mean(axis=-1)).astype(int)
 
 
-def test_make_windows_causal_scored_epoch_is_last():
+def test_make_windows_causal_scored_epoch_is_last(id_recording):
     """Causal windows end on the target; history before the night is zero, label -1."""
     rec = id_recording(30)
     x, y = make_windows(rec, seq=5, mode="causal", targets=np.array([0, 2, 29]))
@@ -40,7 +32,7 @@ def test_make_windows_causal_scored_epoch_is_last():
     assert score_position(5, "causal") == 4
 
 
-def test_make_windows_offline_centred():
+def test_make_windows_offline_centred(id_recording):
     """Offline windows put the target in the middle and pad past the night end."""
     rec = id_recording(30)
     x, y = make_windows(rec, seq=5, mode="offline", targets=np.array([10, 29]))
@@ -51,7 +43,7 @@ def test_make_windows_offline_centred():
         score_position(5, "sideways")
 
 
-def test_gather_windows_keep_mask_hides_epochs():
+def test_gather_windows_keep_mask_hides_epochs(id_recording):
     """Epochs outside the keep mask are zeroed and labelled -1."""
     rec = id_recording(20)
     keep = np.ones(20, bool)

@@ -54,6 +54,17 @@ def test_method_spec_parses_options_and_validates_them():
         MethodSpec.parse("sleepkd:alfa=1")
 
 
+def test_method_spec_key_names_the_loss_not_the_spelling():
+    """Specs that train the same loss share a key; any real difference shows in it."""
+    key = MethodSpec.parse
+    assert key("sleepkd").key == key("sleepkd:preset=paper").key == "sleepkd"
+    assert key("sleepkd:alpha=0.1").key == "sleepkd"  # the default value
+    assert key("sleepkd:gamma=0,chain=false").key == key("sleepkd:chain=false,gamma=0.0").key
+    assert key("sleepkd:gamma=0,chain=false").key == "sleepkd:chain=False,gamma=0.0"
+    assert key("sleepkd:preset=code").key != "sleepkd"
+    assert key("kd").key == "kd" and key("kd:temperature=2").key != "kd"
+
+
 @pytest.mark.parametrize(("method", "with_ta"), [("kd", False), ("sleepkd", True)])
 def test_run_chain_trains_ta_only_when_used_and_keeps_teacher_frozen(tmp_path, method, with_ta):
     """The chain writes teacher/[ta/]student checkpoints; the teacher is not changed by KD."""

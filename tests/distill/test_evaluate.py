@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 
-from distill.data import Recording
 from distill.evaluate import (
     PROTOCOL_LABELS,
     predict_causal_strided,
@@ -19,12 +18,6 @@ from distill.evaluate import (
 WNB = "within-night-blocks (optimistic: same night)"
 
 
-def id_recording(n: int = 100) -> Recording:
-    """Epoch ``i`` holds the constant ``i + 1``; labels cycle through the stages."""
-    sig = {"c": np.repeat(np.arange(1, n + 1, dtype=np.float32), 3000)}
-    return Recording("night", sig, (np.arange(n) % 5).astype(np.int64), "synthetic")
-
-
 def id_predictor(x: np.ndarray) -> np.ndarray:
     """Logit 0 = epoch id at each position; logit 1 = number of real (non-padded) epochs."""
     out = np.zeros(x.shape[:2] + (5,), np.float32)
@@ -34,9 +27,9 @@ def id_predictor(x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("mode", ["causal", "offline"])
-def test_predict_targets_reads_the_scored_position(mode):
+def test_predict_targets_reads_the_scored_position(mode, id_recording):
     """Each target's logits come from the window position holding that target."""
-    rec = id_recording()
+    rec = id_recording(100)
     tg = np.array([0, 1, 50, 99])
     out = predict_targets(id_predictor, rec, tg, seq=7, mode=mode, batch_size=3)
     assert out[:, 0].tolist() == (tg + 1).tolist()
@@ -44,9 +37,9 @@ def test_predict_targets_reads_the_scored_position(mode):
     assert real == ([1, 2, 7, 7] if mode == "causal" else [4, 5, 7, 4])
 
 
-def test_predict_causal_strided_keeps_past_context():
+def test_predict_causal_strided_keeps_past_context(id_recording):
     """The strided validator scores every target with >= seq - stride past epochs."""
-    rec = id_recording()
+    rec = id_recording(100)
     tg = np.r_[30:60, 70:95]
     out = predict_causal_strided(id_predictor, rec, tg, seq=20, stride=5)
     assert out[:, 0].tolist() == (tg + 1).tolist()

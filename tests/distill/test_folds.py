@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from distill.data import Recording
 from distill.folds import (
     Fold,
     full_night_fold,
@@ -18,14 +17,7 @@ from distill.folds import (
 from sleepstream.errors import UsageError
 
 
-def id_recording(n: int = 60, name: str = "night", channels: int = 1) -> Recording:
-    """Epoch ``i`` holds the constant ``i + 1`` (derivation ``c`` adds ``1000 * c``)."""
-    base = np.repeat(np.arange(1, n + 1, dtype=np.float32), 3000)
-    sig = {f"ch{c}": base + 1000.0 * c for c in range(channels)}
-    return Recording(name, sig, (np.arange(n) % 5).astype(np.int64), "synthetic")
-
-
-def test_within_night_blocks_guard_separates_train_from_heldout():
+def test_within_night_blocks_guard_separates_train_from_heldout(id_recording):
     """Test blocks tile the night; train epochs stay `guard` epochs away from held-out ones."""
     rec = id_recording(300)
     folds = within_night_blocks(rec, k=5, guard=10)
@@ -41,7 +33,7 @@ def test_within_night_blocks_guard_separates_train_from_heldout():
         within_night_blocks(rec, k=2, guard=10)
 
 
-def test_within_night_blocks_neighbour_validation():
+def test_within_night_blocks_neighbour_validation(id_recording):
     """Neighbour validation: the last block validates on the previous one, not the first."""
     rec = id_recording(400)
     folds = within_night_blocks(rec, k=4, guard=10, val="neighbour")
@@ -55,7 +47,7 @@ def test_within_night_blocks_neighbour_validation():
     assert mask_to_runs(within_night_blocks(rec, k=4, guard=10)[3].val[rec.name]) == [[0, 100]]
 
 
-def test_fold_json_roundtrip():
+def test_fold_json_roundtrip(id_recording):
     """A fold survives its JSON form (run-length masks)."""
     rec = id_recording(50)
     fold = full_night_fold(rec, k=5, guard=3)
@@ -65,7 +57,7 @@ def test_fold_json_roundtrip():
     assert mask_to_runs(runs_to_mask([[2, 5], [7, 9]], 12)) == [[2, 5], [7, 9]]
 
 
-def test_nightwise_kfold_tests_each_night_once():
+def test_nightwise_kfold_tests_each_night_once(id_recording):
     """Every night is tested exactly once and never trained on in its own fold."""
     recs = [id_recording(10, name=f"n{i}") for i in range(5)]
     folds = nightwise_kfold(recs, k=5, seed=1)
@@ -78,7 +70,7 @@ def test_nightwise_kfold_tests_each_night_once():
         nightwise_kfold(recs[:2], k=2)
 
 
-def test_subject_kfold_keeps_a_subjects_nights_together():
+def test_subject_kfold_keeps_a_subjects_nights_together(id_recording):
     """Both nights of a subject share their role in every fold; each subject is tested
     once; validation subjects are neither trained nor tested; k = subjects is LOSO."""
     recs = [id_recording(8, name=f"SC4{s:02d}{n}") for s in range(7) for n in (1, 2)]

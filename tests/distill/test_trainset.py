@@ -18,13 +18,6 @@ from sleepstream.errors import UsageError
 SPEC = NormalisationSpec(window_epochs=20, prior_weight_epochs=2.0).to_card()
 
 
-def id_recording(n: int = 60, name: str = "night", channels: int = 1) -> Recording:
-    """Epoch ``i`` holds the constant ``i + 1`` (derivation ``c`` adds ``1000 * c``)."""
-    base = np.repeat(np.arange(1, n + 1, dtype=np.float32), 3000)
-    sig = {f"ch{c}": base + 1000.0 * c for c in range(channels)}
-    return Recording(name, sig, (np.arange(n) % 5).astype(np.int64), "synthetic")
-
-
 def noisy_recording(n: int = 80, seed: int = 0, channels: int = 2) -> Recording:
     """Gaussian epochs whose amplitude drifts over the night (10-40 µV), per derivation."""
     rng = np.random.default_rng(seed)
@@ -36,7 +29,7 @@ def noisy_recording(n: int = 80, seed: int = 0, channels: int = 2) -> Recording:
     return Recording("noisy", sig, (np.arange(n) % 5).astype(np.int64), "synthetic")
 
 
-def test_trainset_windows_never_show_heldout_epochs():
+def test_trainset_windows_never_show_heldout_epochs(id_recording):
     """Training windows, time shifts included, never contain a held-out epoch."""
     rec = id_recording(200)
     fold = within_night_blocks(rec, k=4, guard=8)[1]
@@ -62,7 +55,7 @@ def test_window_gain_is_one_draw_per_window_within_bounds():
     assert ratio.min() >= 1 / 1.5 - 1e-5 and ratio.max() <= 1.5 + 1e-5 and ratio.std() > 0
 
 
-def test_window_mix_takes_the_other_derivation_of_the_same_epochs():
+def test_window_mix_takes_the_other_derivation_of_the_same_epochs(id_recording):
     """mix with weight 1 shows the other derivation of exactly the same epochs."""
     rec = id_recording(30, channels=2)
     ts = TrainSet([rec], [np.ones(30, bool)], seq=3, stride=1)
@@ -75,7 +68,7 @@ def test_window_mix_takes_the_other_derivation_of_the_same_epochs():
     assert np.allclose(x, flip)
 
 
-def test_channel_swap_uses_both_derivations():
+def test_channel_swap_uses_both_derivations(id_recording):
     """With channel swap, training windows come from both derivations."""
     rec = id_recording(60, channels=2)
     ts = TrainSet([rec], [np.ones(60, bool)], seq=4, stride=1)
@@ -184,7 +177,7 @@ def test_night_level_augmentation_draws_once_per_session_before_the_normaliser()
     assert plain.signals["ch0"] is rec.signals["ch0"]  # nothing active: the night as it is
 
 
-def test_start_windows_pad_history_like_the_daemon():
+def test_start_windows_pad_history_like_the_daemon(id_recording):
     """start_windows=1: every window keeps only its last h+1 epochs, h in [0, seq-2]."""
     rec = id_recording(200)
     ts = TrainSet([rec], [np.ones(200, bool)], seq=5, stride=1, start_windows=1.0)
@@ -209,7 +202,7 @@ def test_class_weights_upweight_rare_stage():
     assert w[1] > w[0] > w[2]
 
 
-def test_weighted_sampler_oversamples_rare_stage():
+def test_weighted_sampler_oversamples_rare_stage(id_recording):
     """The weighted sampler draws windows of the rare stage more often."""
     y = np.array([2] * 90 + [1] * 10)
     rec = id_recording(100)

@@ -72,14 +72,32 @@ def test_compare_writes_mean_and_sd_over_seeds_and_resumes(shared_data, tmp_path
 
 
 @pytest.mark.slow
-def test_ablate_lists_full_l1_to_l4_and_variants(shared_data, tmp_path):
-    """The ablation table has the full loss, L1–L4 and variant a rows."""
-    rc = main(["ablate", "--out", str(tmp_path / "res"), "--runs", str(tmp_path / "runs"),
-               "--data", str(shared_data), *FAST[:-2], "--seeds", "1"])  # fmt: skip
-    assert rc == 0
+def test_ablate_lists_full_l1_to_l4_and_variants_and_reuses_compare_chains(
+    shared_data, tmp_path, capsys
+):
+    """The ablation table has the full loss, L1–L4 and variant a rows. Its full row is the
+    same loss as compare's ``sleepkd``: run after compare, it scores that chain again
+    instead of training a second one (chains are stored by method key, not row label)."""
+    common = ["--out", str(tmp_path / "res"), "--runs", str(tmp_path / "runs"),
+              "--data", str(shared_data), *FAST[:-2], "--seeds", "1"]  # fmt: skip
+    assert main(["compare", "--methods", "sleepkd", *common]) == 0
+    chain = next((tmp_path / "runs").rglob("seed0/full/sleepkd"))
+    files = {p: p.stat().st_mtime_ns for p in chain.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(["ablate", *common]) == 0
     res = json.loads((tmp_path / "res" / "ablate-tiny-cross-dataset-paper-quick.json").read_text())
     labels = [r["label"] for r in res["rows"]]
     assert labels[0] == "teacher" and labels[1] == "student (from scratch)"
     assert [lab[:2] for lab in labels[3:7]] == ["L1", "L2", "L3", "L4"]
     assert labels[-1].startswith("variant a")
     assert all(r["modes"]["causal"]["n_seeds"] == 1 for r in res["rows"])
+    trained = [row for row, _ in _trained(capsys.readouterr().out)]
+    assert "teacher" not in trained and "student (from scratch)" not in trained
+    assert {p: p.stat().st_mtime_ns for p in chain.rglob("*") if p.is_file()} == files
+    assert sorted(d.name for d in chain.parent.iterdir() if d.is_dir()) == [
+        "scratch", "sleepkd", "sleepkd_alpha=0.0", "sleepkd_beta=0.0", "sleepkd_chain=False",
+        "sleepkd_delta=0.0", "sleepkd_gamma=0.0", "teacher",
+    ]  # fmt: skip
+    cmp = json.loads((tmp_path / "res" / "compare-tiny-cross-dataset-quick.json").read_text())
+    by = {r["label"]: r["modes"]["causal"]["per_seed"] for r in cmp["rows"]}
+    assert res["rows"][2]["modes"]["causal"]["per_seed"] == by["sleepkd"]
