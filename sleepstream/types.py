@@ -90,8 +90,9 @@ class Epoch:
         epochs included.
     start_time : float
         Stream time of the epoch's first sample, seconds.
-    start_utc : str
-        Wall-clock start, UTC ISO-8601.
+    start_clock : str
+        Wall-clock start, ISO-8601 to the millisecond: with an offset (UTC) when the
+        clock's zone is known, without one (the recording's local time) otherwise.
     samples : ndarray, shape (3000,), float32
         The epoch in µV at 100 Hz (filtered, resampled; gaps filled, see ``gap_fraction``).
     gap_fraction : float
@@ -113,7 +114,7 @@ class Epoch:
 
     index: int
     start_time: float
-    start_utc: str
+    start_clock: str
     samples: np.ndarray
     gap_fraction: float = 0.0
     quality: tuple[str, ...] = ()

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import logging
 import sys
@@ -47,7 +46,7 @@ from sleepstream.commands._daemon_args import (
     setup_logging,
 )
 from sleepstream.config import DeviceConfig, RunConfig, check_device_name
-from sleepstream.errors import DataFileError, HypnogramError
+from sleepstream.errors import HypnogramError
 from sleepstream.profiles import Profile
 from sleepstream.sinks.base import BaseSink
 from sleepstream.types import EPOCH_SECONDS, STAGE_NAMES, UNSCORED, Epoch, StagePrediction
@@ -106,19 +105,6 @@ class CollectSink(BaseSink):
     async def publish(self, epoch: Epoch, prediction: StagePrediction) -> None:
         self.items.append((epoch.start_time, epoch.index, prediction.stage))
         self.reasons.append(tuple(prediction.reasons))
-
-
-def edf_start_utc(path: Path) -> dt.datetime | None:
-    """The recording's start as the file states it, stamped UTC (zone unknown)."""
-    from sleepstream.io.recording import open_recording
-
-    try:
-        start = open_recording(path).start_datetime
-    except DataFileError:
-        return None
-    if start is None:
-        return None
-    return start if start.tzinfo is not None else start.replace(tzinfo=dt.UTC)
 
 
 def find_reference(path: Path, hypnogram: Path | None, recording: Any) -> Any:

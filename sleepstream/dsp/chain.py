@@ -9,9 +9,9 @@ for every chunk and :meth:`SignalChain.flush` at the end of the stream.
 Policies in one place (details in the modules):
 
 * **grid** - epoch ``index`` starts at stream time ``origin + 30 * index`` (origin =
-  the first sample's time unless ``EpochConfig.origin``); ``start_utc`` is
-  ``EpochConfig.utc_origin + start_time``, written without an offset when the chain's
-  clock is a recording's local time whose zone is unknown (``local_clock``, an EDF
+  the first sample's time unless ``EpochConfig.origin``); ``start_clock`` is
+  ``EpochConfig.clock_origin + start_time``: in UTC when the clock's zone is known, and
+  without an offset when it is a recording's local time whose zone is unknown (an EDF
   file: the events then say ``time_zone: null``).  Every index is emitted exactly once, in
   order; ``Epoch.samples`` is the epoch's own 3000 samples (µV, 100 Hz). The model's
   context (past epochs) is the stager's (:mod:`sleepstream.inference.context`).
@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -109,11 +109,6 @@ class SignalChain:
         The last stage (:class:`~sleepstream.dsp.normalise.RunningScale`): each emitted
         epoch gets ``input_scale = normaliser.apply(samples, usable)``, usable meaning
         scorable and free of the flags that must not move the scale.
-    local_clock : bool
-        ``epochs.utc_origin`` is really a recording's local wall-clock time whose zone is
-        unknown (stamped UTC only because the epoch grid needs an aware origin): the
-        epochs' ``start_utc`` is then written without an offset. :meth:`from_profile`
-        sets it for a naive ``clock_origin``.
     """
 
     def __init__(
@@ -128,7 +123,6 @@ class SignalChain:
         allow_other_fs: bool = False,
         source: str = "",
         normaliser: EpochNormaliser | None = None,
-        local_clock: bool = False,
     ) -> None:
         self.montage = montage
         self.filter_config = filters or FilterConfig()
@@ -141,8 +135,6 @@ class SignalChain:
         self.source = source
         #: The last stage: the device's causal amplitude normaliser (None: input_scale 1).
         self.normaliser: EpochNormaliser | None = normaliser
-        #: Epoch starts are a recording's local time, zone unknown (no offset written).
-        self.local_clock = local_clock
         self.buffer: EpochBuffer | None = None
 
     @classmethod
@@ -169,23 +161,18 @@ class SignalChain:
         zone unknown: epochs without an offset) or None (this machine's clock, UTC, at the
         first sample).
         """
-        local = clock_origin is not None and clock_origin.tzinfo is None
-        utc_origin = None
-        if clock_origin is not None:  # the grid needs an aware origin: UTC
-            utc_origin = clock_origin.replace(tzinfo=UTC) if local else clock_origin.astimezone(UTC)
         refs = tuple(profile.reference)
         reference = None if not refs else (refs[0] if len(refs) == 1 else refs)
         return cls(
             Montage(profile.channel, reference, float(profile.scale_to_uv)),
             filters=FilterConfig(notch_hz=profile.notch_hz, bandpass_hz=profile.bandpass_hz),
             quality=QualityConfig.from_thresholds(profile.quality, line_hz=profile.notch_hz),
-            epochs=EpochConfig(utc_origin=utc_origin, origin=origin),
+            epochs=EpochConfig(clock_origin=clock_origin, origin=origin),
             expected_fs=profile.fs,
             fs_tolerance=profile.fs_tolerance,
             allow_other_fs=rate_from_source,
             source=profile.path or profile.name,
             normaliser=normaliser,
-            local_clock=local,
         )
 
     @property
@@ -213,16 +200,11 @@ class SignalChain:
             raise SourceError(
                 f"chunk has {x.size} samples but {ts.size} timestamps (channel {self.montage.name})"
             )
-        return self._finish(self.buffer.push(x, ts, chunk.received_at, chunk.electrode_off))
+        return self._normalise(self.buffer.push(x, ts, chunk.received_at, chunk.electrode_off))
 
     def flush(self) -> list[Epoch]:
         """End of stream: emit the complete epochs still held back; the chain is then closed."""
-        return [] if self.buffer is None else self._finish(self.buffer.flush())
-
-    def _finish(self, epochs: list[Epoch]) -> list[Epoch]:
-        if self.local_clock:
-            epochs = [dataclasses.replace(e, start_utc=_local(e.start_utc)) for e in epochs]
-        return self._normalise(epochs)
+        return [] if self.buffer is None else self._normalise(self.buffer.flush())
 
     def _normalise(self, epochs: list[Epoch]) -> list[Epoch]:
         if self.normaliser is None or not epochs:
@@ -270,11 +252,6 @@ class SignalChain:
                 f"source's Nyquist frequency ({fs / 2:g} Hz at {fs:g} Hz)"
             )
         return EpochBuffer(fs, self.epoch_config, self.quality_config, self.filter_config)
-
-
-def _local(start: str) -> str:
-    """An epoch start stamped UTC only for the grid, back to the naive local time it is."""
-    return datetime.fromisoformat(start).replace(tzinfo=None).isoformat(timespec="milliseconds")
 
 
 def _same_rate(a: float, b: float) -> bool:

@@ -54,9 +54,11 @@ class EpochConfig:
     ----------
     origin : float or None
         Stream time (s) of epoch index 0; None = the first sample's timestamp.
-    utc_origin : datetime or None
-        UTC wall-clock time of stream time 0 (tz-aware); None = ``now - t_first`` at
-        the first sample.
+    clock_origin : datetime or None
+        Wall-clock time of stream time 0. Aware (any zone): epochs are stamped in UTC.
+        Naive (a recording's local time whose zone is unknown, e.g. an EDF start): epochs
+        stay naive local times, written without an offset. None: this machine's clock,
+        UTC, ``now - t_first`` at the first sample.
     max_drift_samples, max_drift_s : float
         Timestamp deviation tolerated before re-anchoring (jitter): the larger of
         ``max_drift_samples`` samples and ``max_drift_s`` seconds.  Dejittered LSL
@@ -76,7 +78,7 @@ class EpochConfig:
     """
 
     origin: float | None = None
-    utc_origin: datetime | None = None
+    clock_origin: datetime | None = None
     max_drift_samples: float = 2.0
     max_drift_s: float = 0.02
     confirm_gap_s: float = 0.25
@@ -87,8 +89,6 @@ class EpochConfig:
     def __post_init__(self) -> None:
         if self.max_drift_samples < 0.5:
             raise ConfigError(f"epochs: max_drift_samples={self.max_drift_samples} must be >= 0.5")
-        if self.utc_origin is not None and self.utc_origin.tzinfo is None:
-            raise ConfigError("epochs: utc_origin must be timezone-aware (UTC)")
 
 
 class EpochBuffer:
@@ -139,7 +139,7 @@ class EpochBuffer:
         self._data: dict[int, np.ndarray] = {}
         self._raw: dict[int, RawStats] = {}
         self._next = 0  # next relative epoch to emit
-        self._utc0: datetime | None = config.utc_origin
+        self._clock0: datetime | None = config.clock_origin
         self._closed = False
         self.n_epochs = 0
         self.n_unscored = 0
@@ -189,8 +189,8 @@ class EpochBuffer:
         base = self._back_from
         was_started = self.timeline.started
         segments = self.timeline.place(ts)
-        if not was_started and self.timeline.started and self._utc0 is None:
-            self._utc0 = datetime.now(UTC) - timedelta(seconds=self.timeline.grid0)
+        if not was_started and self.timeline.started and self._clock0 is None:
+            self._clock0 = datetime.now(UTC) - timedelta(seconds=self.timeline.grid0)
         self._apply(segments, x, eoff, base, received_at)
         keep = self.timeline.first_pending - base
         self._back_x = x[keep:].copy()
@@ -291,13 +291,15 @@ class EpochBuffer:
         flags, reasons, gap = assess(stats, data, self.quality)
         index = self.first_index + r
         start = self.timeline.grid0 + r * EPOCH_SECONDS
-        utc = self._utc0 or datetime.now(UTC)
+        clock = (self._clock0 or datetime.now(UTC)) + timedelta(seconds=start)
+        if clock.tzinfo is not None:
+            clock = clock.astimezone(UTC)
         self.n_epochs += 1
         self.n_unscored += bool(reasons)
         return Epoch(
             index=index,
             start_time=float(start),
-            start_utc=(utc + timedelta(seconds=start)).isoformat(timespec="milliseconds"),
+            start_clock=clock.isoformat(timespec="milliseconds"),
             samples=data.astype(np.float32),
             gap_fraction=gap,
             quality=flags,

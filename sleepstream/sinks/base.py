@@ -125,7 +125,7 @@ def event_clock(epoch_start: str) -> tuple[str, str | None]:
     Parameters
     ----------
     epoch_start : str
-        ``Epoch.start_utc``: ISO-8601 to the millisecond, with or without an offset.
+        ``Epoch.start_clock``: ISO-8601 to the millisecond, with or without an offset.
 
     Returns
     -------
@@ -166,7 +166,7 @@ def build_event(
     latency_ms = max(0.0, (now - epoch.last_sample_at) * 1e3) if epoch.last_sample_at else 0.0
     scored = prediction.stage != UNSCORED
     probs = [float(p) for p in prediction.probabilities] if scored else [0.0] * len(STAGE_NAMES)
-    epoch_start, time_zone = event_clock(epoch.start_utc)
+    epoch_start, time_zone = event_clock(epoch.start_clock)
     event: dict[str, Any] = {
         "schema": EVENT_SCHEMA,
         "device": ctx.device,

@@ -57,12 +57,12 @@ def make_chain(
     quality: QualityConfig | None = None,
     **epoch_kw,
 ) -> SignalChain:
-    """A chain on channel ``EEG`` with a fixed UTC origin (deterministic ``start_utc``)."""
+    """A chain on channel ``EEG`` with a fixed UTC origin (deterministic ``start_clock``)."""
     return SignalChain(
         Montage("EEG"),
         filters=filters,
         quality=quality,
-        epochs=EpochConfig(utc_origin=UTC0, **epoch_kw),
+        epochs=EpochConfig(clock_origin=UTC0, **epoch_kw),
         expected_fs=fs,
     )
 

@@ -336,6 +336,6 @@ def test_chain_clock_origin_keeps_a_zone_less_recording_naive(eeg, origin, first
                                (p.channel,), 0.0)) + chain.flush()  # fmt: skip
         assert [e.index for e in out] == [0, 1]
         if want is not None:
-            assert (out[0].start_utc, out[1].start_utc) == want
+            assert (out[0].start_clock, out[1].start_clock) == want
         else:  # live: now, aware
-            assert datetime.fromisoformat(out[0].start_utc).tzinfo is not None
+            assert datetime.fromisoformat(out[0].start_clock).tzinfo is not None

@@ -17,7 +17,7 @@ UTC0 = datetime(2024, 1, 1, 22, 0, tzinfo=UTC)  # the chain_factory fixture uses
 
 
 def _key(e):
-    return (e.index, e.start_time, e.start_utc, e.gap_fraction, e.quality, e.unscored_reasons)
+    return (e.index, e.start_time, e.start_clock, e.gap_fraction, e.quality, e.unscored_reasons)
 
 
 def _assert_same(a, b):
@@ -90,7 +90,7 @@ def test_epochs_samples_are_signal_on_grid_without_filters(eeg, chunk_signal, ch
         )
         assert e.samples.shape == (EPOCH_SAMPLES,) and e.samples.dtype == np.float32
         assert e.start_time == 30.0 * e.index and e.input_scale == 1.0
-        assert e.start_utc == (UTC0 + timedelta(seconds=30 * e.index)).isoformat(
+        assert e.start_clock == (UTC0 + timedelta(seconds=30 * e.index)).isoformat(
             timespec="milliseconds"
         )
         assert e.scorable and e.quality == ()
@@ -227,7 +227,7 @@ def test_epochs_last_sample_at_is_arrival_of_last_sample(eeg, chunk_signal, chai
 def test_epoch_buffer_standalone_100hz(eeg):
     """EpochBuffer takes 100-Hz µV samples with timestamps directly."""
     x = eeg(6000, 100.0, seed=14)
-    buf = EpochBuffer(config=EpochConfig(utc_origin=UTC0))
+    buf = EpochBuffer(config=EpochConfig(clock_origin=UTC0))
     out = buf.push(x[:3500], np.arange(3500) / 100, 1.0) + buf.push(
         x[3500:], np.arange(3500, 6000) / 100, 2.0
     )

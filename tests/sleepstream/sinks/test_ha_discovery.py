@@ -154,7 +154,7 @@ def test_state_and_attributes_say_when_the_recordings_zone_is_unknown():
     from sleepstream.sinks.base import EventContext, build_event
 
     epoch, pred = _epoch(3, 2)
-    epoch = dataclasses.replace(epoch, start_utc="1989-04-24T16:13:00.000")
+    epoch = dataclasses.replace(epoch, start_clock="1989-04-24T16:13:00.000")
     state = current_state(build_event(EventContext("bed1", "s"), epoch, pred))
     assert (state["epoch_start"], state["time_zone"]) == ("1989-04-24T16:13:00.000", None)
     render = env.from_string(template["json_attributes_template"]).render
