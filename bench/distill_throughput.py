@@ -53,8 +53,7 @@ def timed_fit(model_name: str, loader: str, workers: int, stride: int, passes: i
     """One ``fit`` of ``passes`` passes over SC4001 (20-epoch windows every ``stride``
     epochs): windows/s, windows, CPU seconds per window, load average before/after."""
     from distill import models
-    from distill.augment import AugmentConfig
-    from distill.commands.train import AUGMENT_PRESETS
+    from distill.augment import AUGMENT_PRESETS, AugmentConfig
     from distill.config import OptimConfig, StageConfig
     from distill.data import load_sc4001_recording
     from distill.loader import pass_items

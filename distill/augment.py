@@ -262,3 +262,22 @@ def _coloured_noise(out: np.ndarray, cfg: AugmentConfig, rng: np.random.Generato
     noise = np.fft.irfft(white * f[None, :] ** (-beta[:, None] / 2.0), n=n, axis=1)
     noise /= noise.std(axis=1, keepdims=True) + 1e-12
     return noise * level[:, None]
+
+
+#: Named augmentation recipes for ``--augment`` (anything else is a list of names).
+AUGMENT_PRESETS: dict[str, dict] = {
+    # Close to the first release's default (amplitude x/÷1.2, white noise up to 0.1 of the
+    # window's scale); its noise is now scaled by the robust std, drawn with another rng.
+    "mild": {
+        "gain": True,
+        "noise": True,
+        "gain_max": 1.2,
+        "noise_max": 0.1,
+        "noise_beta": (0.0, 0.0),
+    },  # fmt: skip
+    "none": {},
+}
+AUGMENT_PRESET_HELP = {
+    "mild": "gain x/÷1.2 + white noise <= 0.1 (default)",
+    "none": "no signal augmentation",
+}

@@ -37,9 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from distill.commandline import command_line
     from distill.commands.compare import apply_quick
     from distill.commands.train import (
-        command_line,
         config_from_args,
         default_data_dir,
         load_recordings,

@@ -6,9 +6,9 @@ import argparse
 import time
 from pathlib import Path
 
+from distill.commandline import command_line
 from distill.commands.train import (
     add_train_arguments,
-    command_line,
     config_from_args,
     load_recordings,
     make_folds,

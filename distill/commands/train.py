@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import sys
 from pathlib import Path
 
 HELP = "train a model in two stages (epoch encoder, then sequence) with checkpoints"
@@ -21,30 +19,11 @@ def default_data_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
-#: Named augmentation recipes for ``--augment`` (anything else is a list of names).
-AUGMENT_PRESETS: dict[str, dict] = {
-    # Close to the first release's default (amplitude x/÷1.2, white noise up to 0.1 of the
-    # window's scale); its noise is now scaled by the robust std, drawn with another rng.
-    "mild": {
-        "gain": True,
-        "noise": True,
-        "gain_max": 1.2,
-        "noise_max": 0.1,
-        "noise_beta": (0.0, 0.0),
-    },  # fmt: skip
-    "none": {},
-}
-AUGMENT_PRESET_HELP = {
-    "mild": "gain x/÷1.2 + white noise <= 0.1 (default)",
-    "none": "no signal augmentation",
-}
-
-
 def augmentation_from_args(args: argparse.Namespace, n_channels: int):
     """The :class:`~distill.trainset.Augmentation` of ``--augment``, ``--augment-param``,
     ``--augment-where``, ``--shift`` and ``--no-augment`` (channel swap when the recording
     has more than one derivation)."""
-    from distill.augment import AugmentConfig
+    from distill.augment import AUGMENT_PRESETS, AugmentConfig
     from distill.options import parse_value
     from distill.trainset import Augmentation
     from sleepstream.errors import UsageError
@@ -71,6 +50,8 @@ def augmentation_from_args(args: argparse.Namespace, n_channels: int):
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Options that define a :class:`~distill.train.TrainConfig` (shared with ``evaluate``)."""
+    from distill.augment import AUGMENT_PRESET_HELP
+
     g = parser.add_argument_group("training")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--seq-len", type=int, default=20, help="epochs per window (default 20)")
@@ -360,36 +341,10 @@ def pick_folds(folds, which: str):
         raise UsageError(f"--fold {which!r}: 'all' or indices < {len(folds)}") from None
 
 
-def command_line(args: argparse.Namespace) -> str:
-    """An exact command equivalent to this invocation.
-
-    Options left at their default are omitted (they are implied); the rest are spelled out.
-    """
-    parser = getattr(args, "_parser", None)
-    if parser is None:
-        return "distill " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    words = ["distill", parser.prog.split()[-1]]
-    for action in parser._actions:
-        if not action.option_strings or action.dest in ("help", "_parser"):
-            continue
-        val = getattr(args, action.dest, None)
-        if val == action.default and not action.required:
-            continue
-        flag = action.option_strings[-1]
-        if isinstance(action, argparse._StoreTrueAction):
-            words += [flag] if val else []
-        elif isinstance(action, argparse._AppendAction):
-            for v in val or []:
-                words += [flag, str(v)]
-        elif val is not None:
-            vals = val if isinstance(val, list) else [val]
-            words += [flag, *(str(v) for v in vals)]
-    return " ".join(shlex.quote(w) for w in words)
-
-
 def run(args: argparse.Namespace) -> int:
     import time
 
+    from distill.commandline import command_line
     from distill.runtime import is_main
     from distill.train import train_run
 
