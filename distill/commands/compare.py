@@ -46,6 +46,15 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, out_default: str) -
     parser.add_argument("--runs", type=Path, default=Path("runs/kd"), help="checkpoint folder")
     parser.add_argument("--fresh", action="store_true", help="retrain even if checkpoints exist")
     parser.add_argument(
+        "--shard",
+        type=parse_shard,
+        default=None,
+        metavar="I/N",
+        help="train only the seeds s with s %% N == I (0 <= I < N): N processes sharing --runs "
+        "and --out split the work; the tables count every shard's finished units; rerun "
+        "without --shard at the end for the final table (everything is then cached)",
+    )
+    parser.add_argument(
         "--teacher", type=Path, default=None, help="use this trained teacher for every seed/fold"
     )
     parser.add_argument(
@@ -55,6 +64,18 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, out_default: str) -
     )
     add_train_arguments(parser)
     parser.set_defaults(_parser=parser)  # lets command_line() spell out every option
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> ``(I, N)`` with ``0 <= I < N``; anything else is an argparse error."""
+    i, slash, n = text.partition("/")
+    try:
+        shard = (int(i), int(n))
+    except ValueError:
+        shard = (-1, 0)
+    if not slash or not 0 <= shard[0] < shard[1]:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected I/N with 0 <= I < N, e.g. 0/2")
+    return shard
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -214,7 +235,9 @@ def run_rows(
     first chain that trains one, ``sleepkd`` preferred) is added per ``extra_rows``.
     Resumable: each finished (row, seed, fold) is kept under the run folder
     (:class:`distill.runs.ScoreStore`) and skipped when the command runs again with the
-    same settings; ``--fresh`` retrains and rescores everything. A chain's checkpoints live
+    same settings; ``--fresh`` retrains and rescores everything. With ``--shard I/N`` this
+    process trains only the seeds ``s % N == I``; the tables it writes count every finished
+    unit in the run folder, whichever process trained it. A chain's checkpoints live
     under its method's :attr:`~distill.distillation.MethodSpec.key`, not the row label, so
     ``distill ablate``'s full row reuses ``compare``'s ``sleepkd``. The table and the paired
     per-seed differences (vs the from-scratch student and vs plain KD) are rewritten
@@ -243,6 +266,8 @@ def run_rows(
     root = args.runs / args.family / args.protocol / tag
     store = ScoreStore(root)
     seeds = list(range(args.seeds))
+    shard = getattr(args, "shard", None)
+    mine = [s for s in seeds if shard is None or s % shard[1] == shard[0]]
     fold_names = [f.name for f in setup.folds]
     result: dict[str, Any] = {
         "title": title,
@@ -260,8 +285,8 @@ def run_rows(
         **({"ta_from": ta_from} if ta_from else {}),
         **(extra or {}),
     }
-    eta = Eta(total=len(seeds) * len(fold_names) * len(labels))
-    for seed in seeds:
+    eta = Eta(total=len(mine) * len(fold_names) * len(labels))
+    for seed in mine:
         cfg = replace(base_cfg, seed=seed)
         for fold in setup.folds:
             base = root / f"seed{seed}" / fold.name

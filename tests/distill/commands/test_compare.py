@@ -71,6 +71,38 @@ def test_compare_writes_mean_and_sd_over_seeds_and_resumes(shared_data, tmp_path
     assert "| kd |" in md and "±" in md and "cross-dataset" in md
 
 
+def test_parse_shard_accepts_i_of_n_only():
+    """``--shard I/N`` needs 0 <= I < N; every other spelling is a usage error."""
+    import argparse
+
+    from distill.commands.compare import parse_shard
+
+    assert parse_shard("0/2") == (0, 2) and parse_shard("2/3") == (2, 3)
+    for bad in ("2/2", "-1/2", "1", "a/b", "1/0", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="I/N"):
+            parse_shard(bad)
+
+
+@pytest.mark.slow
+def test_compare_shards_split_the_seeds_and_share_one_table(shared_data, tmp_path, capsys):
+    """Two shards train disjoint seeds into one run folder; each table counts both shards'
+    finished units; the plain rerun trains nothing and reports every seed."""
+    args = ["compare", "--methods", "kd", "--out", str(tmp_path / "res"),
+            "--runs", str(tmp_path / "runs"), "--data", str(shared_data), *FAST]  # fmt: skip
+    assert main([*args, "--shard", "1/2"]) == 0
+    one = _trained(capsys.readouterr().out)
+    assert {seed for _, seed in one} == {1} and len(one) == 3
+    assert main([*args, "--shard", "0/2"]) == 0
+    zero = _trained(capsys.readouterr().out)
+    assert {seed for _, seed in zero} == {0} and len(zero) == 3
+    res = json.loads((tmp_path / "res" / "compare-tiny-cross-dataset-quick.json").read_text())
+    assert all(r["modes"]["causal"]["n_seeds"] == 2 for r in res["rows"])
+    assert main(args) == 0
+    assert _trained(capsys.readouterr().out) == []
+    assert main([*args, "--shard", "2/2"]) == 2  # usage error, named in one line
+    assert "--shard: '2/2'" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_ablate_lists_full_l1_to_l4_and_variants_and_reuses_compare_chains(
     shared_data, tmp_path, capsys
