@@ -251,13 +251,21 @@ def to_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(result: dict[str, Any], out: Path | str, stem: str) -> tuple[Path, Path]:
-    """Write ``<stem>.json`` and ``<stem>.md`` under ``out``."""
+def write_outputs(
+    result: dict[str, Any],
+    out: Path | str,
+    stem: str,
+    *,
+    render: Callable[[dict[str, Any]], str] | None = None,
+    indent: int = 2,
+) -> tuple[Path, Path]:
+    """Write ``<stem>.json`` and ``<stem>.md`` (``render(result)``, default this module's
+    :func:`to_markdown`) under ``out``; returns both paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     js, md = out / f"{stem}.json", out / f"{stem}.md"
-    js.write_text(json.dumps(result, indent=2) + "\n")
-    md.write_text(to_markdown(result) + "\n")
+    js.write_text(json.dumps(result, indent=indent) + "\n")
+    md.write_text((render or to_markdown)(result) + "\n")
     return js, md
 
 

@@ -4,7 +4,6 @@ one, then the paired per-seed differences against each reference row)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +64,6 @@ def to_markdown(result: dict[str, Any]) -> str:
 
 def write(result: dict[str, Any], out: Path, stem: str) -> tuple[Path, Path]:
     """Write ``out/<stem>.json`` and ``out/<stem>.md``; returns both paths."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    js, md = out / f"{stem}.json", out / f"{stem}.md"
-    js.write_text(json.dumps(result, indent=1) + "\n")
-    md.write_text(to_markdown(result) + "\n")
-    return js, md
+    from distill.evaluate import write_outputs
+
+    return write_outputs(result, out, stem, render=to_markdown, indent=1)
