@@ -3,7 +3,8 @@
 Rows: the full loss (multi-level + soft + hard, with the TA: variant b), L1–L4 (drop the
 sequence / epoch / soft / hard term), variant a (multi-level without the TA), plus the
 teacher and the student from scratch for reference. Same protocol, seeds and outputs
-as ``distill compare``.
+as ``distill compare``; the paired per-seed differences are against the student from
+scratch and against the full loss (what each dropped term costs).
 """
 
 from __future__ import annotations
@@ -35,16 +36,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from distill.commands.compare import run_rows
+    from distill.commands.compare import SCRATCH, run_rows
     from distill.distillation import MethodSpec
 
     extra = MethodSpec.parse("sleepkd:" + args.options.replace(";", ",")).options
-    rows: list[tuple[str, Any]] = [("student (from scratch)", "scratch")]
+    rows: list[tuple[str, Any]] = [(SCRATCH, "scratch")]
     for label, opts in ABLATIONS:
         rows.append((label, MethodSpec("sleepkd", {"preset": args.preset, **extra, **opts})))
     for _, spec in rows[1:]:
         MethodSpec.parse(spec.label)  # validate every row before training anything
     stem = f"ablate-{args.family}-{args.protocol}-{args.preset}" + ("-quick" if args.quick else "")
     run_rows(rows, args, title=f"SleepKD ablations ({args.preset} preset)", stem=stem,
-             extra_rows=("teacher",))  # fmt: skip
+             extra_rows=("teacher",), references=(SCRATCH, ABLATIONS[0][0]))  # fmt: skip
     return 0

@@ -225,11 +225,13 @@ def run_rows(
     extra_rows: tuple[str, ...] = ("teacher", "ta"),
     setup: Setup | None = None,
     extra: dict[str, Any] | None = None,
+    references: tuple[str, ...] = REFERENCES,
 ) -> dict[str, Any]:
     """Train and score every row for every seed and fold; write JSON + Markdown.
 
     ``setup`` (default: :func:`make_setup` of ``args.protocol``) gives the recordings,
-    folds and test sets; ``extra`` is merged into the result JSON.
+    folds and test sets; ``extra`` is merged into the result JSON. ``references`` are the
+    rows the paired per-seed differences are taken against (those the table has).
 
     ``rows`` are ``(label, MethodSpec | "scratch")``; the teacher row (and the TA of the
     first chain that trains one, ``sleepkd`` preferred) is added per ``extra_rows``.
@@ -282,6 +284,7 @@ def run_rows(
         "command": command_line(args),
         "machine": machine(),
         "runs": str(root),
+        "references": [ref for ref in references if ref in labels],
         **({"ta_from": ta_from} if ta_from else {}),
         **(extra or {}),
     }
@@ -357,9 +360,7 @@ def _update(result, store, labels, seeds, folds, modes, t0) -> None:
 
     rows = table_rows(store, labels, seeds, folds, modes)
     result["rows"] = rows
-    result["paired"] = {
-        ref: paired_differences(rows, ref, modes) for ref in REFERENCES if ref in labels
-    }
+    result["paired"] = {ref: paired_differences(rows, ref, modes) for ref in result["references"]}
     done = [min((r["modes"].get(m, {}).get("n_seeds", 0) for r in rows), default=0)
             for m in modes]  # fmt: skip
     result["seeds_done"] = min(done) if done else 0

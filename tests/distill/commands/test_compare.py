@@ -133,3 +133,9 @@ def test_ablate_lists_full_l1_to_l4_and_variants_and_reuses_compare_chains(
     cmp = json.loads((tmp_path / "res" / "compare-tiny-cross-dataset-quick.json").read_text())
     by = {r["label"]: r["modes"]["causal"]["per_seed"] for r in cmp["rows"]}
     assert res["rows"][2]["modes"]["causal"]["per_seed"] == by["sleepkd"]
+    full = labels[2]
+    assert full.startswith("SleepKD full") and res["references"] == [labels[1], full]
+    vs_full = res["paired"][full]["causal"]
+    assert set(vs_full) == set(labels) - {full}
+    md = (tmp_path / "res" / "ablate-tiny-cross-dataset-paper-quick.md").read_text()
+    assert f"Paired per-seed differences vs **{full}**" in md
