@@ -28,11 +28,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from distill.models import build, count_params
+from distill.parity import (
+    check_encoder,
+    check_head,
+    check_window,
+    split_parity,
+)
 from sleepstream.errors import ModelError
 from sleepstream.inference.card import (
     CARD_FORMAT,
@@ -49,8 +54,6 @@ from sleepstream.types import EPOCH_SAMPLES, MODEL_FS, STAGE_NAMES
 
 #: ONNX opset used by the exporter.
 OPSET: int = 18
-#: Parity bound between ONNX Runtime and torch, max |Δ logits|.
-PARITY_TOL: float = 1e-4
 #: Default channel expectation written into cards.
 DEFAULT_CHANNELS: str = (
     "one frontal/central EEG derivation (trained on Sleep-EDF Fpz-Cz / Pz-Oz), "
@@ -175,146 +178,6 @@ def _fix_output_dims(path: Path, out_name: str, axes: tuple[int, ...]) -> None:
     onnx.save(m, str(path))
 
 
-def _session(data: bytes | Path) -> Any:
-    import onnxruntime as ort
-
-    src = str(data) if isinstance(data, Path) else data
-    return ort.InferenceSession(src, providers=["CPUExecutionProvider"])
-
-
-def _assert_parity(worst: float, what: str) -> float:
-    if not worst < PARITY_TOL:
-        raise ModelError(
-            f"{what}: ONNX Runtime / torch parity failed, max |Δ logits| = {worst:.3g}"
-        )
-    return worst
-
-
-def _parity_seqs(seq_len: int, dynamic: bool) -> list[int]:
-    return sorted({1, seq_len, seq_len + 3}) if dynamic else [seq_len]
-
-
-def _check_window(model: nn.Module, seq_len: int) -> Callable[[Path, bool], float]:
-    def check(path: Path, dyn: bool) -> float:
-        sess = _session(path)
-        gen = torch.Generator().manual_seed(0)
-        worst = 0.0
-        for b in (1, 3):
-            for s in _parity_seqs(seq_len, dyn):
-                x = torch.randn(b, s, 1, EPOCH_SAMPLES, generator=gen) * 30.0
-                with torch.no_grad():
-                    ref = model(x)["logits"].numpy()
-                got = sess.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
-                worst = max(worst, float(np.abs(ref - got).max()))
-        return _assert_parity(worst, f"{path} (window graph)")
-
-    return check
-
-
-def _check_encoder(model: nn.Module) -> Callable[[Path, bool], float]:
-    def check(path: Path, dyn: bool) -> float:
-        sess = _session(path)
-        gen = torch.Generator().manual_seed(0)
-        worst = 0.0
-        for n in (1, 3):
-            x = torch.randn(n, 1, EPOCH_SAMPLES, generator=gen) * 30.0
-            with torch.no_grad():
-                ref = model.epoch_state(x).numpy()
-            got = sess.run([ENCODER_IO[1]], {ENCODER_IO[0]: x.numpy()})[0]
-            worst = max(worst, float(np.abs(ref - got).max()))
-        return _assert_parity(worst, f"{path} (encoder graph)")
-
-    return check
-
-
-def _check_head(model: nn.Module, seq_len: int) -> Callable[[Path, bool], float]:
-    def check(path: Path, dyn: bool) -> float:
-        sess = _session(path)
-        gen = torch.Generator().manual_seed(0)
-        worst = 0.0
-        for s in _parity_seqs(seq_len, dyn):
-            x = torch.randn(2 * s, 1, EPOCH_SAMPLES, generator=gen) * 30.0
-            with torch.no_grad():
-                states = model.epoch_state(x).reshape(2, s, -1)
-                ref = model.sequence_logits(states).numpy()
-            got = sess.run([HEAD_IO[1]], {HEAD_IO[0]: states.numpy()})[0]
-            worst = max(worst, float(np.abs(ref - got).max()))
-        return _assert_parity(worst, f"{path} (head graph)")
-
-    return check
-
-
-def split_parity(
-    model: nn.Module,
-    encoder: bytes | Path,
-    head: bytes | Path,
-    seq_len: int,
-    *,
-    pad_kind: str = "zero_epoch",
-    seq_dynamic: bool = True,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Compose the ONNX encoder and head and compare them with the torch window model.
-
-    For each context length ``s`` (1, ``seq_len``, ``seq_len + 3``; only ``seq_len`` when
-    the head is not seq-dynamic) and each number ``p`` of missing past epochs (0, 1,
-    ``s // 2``, ``s - 1``), a batch of 2 random windows is scored both ways:
-
-    - ``zero_epoch`` pad: torch on the window with its first ``p`` rows set to 0 µV;
-      ONNX: the head over ``p`` pad states (encoder of a zero epoch) followed by the
-      encoder states of the ``s - p`` real epochs;
-    - ``truncate`` pad: torch on the last ``s - p`` rows only; ONNX: the head over their
-      ``s - p`` states.
-
-    Returns
-    -------
-    dict
-        ``{"reference": ..., "max_abs_logits": float, "seqs": [...], "padded_starts":
-        [...], "pad": pad_kind}`` (written into the card).
-
-    Raises
-    ------
-    ModelError
-        If the worst |Δ logits| is not below :data:`PARITY_TOL`.
-    """
-    if pad_kind not in PAD_KINDS:
-        raise ValueError(f"pad kind {pad_kind!r}; valid: {', '.join(PAD_KINDS)}")
-    enc, hd = _session(encoder), _session(head)
-
-    def encode(x: np.ndarray) -> np.ndarray:
-        return enc.run([ENCODER_IO[1]], {ENCODER_IO[0]: x.reshape(-1, 1, EPOCH_SAMPLES)})[0]
-
-    pad_state = encode(np.zeros((1, EPOCH_SAMPLES), np.float32))[0]
-    gen = torch.Generator().manual_seed(seed)
-    worst, seqs, pads = 0.0, _parity_seqs(seq_len, seq_dynamic), set()
-    for s in seqs:
-        for p in sorted({0, 1, s // 2, s - 1} & set(range(s))):
-            pads.add(p)
-            x = torch.randn(2, s, 1, EPOCH_SAMPLES, generator=gen) * 30.0
-            real = x[:, p:].numpy()
-            states = encode(real).reshape(2, s - p, -1)
-            if pad_kind == "zero_epoch":
-                x[:, :p] = 0.0
-                states = np.concatenate(
-                    [np.broadcast_to(pad_state, (2, p, states.shape[2])), states], axis=1
-                )
-                ref_in = x
-            else:
-                ref_in = x[:, p:]
-            with torch.no_grad():
-                ref = model(ref_in)["logits"].numpy()
-            got = hd.run([HEAD_IO[1]], {HEAD_IO[0]: np.ascontiguousarray(states, np.float32)})[0]
-            worst = max(worst, float(np.abs(ref - got).max()))
-    _assert_parity(worst, "split graphs composed")
-    return {
-        "reference": "torch window model (distill), batch 2, random µV",
-        "max_abs_logits": worst,
-        "seqs": seqs,
-        "padded_starts": sorted(pads),
-        "pad": pad_kind,
-    }
-
-
 def _resolve_mode(model: nn.Module, mode: str) -> str:
     if mode not in EXPORT_MODES:
         raise ValueError(f"mode {mode!r}; valid: {', '.join(EXPORT_MODES)}")
@@ -433,7 +296,7 @@ def _export_files(
 
         data, used, dyn, _ = _export_graph(
             LogitsOnly(model).eval(), window_example, (INPUT_NAME, OUTPUT_NAME),
-            {0: "batch", 1: "seq"}, _check_window(model, seq_len), exporter,
+            {0: "batch", 1: "seq"}, check_window(model, seq_len), exporter,
         )  # fmt: skip
         section = _file_entry(out_path.name, data, (INPUT_NAME, OUTPUT_NAME), used)
         section["pad"] = pad
@@ -448,12 +311,12 @@ def _export_files(
             return model.epoch_state(torch.randn(2 * s, 1, EPOCH_SAMPLES) * 20.0).reshape(2, s, -1)
 
     enc, enc_used, _, _ = _export_graph(
-        EncoderGraph(model).eval(), epoch_example, ENCODER_IO, {0: "batch"}, _check_encoder(model),
+        EncoderGraph(model).eval(), epoch_example, ENCODER_IO, {0: "batch"}, check_encoder(model),
         exporter,
     )  # fmt: skip
     head, head_used, dyn, _ = _export_graph(
         HeadGraph(model).eval(), states_example, HEAD_IO, {0: "batch", 1: "seq"},
-        _check_head(model, seq_len), exporter,
+        check_head(model, seq_len), exporter,
     )  # fmt: skip
     if pad["kind"] == "truncate" and not dyn:
         raise ModelError("pad 'truncate' needs a head with a dynamic seq axis; export failed to")
