@@ -17,8 +17,9 @@ import pytest
 
 from sleepstream.cli import main
 from sleepstream.config import DeviceConfig, MqttOptions, RunConfig
-from sleepstream.daemon import Daemon, DeviceLock
+from sleepstream.daemon import Daemon
 from sleepstream.errors import AlreadyRunningError
+from sleepstream.state_dir import DeviceLock
 
 
 def _synthetic(name: str = "bed1", n_epochs: int = 3, **kw: object) -> DeviceConfig:
