@@ -139,7 +139,10 @@ class EpochBuffer:
         self._data: dict[int, np.ndarray] = {}
         self._raw: dict[int, RawStats] = {}
         self._next = 0  # next relative epoch to emit
-        self._clock0: datetime | None = config.clock_origin
+        origin = config.clock_origin
+        if origin is not None and origin.tzinfo is not None:
+            origin = origin.astimezone(UTC)  # once, so every epoch is stamped in UTC
+        self._clock0: datetime | None = origin
         self._closed = False
         self.n_epochs = 0
         self.n_unscored = 0
@@ -292,8 +295,6 @@ class EpochBuffer:
         index = self.first_index + r
         start = self.timeline.grid0 + r * EPOCH_SECONDS
         clock = (self._clock0 or datetime.now(UTC)) + timedelta(seconds=start)
-        if clock.tzinfo is not None:
-            clock = clock.astimezone(UTC)
         self.n_epochs += 1
         self.n_unscored += bool(reasons)
         return Epoch(
