@@ -92,6 +92,8 @@ class DeviceResult:
     published: int = 0
     delivered: int = 0
     undelivered: int = 0
+    #: Acknowledged events published again after a lost broker connection.
+    resent: int = 0
     latencies_s: list[float] = field(default_factory=list)
 
 
@@ -315,6 +317,7 @@ class Daemon:
                     r.delivered = stats.delivered
                     # this session's epochs not acknowledged: they stay in the outbox
                     r.undelivered = max(0, r.published - len(stats.latencies_s))
+                    r.resent = stats.resent
                     r.latencies_s = list(stats.latencies_s)
                     break
 

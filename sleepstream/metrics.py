@@ -87,6 +87,13 @@ class Metrics:
             dev,
             registry=reg,
         )
+        self.resent = Counter(
+            "sleepstream_events_resent_total",
+            "Acknowledged stage events published again after a lost broker connection (a "
+            "crashed broker loses what it had not saved; consumers deduplicate on event_id)",
+            dev,
+            registry=reg,
+        )
         self.outbox_dropped = Counter(
             "sleepstream_outbox_dropped_total",
             "Events dropped because the outbox was full",
@@ -134,6 +141,7 @@ class Metrics:
             self.samples_dropped,
             self.gaps,
             self.published,
+            self.resent,
             self.outbox_dropped,
             self.broker_connected,
             self.epoch_latency,

@@ -116,11 +116,14 @@ PANELS: list[tuple[str, dict[str, Any]]] = [
         "targets": [q(f"sleepstream_queue_depth{{{DEV}}}", "{{device}} {{queue}}")],
     }),
     ("timeseries", {
-        "title": "Stage events acknowledged by the broker, and dropped from a full outbox",
+        "title": "Stage events acknowledged by the broker, resent after a lost connection, "
+                 "and dropped from a full outbox",
         "unit": "short", "w": 12,
         "targets": [
             q(f"sum by (device) (increase(sleepstream_events_published_total{{{DEV}}}[5m]))",
               "{{device}} acknowledged / 5 min"),
+            q(f"sum by (device) (increase(sleepstream_events_resent_total{{{DEV}}}[5m]))",
+              "{{device}} resent / 5 min"),
             q(f"sum by (device) (increase(sleepstream_outbox_dropped_total{{{DEV}}}[5m]))",
               "{{device}} dropped / 5 min"),
         ],

@@ -257,6 +257,7 @@ def _summary(
         "n_epochs_streamed": dev.epochs,
         "n_epochs_published": len(lat_ms),
         "n_events_undelivered": dev.undelivered,
+        "n_events_resent": dev.resent,
         "n_epochs_gap": sum("gap" in r for r in collector.reasons),
         "predicted_counts": {n: int(np.sum(predicted == k)) for k, n in enumerate(STAGE_NAMES)},
     }

@@ -254,7 +254,10 @@ class DaemonMqtt(BaseSinkFactory):
         if stats is None:
             return None
         return DeliveryStats(
-            stats.delivered, self.link.pending_of(device), tuple(stats.latencies_s)
+            stats.delivered,
+            self.link.pending_of(device),
+            tuple(stats.latencies_s),
+            resent=stats.resent,
         )
 
 

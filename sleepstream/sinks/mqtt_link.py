@@ -22,7 +22,10 @@ Delivery: :meth:`MqttLink.enqueue` appends an event to the outbox (durable) and 
 one delivery task publishes the outbox in ``seq`` order, up to :data:`WINDOW` QoS 1
 publishes in flight (the broker receives a prefix of them in order, so a redelivery
 after a failure keeps every device's first occurrences in order), and deletes events
-once PUBACKed. Connection losses are seen at once (a watcher on aiomqtt's public
+once PUBACKed. A PUBACK is not durable: after a lost connection the events acknowledged
+in the last ``resend_window_s`` seconds are published again first, with their own
+``event_id`` (a crashed broker loses what it had acknowledged but not saved; see
+:mod:`~sleepstream.sinks.mqtt_queue`). Connection losses are seen at once (a watcher on aiomqtt's public
 message iterator) and retried with jittered back-off. Faults that retrying cannot fix
 (credentials, TLS, a refused client id) are refused at start-up with one line
 (:class:`~sleepstream.errors.BrokerError`, exit code 9) and, when they happen mid-run,
@@ -53,7 +56,12 @@ from sleepstream.sinks.mqtt_client import (
     watch_connection,
 )
 from sleepstream.sinks.mqtt_health import LinkHealth, Probe
-from sleepstream.sinks.mqtt_queue import DeliveryQueue, DeviceStats, RetainedTopics
+from sleepstream.sinks.mqtt_queue import (
+    RESEND_WINDOW_S,
+    DeliveryQueue,
+    DeviceStats,
+    RetainedTopics,
+)
 from sleepstream.sinks.mqtt_settings import (
     ConnectFailure,
     MqttSettings,
@@ -103,6 +111,9 @@ class MqttLink:
     retry_cap_s : (float, float)
         Longest back-off (s) between attempts while the broker is down, and while it
         refuses us (credentials, TLS: someone has to fix it; no need to hammer it).
+    resend_window_s : float
+        After a lost connection, events acknowledged this many seconds before it are
+        published again (0: never); cover the broker's save interval.
     """
 
     def __init__(
@@ -118,6 +129,7 @@ class MqttLink:
         max_crashes: int = 5,
         crash_window_s: float = 300.0,
         retry_cap_s: tuple[float, float] = (10.0, 60.0),
+        resend_window_s: float = RESEND_WINDOW_S,
     ) -> None:
         self.settings = settings
         self.devices = check_device_names(devices)
@@ -138,8 +150,9 @@ class MqttLink:
         #: Set when the delivery task gave up (see ``on_fatal``).
         self.fatal: BaseException | None = None
         self.queue = DeliveryQueue(
-            outbox, self.devices, stage_topic=settings.stage_topic, metrics=metrics
-        )
+            outbox, self.devices, stage_topic=settings.stage_topic, metrics=metrics,
+            resend_window_s=resend_window_s,
+        )  # fmt: skip
         self._wakeup = asyncio.Event()
         self.retained = RetainedTopics()
         self._sessions_up = 0
@@ -183,7 +196,8 @@ class MqttLink:
         self._closing = True
         self._wakeup.set()
         task = self._task
-        if task is not None and not task.done() and (self.pending or self.retained.due):
+        due = self.pending or self.queue.resending or self.retained.due
+        if task is not None and not task.done() and due:
             waiter = asyncio.ensure_future(self._flushed())
             await asyncio.wait(
                 {waiter, task}, timeout=self.flush_timeout, return_when=asyncio.FIRST_COMPLETED
@@ -195,6 +209,14 @@ class MqttLink:
                     "they stay in the outbox for the next start",
                     self.settings.url(),
                     self.pending,
+                    self.flush_timeout,
+                )
+            if self.queue.resending:
+                log.warning(
+                    "MQTT %s: %d acknowledged event(s) not published again within "
+                    "--flush-timeout %g s after the lost connection",
+                    self.settings.url(),
+                    self.queue.resending,
                     self.flush_timeout,
                 )
             if self.retained.due:
@@ -298,7 +320,8 @@ class MqttLink:
                 attempt = 0  # it was connected: back-off starts again
                 if lost:  # the connection ended, not our own task (that is a crash)
                     self.health.session_ended()
-            if self._closing and not self.pending and attempt >= 2:
+                    self.queue.connection_lost()
+            if self._closing and not (self.pending or self.queue.resending) and attempt >= 2:
                 return  # nothing left to deliver; the will says offline
             delay = jittered_backoff(attempt, cap=self.retry_cap_s[self.health.config_fault])
             attempt += 1

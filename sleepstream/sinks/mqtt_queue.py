@@ -7,9 +7,20 @@ event went to memory, the next ones follow it there until it is delivered);
 :meth:`~DeliveryQueue.batch` hands out the oldest events in delivery order (outbox
 first: it holds the older ones); :meth:`~DeliveryQueue.acknowledged` deletes what the
 broker has PUBACKed and keeps the per-device figures and Prometheus series
-(``events_published_total``, ``epoch_latency_seconds``, ``queue_depth{queue="outbox"}``,
-``outbox_dropped_total``). :class:`RetainedTopics` keeps the retained messages the
-link publishes for other daemon-wide publishers (Home Assistant discovery).
+(``events_published_total``, ``events_resent_total``, ``epoch_latency_seconds``,
+``queue_depth{queue="outbox"}``, ``outbox_dropped_total``). :class:`RetainedTopics`
+keeps the retained messages the link publishes for other daemon-wide publishers (Home
+Assistant discovery).
+
+A PUBACK is not a durable acknowledgement: a broker that crashes (``kill -9``, power)
+loses the messages it had acknowledged but not yet handed to every subscriber or saved
+(mosquitto saves its queues every ``autosave_interval`` seconds, or never without
+``persistence``). So the queue remembers what was acknowledged in the last
+``resend_window_s`` seconds, and :meth:`~DeliveryQueue.connection_lost` puts it back
+at the head of the delivery order: after a lost connection those events are published
+again, with their original ``event_id`` (delivery is at least once; consumers
+deduplicate on ``event_id``), ahead of the events still pending, so each device's first
+occurrences stay in order.
 """
 
 from __future__ import annotations
@@ -29,12 +40,19 @@ from sleepstream.sinks.outbox import Outbox, OutboxItem
 
 log = logging.getLogger(__name__)
 
+#: Seconds of acknowledged events published again after a lost connection.
+RESEND_WINDOW_S = 60.0
+#: Most acknowledged events remembered for that (all devices together).
+RESEND_MAX_EVENTS = 5_000
+
 
 @dataclass
 class DeviceStats:
     """Delivery figures of one device (this daemon run)."""
 
     delivered: int = 0
+    #: Acknowledged events published again after a lost connection (this run).
+    resent: int = 0
     #: Acknowledged latencies (s), newest last.
     latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=1_000_000))
     #: ``event_id`` -> ``perf_counter()`` of the epoch's last sample, until acknowledged.
@@ -53,6 +71,9 @@ class DeliveryQueue:
     stage_topic : callable
         ``stage_topic(device) -> topic``.
     metrics : Metrics, optional
+    resend_window_s : float
+        Events acknowledged this many seconds before a lost connection are published
+        again after it (0: never).
     """
 
     def __init__(
@@ -62,10 +83,18 @@ class DeliveryQueue:
         *,
         stage_topic: Callable[[str], str],
         metrics: Any = None,
+        resend_window_s: float = RESEND_WINDOW_S,
     ) -> None:
+        if not resend_window_s >= 0:
+            raise ValueError(f"resend_window_s must be >= 0 s, got {resend_window_s}")
         self.outbox = outbox
         self.stage_topic = stage_topic
         self.metrics = metrics
+        self.resend_window_s = float(resend_window_s)
+        #: ``(time.monotonic() of the PUBACK, event)``, oldest first.
+        self._recent: deque[tuple[float, OutboxItem]] = deque(maxlen=RESEND_MAX_EVENTS)
+        #: Acknowledged events to publish again, in their delivery order.
+        self._resend: deque[OutboxItem] = deque()
         self.stats = {dev: DeviceStats() for dev in devices}
         self._memory: deque[OutboxItem] = deque()
         self._memory_count: Counter[str] = Counter()
@@ -123,7 +152,10 @@ class DeliveryQueue:
 
     # -- delivery side -------------------------------------------------------------------
     def batch(self, limit: int) -> list[OutboxItem]:
-        """The oldest pending events (at most ``limit``), in delivery order."""
+        """The next events to publish (at most ``limit``), in delivery order: those to
+        publish again after a lost connection first, then the oldest pending ones."""
+        if self._resend:
+            return list(itertools.islice(self._resend, limit))
         items = self.outbox.peek(limit, after_seq=self._last_seq)
         if not items and self._memory:
             items = list(itertools.islice(self._memory, limit))
@@ -131,8 +163,41 @@ class DeliveryQueue:
             self._memory_mode = False  # memory drained: try the outbox again
         return items
 
+    def connection_lost(self) -> int:
+        """The connection ended without our DISCONNECT: publish again, first, every event
+        acknowledged within ``resend_window_s`` seconds (the broker may have crashed and
+        lost them). Returns how many are now due again."""
+        now = time.monotonic()
+        fresh = [it for at, it in self._recent if now - at <= self.resend_window_s]
+        self._recent.clear()
+        # what was sent again before this loss is older than what still waited for it
+        again = {it.event_id for it in fresh}
+        self._resend = deque([*fresh, *(it for it in self._resend if it.event_id not in again)])
+        if self._resend:
+            self._drained.clear()
+            log.info(
+                "MQTT: connection lost: %d event(s) acknowledged in the last %g s will be "
+                "published again (a crashed broker loses what it had not saved)",
+                len(self._resend),
+                self.resend_window_s,
+            )
+        return len(self._resend)
+
+    @property
+    def resending(self) -> int:
+        """Acknowledged events waiting to be published again."""
+        return len(self._resend)
+
     def acknowledged(self, items: Sequence[OutboxItem]) -> None:
         """Delete delivered events (a prefix of the last :meth:`batch`); update figures."""
+        again = 0
+        while again < len(items) and self._resend and items[again] is self._resend[0]:
+            self._resend.popleft()
+            again += 1
+        if again:
+            self._resent(items[:again])
+            items = items[again:]
+        self._remember(items)
         stored = [it.seq for it in items if it.seq >= 0]
         if stored:
             self._last_seq = max(self._last_seq, max(stored))
@@ -159,12 +224,33 @@ class DeliveryQueue:
             if self.metrics is not None:
                 self.metrics.published.labels(dev).inc(len(group))
             self._update_depth(dev)
-        if not self.pending:
+        if not self.pending and not self._resend:
+            self._drained.set()
+
+    def _remember(self, items: Sequence[OutboxItem]) -> None:
+        """Keep acknowledged events for :meth:`connection_lost` (bounded, by age too)."""
+        if not self.resend_window_s:
+            return
+        now = time.monotonic()
+        recent = self._recent
+        while recent and now - recent[0][0] > self.resend_window_s:
+            recent.popleft()
+        recent.extend((now, it) for it in items)
+
+    def _resent(self, items: Sequence[OutboxItem]) -> None:
+        self._remember(items)
+        for dev, group in _by_device(items).items():
+            if dev in self.stats:
+                self.stats[dev].resent += len(group)
+                if self.metrics is not None:
+                    self.metrics.resent.labels(dev).inc(len(group))
+        if not self.pending and not self._resend:
             self._drained.set()
 
     async def drained(self) -> None:
-        """Return once every event put so far is acknowledged (waits on an event)."""
-        while self.pending:
+        """Return once every event put so far is acknowledged, and every one due again
+        after a lost connection too (waits on an event)."""
+        while self.pending or self._resend:
             await self._drained.wait()
 
     @property

@@ -128,11 +128,14 @@ class DeliveryStats:
         Events handed over but not acknowledged (kept for the next start).
     latencies_s : sequence of float
         Acknowledged latency of each of this session's events (last sample -> ack), s.
+    resent : int
+        Acknowledged events delivered again after a lost connection (at least once).
     """
 
     delivered: int = 0
     pending: int = 0
     latencies_s: Sequence[float] = ()
+    resent: int = 0
 
 
 @runtime_checkable

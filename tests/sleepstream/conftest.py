@@ -121,10 +121,10 @@ def mosquitto(tmp_path_factory):
     broker.stop()
 
 
-@pytest.fixture
-def persistent_mosquitto():
-    """A mosquitto that saves sessions every second (to survive its own SIGKILL), in a
-    world-writable temporary folder (it drops root to user ``mosquitto``)."""
+def _persistent_mosquitto(autosave_interval: int):
+    """A started mosquitto that saves its sessions and queues every ``autosave_interval``
+    seconds and when stopped, in a world-writable temporary folder (it drops root to
+    user ``mosquitto``); stopped and removed afterwards."""
     import tempfile
 
     if mosquitto_binary() is None:
@@ -134,12 +134,26 @@ def persistent_mosquitto():
     port = free_port()
     conf = (
         f"listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
-        f"persistence true\npersistence_location {work}/\nautosave_interval 1\n"
+        f"persistence true\npersistence_location {work}/\n"
+        f"autosave_interval {autosave_interval}\n"
     )
     broker = Mosquitto(work, port, extra_config=conf).start()
     yield broker
     broker.stop()
     shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture
+def persistent_mosquitto():
+    """A mosquitto that saves sessions every second (to survive its own SIGKILL)."""
+    yield from _persistent_mosquitto(1)
+
+
+@pytest.fixture
+def rarely_saving_mosquitto():
+    """A mosquitto that saves only when stopped (SIGTERM): a SIGKILL loses everything it
+    acknowledged since, like a crash between two saves of any broker."""
+    yield from _persistent_mosquitto(3600)
 
 
 class Subscriber:
@@ -152,6 +166,7 @@ class Subscriber:
         host: str = "127.0.0.1",
         *,
         persistent: bool = False,
+        client_id: str | None = None,
     ) -> None:
         import paho.mqtt.client as paho
 
@@ -160,7 +175,7 @@ class Subscriber:
         self.subscribed = threading.Event()
         self.client = paho.Client(
             paho.CallbackAPIVersion.VERSION2,
-            client_id=f"test-sub-{os.getpid()}-{id(self)}",
+            client_id=client_id or f"test-sub-{os.getpid()}-{id(self)}",
             clean_session=not persistent,
         )
         self.client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(topic, qos=1)
@@ -201,11 +216,17 @@ class Subscriber:
 
 @pytest.fixture
 def subscribe():
-    """``subscribe(port, topic)`` -> a :class:`Subscriber` (closed afterwards)."""
+    """``subscribe(port, topic)`` -> a :class:`Subscriber` (closed afterwards); a
+    ``persistent`` one with the ``client_id`` of an earlier one resumes its session."""
     subs: list[Subscriber] = []
 
-    def make(port: int, topic: str = "sleepstream/#", persistent: bool = False) -> Subscriber:
-        sub = Subscriber(port, topic, persistent=persistent)
+    def make(
+        port: int,
+        topic: str = "sleepstream/#",
+        persistent: bool = False,
+        client_id: str | None = None,
+    ) -> Subscriber:
+        sub = Subscriber(port, topic, persistent=persistent, client_id=client_id)
         subs.append(sub)
         return sub
 

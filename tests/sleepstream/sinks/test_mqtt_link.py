@@ -88,6 +88,45 @@ def test_mqtt_link_many_devices_share_one_connection_and_keep_each_order_through
     assert all(link.stats[b].delivered >= n for b in beds)
 
 
+def test_mqtt_link_publishes_again_what_a_crashed_broker_acknowledged_but_lost(
+    rarely_saving_mosquitto, subscribe, tmp_path
+):
+    """A PUBACK is not durable. A persistent subscriber is offline; the broker PUBACKs
+    events 0..4, queues them for it in memory, and is SIGKILLed before saving them. After
+    the restart the link publishes 0..4 again (same event_id), then 5..9: the subscriber
+    resumes its session and gets all ten, in order, and the link counts five resent."""
+    broker = rarely_saving_mosquitto
+    cid = f"test-offline-{time.monotonic_ns()}"
+    offline = subscribe(broker.port, "sleepstream/+/stage", persistent=True, client_id=cid)
+    offline.close()  # its session (and subscription) stays at the broker
+    broker.stop()  # saves that session; from here on nothing is saved before the kill
+    broker.start()
+
+    async def scenario():
+        link = MqttLink(
+            mqtt_settings(broker.url), outbox=Outbox(tmp_path / "o.sqlite"), devices=["bed1"],
+            retry_cap_s=(0.3, 0.3),
+        )  # fmt: skip
+        async with link:
+            sink = MqttSink(link.settings, device="bed1", session="s", link=link)
+            for i in range(5):
+                await sink.publish(*_event(i))
+            await asyncio.wait_for(link.drained(), 20)  # PUBACKed: gone from the outbox
+            assert link.outbox.peek(10) == []
+            broker.kill()
+            broker.start()  # the saved session is back, without events 0..4
+            for i in range(5, 10):
+                await sink.publish(*_event(i))
+            await asyncio.wait_for(link.drained(), 30)
+        return link
+
+    link = asyncio.run(scenario())
+    back = subscribe(broker.port, "sleepstream/+/stage", persistent=True, client_id=cid)
+    assert back.wait_for(lambda s: len(_unique_per_device(s).get("bed1", [])) >= 10, 20)
+    assert _unique_per_device(back) == {"bed1": list(range(10))}
+    assert link.stats["bed1"].resent == 5 and link.stats["bed1"].delivered == 10
+
+
 def test_mqtt_link_flush_timeout_zero_still_leaves_every_status_offline(
     mosquitto, subscribe, tmp_path
 ):
@@ -220,7 +259,8 @@ def test_mqtt_link_credentials_refused_mid_run_are_loud_counted_and_recovered(
 ):
     """The broker restarts refusing our credentials: every refusal is an ERROR naming
     the fix and counted under reason "auth"; events wait in the outbox; once the broker
-    accepts us again (password file reloaded) every event arrives, in order."""
+    accepts us again (password file reloaded) every event arrives, in order, after event 0
+    sent again (acknowledged by the broker before its restart, which may have lost it)."""
     if helpers.mosquitto_binary() is None:
         pytest.skip("mosquitto binary not found")
     if not shutil.which("mosquitto_passwd"):
@@ -287,7 +327,7 @@ def test_mqtt_link_credentials_refused_mid_run_are_loud_counted_and_recovered(
         assert sub is not None
         client, got = sub
         deadline = time.monotonic() + 10  # PUBACKed to us; the broker forwards it at once
-        while len({e["epoch_index"] for e in got}) < 6 and time.monotonic() < deadline:
+        while len({e["epoch_index"] for e in got}) < 7 and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         if sub is not None:
@@ -300,8 +340,9 @@ def test_mqtt_link_credentials_refused_mid_run_are_loud_counted_and_recovered(
     assert any("Not authorized" in m and "--mqtt-username" in m for m in errors)
     assert any("connected again" in r.getMessage() for r in caplog.records)
     assert link.stats["bed1"].delivered == 7 and link.pending == 0
+    assert link.stats["bed1"].resent == 1
     indices = list(dict.fromkeys(e["epoch_index"] for e in got))
-    assert indices == [1, 2, 3, 4, 5, 6]
+    assert indices == [0, 1, 2, 3, 4, 5, 6]
 
 
 class _FailingOutbox(Outbox):
