@@ -127,7 +127,9 @@ def test_replay_through_embedded_broker_is_seen_by_watch(sc4001_dir, tiny_model,
     events = [json.loads(line) for line in out.splitlines()]
     assert events, err[-2000:]
     first = events[0]["epoch_index"]
-    assert first < 200 and [e["epoch_index"] for e in events] == list(range(first, 841))
+    # how early watch subscribed depends on the machine's load; from then on, nothing lacks
+    got = [e["epoch_index"] for e in events]
+    assert got == list(range(first, 841)), (got[:20], replay.stderr[-3000:])
     assert json.loads(replay.stdout.strip().splitlines()[-1])["n_epochs_published"] == 841
 
 
@@ -136,7 +138,7 @@ def test_replay_survives_broker_killed_for_ten_seconds(
 ):
     """Fault injection: SIGKILL the broker mid-night, keep it down 10 s, restart it: the
     replay never exits early and the subscriber ends with all 841 event_ids, in order,
-    exactly once after dedup."""
+    exactly once after dedup, even those the broker had acknowledged and then lost."""
     import time
 
     broker = persistent_mosquitto
@@ -166,9 +168,13 @@ def test_replay_survives_broker_killed_for_ten_seconds(
     assert still_running_or_ok and proc.returncode == 0, err[-2000:]
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["n_epochs_published"] == 841 and summary["n_events_undelivered"] == 0
-    assert sub.wait_for(lambda s: len({e["event_id"] for e in s.stage_events()}) >= 841, 30)
+    # what the killed broker had acknowledged in the last minute went out again
+    assert summary["n_events_resent"] > 0
+    sub.wait_for(lambda s: len({e["event_id"] for e in s.stage_events()}) >= 841, 30)
     unique = list(dict.fromkeys(e["event_id"] for e in sub.stage_events()))
-    assert len(unique) == 841
+    got = sorted(int(u.rsplit(":", 1)[1]) for u in unique)
+    missing = sorted(set(range(841)) - set(got))
+    assert len(unique) == 841, f"missing epoch indices {missing}"
     session = unique[0].split(":")[1]
     assert unique == [f"replay:{session}:{i}" for i in range(841)]
 
