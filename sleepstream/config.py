@@ -41,6 +41,7 @@ from sleepstream import names
 from sleepstream import settings as st
 from sleepstream.errors import ConfigError, UsageError
 from sleepstream.settings import Setting
+from sleepstream.sinks.mqtt_queue import RESEND_WINDOW_S
 
 _DEVICE_KEYS = {"name": str, "source": str, "profile": str}
 
@@ -132,6 +133,10 @@ class RunConfig:
     flush_timeout_s : float
         At shutdown, how long (s) to keep trying to deliver the outbox before leaving
         the rest for the next start.
+    resend_window_s : float
+        After a lost broker connection, the events acknowledged in the last this many
+        seconds are published again (a crashed broker loses what it had not saved;
+        0 = never). Cover the broker's save interval.
     record : bool
         Keep the night (raw EDF segments, stages, hypnogram) under
         ``<state_dir>/nights/<device>/`` with :class:`~sleepstream.sinks.recorder.Recorder`.
@@ -162,6 +167,7 @@ class RunConfig:
     print_mode: str = "line"
     record: bool = False
     flush_timeout_s: float = 10.0
+    resend_window_s: float = RESEND_WINDOW_S
     stay: bool = False
     banner: bool = False
     shard: tuple[int, int] | None = None
@@ -181,6 +187,8 @@ class RunConfig:
             raise UsageError(f"--outbox-max-events {self.outbox_max_events}: must be >= 1")
         if not self.flush_timeout_s >= 0:
             raise UsageError(f"--flush-timeout {self.flush_timeout_s}: must be >= 0 s")
+        if not self.resend_window_s >= 0:
+            raise UsageError(f"--resend-window {self.resend_window_s}: must be >= 0 s")
         if self.print_mode not in ("line", "json", "none"):
             raise UsageError(f"print mode {self.print_mode!r}: line, json or none")
 
@@ -254,6 +262,10 @@ DAEMON_SETTINGS: tuple[Setting, ...] = (
     Setting("flush_timeout", "flush_timeout_s",
             "seconds to keep delivering the outbox at shutdown", st.number(0.0),
             (int, float)),
+    Setting("resend_window", "resend_window_s",
+            "after a lost broker connection, publish again the events it acknowledged in "
+            "the last S seconds (a crashed broker loses what it had not saved; 0 = never)",
+            st.number(0.0), (int, float), metavar="S"),
     Setting("json", "print_mode", "print JSON lines instead of text", switch=True,
             const="json", commands=("run",)),
     Setting("quiet", "print_mode", "print nothing per epoch", switch=True, const="none",

@@ -219,6 +219,7 @@ class DaemonMqtt(BaseSinkFactory):
             daemon=daemon,
             metrics=ctx.metrics,
             flush_timeout=cfg.flush_timeout_s,
+            resend_window_s=cfg.resend_window_s,
             on_fatal=self._fatal,
         )
         self.ctx = ctx

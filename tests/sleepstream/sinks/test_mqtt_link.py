@@ -645,6 +645,27 @@ def test_mqtt_daemon_stops_loudly_when_its_delivery_fails_for_good(
     assert len(restarted) == 5  # each logged before giving up
 
 
+def test_mqtt_daemon_kind_hands_its_delivery_settings_to_the_link(tmp_path):
+    """``outbox_max_events``, ``flush_timeout_s`` and ``resend_window_s`` of the RunConfig
+    (flag, environment or beds file: tests/sleepstream/test_settings.py) reach the link."""
+    from sleepstream.config import DeviceConfig, MqttOptions, RunConfig
+    from sleepstream.sinks.mqtt import DaemonMqtt
+    from sleepstream.sinks.registry import DaemonContext
+
+    cfg = RunConfig(
+        devices=(DeviceConfig("bed-a", "synthetic-night"),),
+        mqtt=MqttOptions(url="mqtt://127.0.0.1:1"),
+        state_dir=tmp_path / "state",
+        outbox_max_events=77,
+        flush_timeout_s=2.5,
+        resend_window_s=1800.0,
+    )
+    ctx = DaemonContext(cfg, tmp_path / "state", Metrics(), None, "mqtt://127.0.0.1:1")
+    link = DaemonMqtt(ctx).link
+    assert link.outbox.max_events == 77 and link.flush_timeout == 2.5
+    assert link.queue.resend_window_s == 1800.0
+
+
 def test_mqtt_daemon_kind_gives_each_shard_its_own_client_id_and_daemon_id(tmp_path):
     """One beds file with `mqtt_client_id` read by two shards: two different client ids
     (one shared id would make the broker throw the daemons off in turn) and daemon ids."""
