@@ -25,8 +25,8 @@ after a failure keeps every device's first occurrences in order), and deletes ev
 once PUBACKed. A PUBACK is not durable: after a lost connection the events acknowledged
 in the last ``resend_window_s`` seconds are published again first, with their own
 ``event_id`` (a crashed broker loses what it had acknowledged but not saved; see
-:mod:`~sleepstream.sinks.mqtt_queue`). Connection losses are seen at once (a watcher on aiomqtt's public
-message iterator) and retried with jittered back-off. Faults that retrying cannot fix
+:mod:`~sleepstream.sinks.mqtt_queue`). Connection losses are seen at once (a watcher
+on aiomqtt's public message iterator) and retried with jittered back-off. Faults that retrying cannot fix
 (credentials, TLS, a refused client id) are refused at start-up with one line
 (:class:`~sleepstream.errors.BrokerError`, exit code 9) and, when they happen mid-run,
 logged at ERROR and counted in ``sleepstream_mqtt_connect_errors_total{reason}``. An
