@@ -196,7 +196,7 @@ class MqttLink:
         self._closing = True
         self._wakeup.set()
         task = self._task
-        due = self.pending or self.queue.resending or self.retained.due
+        due = self.queue.outstanding or self.retained.due
         if task is not None and not task.done() and due:
             waiter = asyncio.ensure_future(self._flushed())
             await asyncio.wait(
@@ -321,7 +321,7 @@ class MqttLink:
                 if lost:  # the connection ended, not our own task (that is a crash)
                     self.health.session_ended()
                     self.queue.connection_lost()
-            if self._closing and not (self.pending or self.queue.resending) and attempt >= 2:
+            if self._closing and not self.queue.outstanding and attempt >= 2:
                 return  # nothing left to deliver; the will says offline
             delay = jittered_backoff(attempt, cap=self.retry_cap_s[self.health.config_fault])
             attempt += 1

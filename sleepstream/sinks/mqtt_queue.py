@@ -188,16 +188,21 @@ class DeliveryQueue:
         """Acknowledged events waiting to be published again."""
         return len(self._resend)
 
+    @property
+    def outstanding(self) -> int:
+        """Events still to publish: the pending ones and those due again."""
+        return self.pending + len(self._resend)
+
     def acknowledged(self, items: Sequence[OutboxItem]) -> None:
         """Delete delivered events (a prefix of the last :meth:`batch`); update figures."""
+        self._remember(items)
         again = 0
         while again < len(items) and self._resend and items[again] is self._resend[0]:
             self._resend.popleft()
             again += 1
         if again:
-            self._resent(items[:again])
+            self._count_resent(items[:again])
             items = items[again:]
-        self._remember(items)
         stored = [it.seq for it in items if it.seq >= 0]
         if stored:
             self._last_seq = max(self._last_seq, max(stored))
@@ -224,7 +229,7 @@ class DeliveryQueue:
             if self.metrics is not None:
                 self.metrics.published.labels(dev).inc(len(group))
             self._update_depth(dev)
-        if not self.pending and not self._resend:
+        if not self.outstanding:
             self._drained.set()
 
     def _remember(self, items: Sequence[OutboxItem]) -> None:
@@ -237,20 +242,17 @@ class DeliveryQueue:
             recent.popleft()
         recent.extend((now, it) for it in items)
 
-    def _resent(self, items: Sequence[OutboxItem]) -> None:
-        self._remember(items)
+    def _count_resent(self, items: Sequence[OutboxItem]) -> None:
         for dev, group in _by_device(items).items():
             if dev in self.stats:
                 self.stats[dev].resent += len(group)
                 if self.metrics is not None:
                     self.metrics.resent.labels(dev).inc(len(group))
-        if not self.pending and not self._resend:
-            self._drained.set()
 
     async def drained(self) -> None:
         """Return once every event put so far is acknowledged, and every one due again
         after a lost connection too (waits on an event)."""
-        while self.pending or self._resend:
+        while self.outstanding:
             await self._drained.wait()
 
     @property

@@ -40,6 +40,11 @@ def _client_ids(broker) -> list[str]:
     return [c for c in found if c.startswith("sleepstream-")]
 
 
+def _link(url: str, tmp_path, devices=("bed1",), **kw) -> MqttLink:
+    """A link to ``url`` with its outbox at ``tmp_path/o.sqlite``."""
+    return MqttLink(mqtt_settings(url), outbox=Outbox(tmp_path / "o.sqlite"), devices=devices, **kw)
+
+
 def _unique_per_device(sub) -> dict[str, list[int]]:
     out: dict[str, list[int]] = {}
     for eid in dict.fromkeys(e["event_id"] for e in sub.stage_events()):
@@ -61,10 +66,7 @@ def test_mqtt_link_many_devices_share_one_connection_and_keep_each_order_through
     n = 25
 
     async def scenario():
-        link = MqttLink(
-            mqtt_settings(broker.url), outbox=Outbox(tmp_path / "o.sqlite"), devices=beds,
-            retry_cap_s=(0.5, 0.5),
-        )  # fmt: skip
+        link = _link(broker.url, tmp_path, beds, retry_cap_s=(0.5, 0.5))
         async with link:
             sinks = [MqttSink(link.settings, device=b, session="s", link=link) for b in beds]
             for i in range(n):
@@ -103,10 +105,7 @@ def test_mqtt_link_publishes_again_what_a_crashed_broker_acknowledged_but_lost(
     broker.start()
 
     async def scenario():
-        link = MqttLink(
-            mqtt_settings(broker.url), outbox=Outbox(tmp_path / "o.sqlite"), devices=["bed1"],
-            retry_cap_s=(0.3, 0.3),
-        )  # fmt: skip
+        link = _link(broker.url, tmp_path, retry_cap_s=(0.3, 0.3))
         async with link:
             sink = MqttSink(link.settings, device="bed1", session="s", link=link)
             for i in range(5):
@@ -135,10 +134,7 @@ def test_mqtt_link_flush_timeout_zero_still_leaves_every_status_offline(
     beds = ["bed1", "bed2", "bed3"]
 
     async def scenario():
-        link = MqttLink(
-            mqtt_settings(mosquitto.url), outbox=Outbox(tmp_path / "o.sqlite"), devices=beds,
-            flush_timeout=0.0,
-        )  # fmt: skip
+        link = _link(mosquitto.url, tmp_path, beds, flush_timeout=0.0)
         async with link:
             for b in beds:
                 sink = MqttSink(link.settings, device=b, session="s", link=link)
@@ -536,10 +532,7 @@ def test_mqtt_link_retained_messages_survive_a_broker_restart_and_can_be_cleared
         return [p for t, p, _ in s.messages if t == topic and p]
 
     async def scenario():
-        link = MqttLink(
-            mqtt_settings(mosquitto.url), outbox=Outbox(tmp_path / "o.sqlite"), devices=["bed1"],
-            retry_cap_s=(0.3, 0.3),
-        )  # fmt: skip
+        link = _link(mosquitto.url, tmp_path, retry_cap_s=(0.3, 0.3))
         async with link:
             link.retain(topic, b'{"name": "stage"}')
             first = await asyncio.to_thread(subscribe, mosquitto.port, topic)
